@@ -36,7 +36,7 @@ def parse(command: XlCommand | str | Sequence[str], text: str, *, source: str = 
     if cmd.name == "psr-cmt-show":
         from rdtadvisor.xl import cmt
         assert cmd.metric is not None
-        return cmt.parse(text, cmd.metric, source=source)
+        return cmt.parse(text, cmd.metric, source=source, command=str(cmd))
     if cmd.name == "psr-cat-show":
         from rdtadvisor.xl import cat
         return cat.parse(text, level=cmd.level, source=source)

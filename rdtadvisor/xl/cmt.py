@@ -84,6 +84,7 @@ class CmtTable:
     values: np.ndarray
     complete: np.ndarray
     warnings: tuple[str, ...] = field(default=())
+    command: str | None = None
 
     @property
     def unit(self) -> str:
@@ -92,7 +93,7 @@ class CmtTable:
     def __len__(self) -> int:
         return len(self.names)
 
-    def to_dict(self, command: str | None = None) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON contract (module docstring); one row per complete domain x socket."""
         rows = []
         for i in np.flatnonzero(self.complete):
@@ -100,7 +101,7 @@ class CmtTable:
             for j, socket in enumerate(self.sockets):
                 rows.append({"domid": domid, "name": name, "socket": socket, "value": int(self.values[i, j])})
         out: dict[str, Any] = {
-            "command": command or f"xl {COMMAND} {self.metric}",
+            "command": self.command or f"xl {COMMAND} {self.metric}",
             "metric": self.metric,
             "total_rmid": self.total_rmid,
             "sockets": list(self.sockets),
@@ -117,7 +118,7 @@ class CmtTable:
         return [dict(r, unit=unit) for r in self.to_dict()["rows"]]
 
 
-def parse(text: str | bytes, metric: str, *, source: str = "<stdin>") -> CmtTable:
+def parse(text: str | bytes, metric: str, *, source: str = "<stdin>", command: str | None = None) -> CmtTable:
     """Parse one captured stdout of ``xl psr-cmt-show <metric>``.
 
     `metric` must come from the command line: total and local bandwidth tables look
@@ -176,7 +177,8 @@ def parse(text: str | bytes, metric: str, *, source: str = "<stdin>") -> CmtTabl
         warnings.append(f"Total RMID is {total_rmid}: xl could not read the RMID count")
 
     domids, names, values, complete = _rows(lines, pos, sockets, bandwidth, warnings, source)
-    return CmtTable(metric, total_rmid, sockets, l3, domids, names, values, complete, tuple(warnings))
+    return CmtTable(metric, total_rmid, sockets, l3, domids, names, values, complete, tuple(warnings),
+                    command)
 
 
 def _rows(lines: list[bytes], start: int, sockets: tuple[int, ...], bandwidth: bool,

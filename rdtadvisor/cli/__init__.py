@@ -1,0 +1,81 @@
+"""The `rdtadvisor` command: a thin click group over the library.
+
+Each subcommand lives in its own module here and is attached with
+``main.add_command``. Errors are caught once, in `main`, and printed as one line.
+Exit codes: 0 success; 1 partial failure (collect: some hosts failed) or a data
+error; 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from rdtadvisor import __version__
+from rdtadvisor.config import Settings, load_settings
+from rdtadvisor.errors import ConfigError, RdtError
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rdtadvisor")
+@click.option("--store", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="History store folder (default: $RDTADVISOR_STORE, the config file, "
+                   "~/.local/share/rdtadvisor/store).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TOML config file (default: $RDTADVISOR_CONFIG or ~/.config/rdtadvisor/config.toml).")
+@click.pass_context
+def cli(ctx: click.Context, store: Path | None, config_path: Path | None) -> None:
+    """Turn Xen's Intel RDT counters (xl psr-*) into cache and bandwidth decisions."""
+    # Settings load lazily: `parse` and `--help` must work even with a broken config file.
+    ctx.obj = _LazySettings(config_path, store)
+
+
+class _LazySettings:
+    def __init__(self, config: Path | None, store: Path | None) -> None:
+        self._args = (config, store)
+        self._settings: Settings | None = None
+
+    def get(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(*self._args)
+        return self._settings
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The resolved `Settings` for a subcommand."""
+    return ctx.find_root().obj.get()
+
+
+def _attach_commands() -> None:
+    from rdtadvisor.cli import attach, collect, parse, store
+
+    for module in (parse, collect, attach, store):
+        cli.add_command(module.command)
+
+
+_attach_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI, turning expected errors into one line and an exit code."""
+    try:
+        rv = cli.main(args=argv, prog_name="rdtadvisor", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code)
+    except ConfigError as e:
+        click.echo(f"rdtadvisor: error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    except RdtError as e:
+        click.echo(f"rdtadvisor: error: {e}", err=True)
+        sys.exit(EXIT_PARTIAL)
+    except BrokenPipeError:
+        sys.exit(EXIT_OK)
+    sys.exit(rv if isinstance(rv, int) else EXIT_OK)

@@ -1,0 +1,217 @@
+"""Settings: where the store lives, which hosts to collect from and how to reach them.
+
+Resolution order for every setting: command-line option, then environment
+(``RDTADVISOR_STORE``, ``RDTADVISOR_CONFIG``), then the TOML config file, then the
+default. The config file (default ``~/.config/rdtadvisor/config.toml``)::
+
+    store = "/var/lib/rdtadvisor/store"
+
+    [collect]
+    readings = 3          # bandwidth snapshots per collection (each is a 10 ms sample)
+    timeout = 60          # seconds per xl command
+    parallel = 32         # hosts collected at once
+
+    [ssh]                 # defaults for every host
+    user = "monitor"
+    port = 22
+    identity = "~/.ssh/rdtadvisor"
+    jump = "bastion.example.org"
+    sudo = true           # run `sudo -n xl ...` (non-root users)
+    connect_timeout = 10
+    options = ["StrictHostKeyChecking=accept-new"]
+
+    [[hosts]]
+    name = "xen01"                # name used in the store and reports
+    address = "10.0.0.11"         # what ssh connects to (default: name)
+    port = 2222                   # any [ssh] key may be overridden per host
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from rdtadvisor.errors import ConfigError
+
+ENV_STORE = "RDTADVISOR_STORE"
+ENV_CONFIG = "RDTADVISOR_CONFIG"
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return Path(base) / "rdtadvisor" / "config.toml"
+
+
+def default_store_path() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "rdtadvisor" / "store"
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    """How to reach a host with the system ssh client."""
+
+    user: str | None = None
+    port: int | None = None
+    identity: str | None = None
+    jump: str | None = None
+    sudo: bool = False
+    connect_timeout: float = 10.0
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """One host to collect from. `address` is what ssh connects to; `name` is what we store."""
+
+    name: str
+    address: str | None = None
+    ssh: SshOptions = field(default_factory=SshOptions)
+    local: bool = False
+    xl: str = "xl"
+
+    @property
+    def target(self) -> str:
+        return self.address or self.name
+
+
+@dataclass
+class Settings:
+    """Everything a command needs to know besides its own arguments."""
+
+    store: Path
+    config_path: Path | None = None
+    hosts: list[HostConfig] = field(default_factory=list)
+    ssh: SshOptions = field(default_factory=SshOptions)
+    readings: int = 3
+    timeout: float = 60.0
+    parallel: int = 32
+
+
+def load_settings(config: Path | None = None, store: Path | None = None) -> Settings:
+    """Resolve settings from options, environment and the config file (see module docstring)."""
+    explicit = config or (Path(os.environ[ENV_CONFIG]) if os.environ.get(ENV_CONFIG) else None)
+    path = explicit or default_config_path()
+    data: dict[str, Any] = {}
+    if explicit is not None and not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from e
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config: {e.strerror}") from e
+    where = str(path)
+    _only_keys(data, {"store", "collect", "ssh", "hosts"}, where)
+    store_path = store or (Path(os.environ[ENV_STORE]) if os.environ.get(ENV_STORE) else None)
+    if store_path is None and "store" in data:
+        store_path = Path(os.path.expanduser(_typed(data, "store", str, where)))
+    collect = _table(data, "collect", where)
+    _only_keys(collect, {"readings", "timeout", "parallel"}, f"{where} [collect]")
+    ssh = _ssh_options(_table(data, "ssh", where), SshOptions(), f"{where} [ssh]")
+    hosts_data = data.get("hosts", [])
+    if not isinstance(hosts_data, list):
+        raise ConfigError(f"{where}: 'hosts' must be an array of tables ([[hosts]])")
+    hosts = [_host(h, ssh, f"{where} [[hosts]] #{i + 1}") for i, h in enumerate(hosts_data)]
+    settings = Settings(
+        store=store_path or default_store_path(), config_path=path if path.exists() else None,
+        hosts=hosts, ssh=ssh,
+        readings=_typed(collect, "readings", int, where, 3),
+        timeout=float(_typed(collect, "timeout", (int, float), where, 60.0)),
+        parallel=_typed(collect, "parallel", int, where, 32),
+    )
+    if settings.readings < 1 or settings.parallel < 1 or settings.timeout <= 0:
+        raise ConfigError(f"{where} [collect]: readings, parallel and timeout must be positive")
+    return settings
+
+
+def read_hosts_file(path: Path) -> list[str]:
+    """One host per line; blank lines and ``#`` comments ignored."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read hosts file: {e.strerror}") from e
+    hosts = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        name = line.split("#", 1)[0].strip()
+        if not name:
+            continue
+        if any(c.isspace() for c in name) or name.startswith("-"):
+            raise ConfigError(f"{path}:{lineno}: not a host name: {name!r}")
+        hosts.append(name)
+    return hosts
+
+
+def host_from_name(name: str, settings: Settings) -> HostConfig:
+    """A `--host` value: a host from the config file by name, else a new one with default ssh options.
+
+    ``local`` (or ``localhost`` with no config entry) means the machine we run on, without ssh.
+    """
+    for h in settings.hosts:
+        if h.name == name:
+            return h
+    if name.startswith("-") or not name.strip():
+        raise ConfigError(f"not a host name: {name!r}")
+    return HostConfig(name=name, ssh=settings.ssh, local=name in ("local", "localhost"))
+
+
+def _ssh_options(data: dict[str, Any], base: SshOptions, where: str) -> SshOptions:
+    known = {f.name for f in fields(SshOptions)}
+    _only_keys(data, known, where)
+    kwargs: dict[str, Any] = {}
+    for key, kind in (("user", str), ("identity", str), ("jump", str)):
+        if key in data:
+            kwargs[key] = _typed(data, key, kind, where)
+    if "port" in data:
+        kwargs["port"] = _typed(data, "port", int, where)
+    if "sudo" in data:
+        kwargs["sudo"] = _typed(data, "sudo", bool, where)
+    if "connect_timeout" in data:
+        kwargs["connect_timeout"] = float(_typed(data, "connect_timeout", (int, float), where))
+    if "options" in data:
+        opts = data["options"]
+        if not isinstance(opts, list) or not all(isinstance(o, str) and "=" in o for o in opts):
+            raise ConfigError(f"{where}: 'options' must be a list of 'Key=value' strings")
+        kwargs["options"] = tuple(opts)
+    return replace(base, **kwargs)
+
+
+def _host(data: Any, ssh: SshOptions, where: str) -> HostConfig:
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"]:
+        raise ConfigError(f"{where}: each host needs a name")
+    own = {k: v for k, v in data.items() if k not in ("name", "address", "local", "xl")}
+    return HostConfig(
+        name=data["name"], address=_typed(data, "address", str, where, None),
+        ssh=_ssh_options(own, ssh, f"{where} ({data['name']})"),
+        local=_typed(data, "local", bool, where, False), xl=_typed(data, "xl", str, where, "xl"))
+
+
+_MISSING = object()
+
+
+def _typed(data: dict[str, Any], key: str, kind: Any, where: str, default: Any = _MISSING) -> Any:
+    if key not in data:
+        if default is _MISSING:
+            raise ConfigError(f"{where}: '{key}' is required")
+        return default
+    value = data[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: '{key}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def _only_keys(data: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
