@@ -63,7 +63,8 @@ def parse_command(command: str | Sequence[str]) -> XlCommand:
         return XlCommand("psr-mba-show", full, domain=_one_optional(name, args))
     if name in ("list", "info"):
         if any(a.startswith("-") for a in args):
-            raise ConfigError(f"'xl {name}' with options {args} prints another format; capture plain 'xl {name}'")
+            raise ConfigError(f"'xl {name}' with options {args} prints another format; "
+                              f"capture plain 'xl {name}'")
         return XlCommand(name, full)
     raise ConfigError(f"no parser for 'xl {name}'; known: {', '.join(PARSED_COMMANDS)}")
 

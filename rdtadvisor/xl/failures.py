@@ -33,7 +33,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("sockets-failed", r"Failed getting (?:available sockets|physinfo)"),
         ("rmid-failed", r"Failed to get max RMID value"),
         ("invalid-value", r"Invalid input or some internal values are not expected|unknown error: Invalid"),
-        ("usage", r"^Usage: xl |requires at least \d+ argument|option `.' not supported|Input lvl \d+ is wrong"),
+        ("usage", r"^Usage: xl |requires at least \d+ argument|option `.' not supported"
+                  r"|Input lvl \d+ is wrong"),
         ("libxl-error", r"^libxl: error: "),
     )
 )

@@ -1,0 +1,5 @@
+"""`python -m rdtadvisor` runs the CLI."""
+
+from rdtadvisor.cli import main
+
+main()

@@ -1,0 +1,167 @@
+"""Collection: run the xl commands on hosts, keep what they printed, turn it into history.
+
+``sources -> Capture -> frames -> store``. One `HostResult` per host; a host that
+fails becomes a value with an `error`, never an exception that stops the fleet.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rdtadvisor.config import HostConfig
+from rdtadvisor.errors import ConfigError, ParseError, RdtError, SourceError
+from rdtadvisor.sources import Runner
+from rdtadvisor.sources.capture import Capture, CommandResult, find_captures, read_capture
+from rdtadvisor.xl import hostinfo, hwinfo
+from rdtadvisor.xl.commands import BANDWIDTH_METRICS, capture_name, collection_commands
+
+
+@dataclass
+class HostResult:
+    """The outcome of collecting (or replaying) one host once."""
+
+    host: str
+    capture: Capture | None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def runner_for(host: HostConfig) -> Runner:
+    """The runner that reaches `host`: the local xl, or xl over the system ssh client."""
+    if host.local:
+        from rdtadvisor.sources.local import LocalRunner
+        return LocalRunner(host)
+    from rdtadvisor.sources.ssh import SshRunner
+    return SshRunner(host)
+
+
+def collect_host(runner: Runner, *, readings: int = 3, timeout: float = 60.0) -> Capture:
+    """Run one collection on `runner`'s host and return the raw `Capture`.
+
+    `xl info` comes first: it tells the Xen version, which decides the commands
+    (4.5 has no psr-hwinfo and spells ``cache_occupancy``; L2 CAT needs 4.10, MBA 4.11).
+    `xl psr-hwinfo` then tells which features exist, so absent ones are not asked for.
+    Bandwidth is read `readings` times (each figure is one 10 ms snapshot).
+    Raises `SourceError` if the host cannot be reached or stops answering.
+    """
+    started = datetime.now(UTC).replace(microsecond=0)
+    capture = Capture(host=runner.host, time=started, source=type(runner).__name__)
+
+    def run(argv: tuple[str, ...], reading: int = 0) -> CommandResult:
+        result = runner.run(argv, timeout)
+        if result.error is not None and not result.error.startswith("timed out"):
+            raise SourceError(runner.host, result.error, argv)
+        capture.results[capture_name(argv, reading)] = result
+        return result
+
+    info = run(("xl", "info"))
+    version = _xen_version(info)
+    hw = None
+    plan = collection_commands(version, readings)[1:]
+    seen: dict[str, int] = {}
+    for argv in plan:
+        if hw is not None and not _wanted(argv, hw):
+            continue
+        key = " ".join(argv)
+        reading = seen.get(key, 0)
+        seen[key] = reading + 1
+        result = run(argv, reading)
+        if argv[1] == "psr-hwinfo":
+            hw = _hwinfo(result)
+    return capture
+
+
+def collect_fleet(hosts: list[HostConfig], *, readings: int = 3, timeout: float = 60.0, parallel: int = 32,
+                  make_runner: Callable[[HostConfig], Runner] = runner_for,
+                  on_result: Callable[[HostResult], None] | None = None) -> list[HostResult]:
+    """Collect every host, at most `parallel` at a time; results in the order of `hosts`.
+
+    A slow host only holds its own worker; a dead one costs its ssh ConnectTimeout.
+    """
+    names = [h.name for h in hosts]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"host listed twice: {', '.join(dupes)}")
+
+    def one(host: HostConfig) -> HostResult:
+        t0 = _time.monotonic()
+        runner = None
+        try:
+            runner = make_runner(host)
+            capture = collect_host(runner, readings=readings, timeout=timeout)
+            return HostResult(host.name, capture, None, _time.monotonic() - t0)
+        except SourceError as e:
+            return HostResult(host.name, None, e.reason, _time.monotonic() - t0)
+        except Exception as e:  # one broken host must never stop the fleet
+            return HostResult(host.name, None, f"internal error: {type(e).__name__}: {e}",
+                              _time.monotonic() - t0)
+        finally:
+            if runner is not None:
+                runner.close()
+
+    results: dict[str, HostResult] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts) or 1))) as pool:
+        futures = [pool.submit(one, h) for h in hosts]
+        for future in as_completed(futures):
+            result = future.result()
+            results[result.host] = result
+            if on_result is not None:
+                on_result(result)
+    return [results[n] for n in names]
+
+
+def replay(root: Path, hosts: Iterable[str] | None = None) -> Iterator[HostResult]:
+    """Read every capture under `root` (``<root>/<host>/<time>/``), oldest first per host.
+
+    A capture folder that cannot be read yields a failed `HostResult` naming it.
+    """
+    wanted = set(hosts) if hosts else None
+    for path in find_captures(root):
+        host = path.parent.name
+        if wanted is not None and host not in wanted:
+            continue
+        try:
+            yield HostResult(host, read_capture(path), None)
+        except (RdtError, OSError) as e:
+            yield HostResult(host, None, f"{path}: {e}" if not isinstance(e, ParseError) else str(e))
+
+
+def _xen_version(info: CommandResult) -> tuple[int, int] | None:
+    if not info.ok:
+        return None
+    try:
+        return hostinfo.parse(info.stdout, source="xl info").xen_major_minor
+    except (ParseError, ValueError):
+        return None
+
+
+def _hwinfo(result: CommandResult) -> hwinfo.HwInfo | None:
+    # psr-hwinfo's exit status reflects only its last section (xen-xl-psr.md §1.1): judge by stdout.
+    try:
+        return hwinfo.parse(result.stdout, source="xl psr-hwinfo")
+    except ParseError:
+        return None
+
+
+def _wanted(argv: tuple[str, ...], hw: hwinfo.HwInfo) -> bool:
+    """Skip commands for features psr-hwinfo says the host does not have."""
+    cmd = argv[1]
+    if cmd == "psr-cmt-show":
+        if hw.cmt is None or not hw.cmt.enabled:
+            return False
+        metric = argv[2]
+        return metric not in BANDWIDTH_METRICS or not hw.cmt.monitor_types or metric in hw.cmt.monitor_types
+    if cmd == "psr-cat-show":
+        return bool(hw.l2_cat) if "2" in argv[2:] else bool(hw.l3_cat)
+    if cmd == "psr-mba-show":
+        return bool(hw.mba)
+    return True
