@@ -291,7 +291,8 @@ def render(table: CmtTable, *, xen_version: tuple[int, int] = (4, 22)) -> str:
         out += ["%13u KB" % (table.l3_cache_bytes.get(s, 0) // KIB) for s in table.sockets]
         out.append("\n")
     for i, name in enumerate(table.names):
-        out.append("%-40s %5d" % (name, table.domids[i]))
+        # C's %-40s pads by bytes, not characters: matters for UTF-8 names.
+        out.append(name + " " * max(0, 40 - len(name.encode())) + " %5d" % table.domids[i])
         cells = table.values[i] if table.complete[i] else table.values[i][:-1]
         for v in cells:
             out.append(("%11u KB/s" if bandwidth else "%13u KB") % (int(v) // KIB))
