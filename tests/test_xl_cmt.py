@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -112,7 +114,8 @@ def test_xen_45_occupancy_has_the_same_layout():
 
 
 def test_error_lines_mixed_in_by_2_and_1_become_warnings():
-    text = OCC + "libxl: error: libxl_psr.c:338:libxl_psr_cmt_get_sample: Domain 7:failed to get monitoring data\n"
+    text = OCC + ("libxl: error: libxl_psr.c:338:libxl_psr_cmt_get_sample: "
+                  "Domain 7:failed to get monitoring data\n")
     t = cmt.parse(text, "cache-occupancy")
     assert any("failed to get monitoring data" in w for w in t.warnings)
 
@@ -164,7 +167,7 @@ def tables(draw):
     top = 10**12 - 1 if metric == "cache-occupancy" else 10**10 - 1
     kib = np.array(draw(st.lists(st.lists(st.integers(0, top), min_size=len(sockets), max_size=len(sockets)),
                                  min_size=n, max_size=n)), dtype=np.int64).reshape(n, len(sockets))
-    complete = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool) | (len(sockets) == 1)
+    complete = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
     values = kib * 1024
     values[~complete] = 0  # the parser keeps no values for ambiguous rows
     l3 = {s: draw(st.integers(1, 10**6)) * 1024 for s in sockets} if metric == "cache-occupancy" else {}
@@ -180,7 +183,7 @@ def test_render_then_parse_round_trips(table):
     assert back.total_rmid == table.total_rmid
     assert back.l3_cache_bytes == table.l3_cache_bytes
     assert list(back.domids) == list(table.domids)
-    assert back.names == table.names
+    assert back.name_list() == table.name_list()
     assert (back.complete == table.complete).all()
     assert (back.values == table.values).all()
     assert len(back.warnings) == int((~table.complete).sum())
@@ -189,10 +192,8 @@ def test_render_then_parse_round_trips(table):
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=400), st.sampled_from(["cache-occupancy", "total-mem-bandwidth"]))
 def test_random_text_parses_or_raises_parse_error(text, metric):
-    try:
+    with contextlib.suppress(ParseError):
         cmt.parse(text, metric)
-    except ParseError:
-        pass
 
 
 @settings(max_examples=300, deadline=None)
@@ -205,7 +206,5 @@ def test_mutated_tables_parse_or_raise_parse_error(table, data):
         text[:cut] + data.draw(st.text(max_size=5)) + text[cut:],
         "\n".join(reversed(text.split("\n"))),
     ]))
-    try:
+    with contextlib.suppress(ParseError):
         cmt.parse(mutated, table.metric)
-    except ParseError:
-        pass

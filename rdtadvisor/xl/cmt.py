@@ -30,10 +30,13 @@ Schema (``CmtTable.to_dict()``, JSON contract version 1)::
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rdtadvisor.errors import ParseError, XlReportedError
 from rdtadvisor.units import KIB
@@ -69,7 +72,8 @@ class CmtTable:
     sockets : socket ids in column order (online sockets; may be non-contiguous).
     l3_cache_bytes : socket -> L3 size [B]; occupancy tables only (libxc caches the first
         socket's size, so every socket shows it).
-    domids, names : one entry per printed row, in printed order.
+    domids, names : one entry per printed row, in printed order; `names` is an Arrow
+        string array (lists are converted), so long tables never build Python strings.
     values : int64 array (rows x sockets), [B] for occupancy, [B/s] for bandwidth.
     complete : bool array per row; False where a socket cell was missing (values are 0).
     warnings : recoverable oddities, each naming the domain.
@@ -80,7 +84,7 @@ class CmtTable:
     sockets: tuple[int, ...]
     l3_cache_bytes: dict[int, int]
     domids: np.ndarray
-    names: list[str]
+    names: pa.LargeStringArray
     values: np.ndarray
     complete: np.ndarray
     warnings: tuple[str, ...] = field(default=())
@@ -90,14 +94,23 @@ class CmtTable:
     def unit(self) -> str:
         return "B" if self.metric == "cache-occupancy" else "B/s"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.names, pa.Array):
+            object.__setattr__(self, "names", pa.array(list(self.names), pa.large_string()))
+
     def __len__(self) -> int:
         return len(self.names)
+
+    def name_list(self) -> list[str]:
+        """The names as Python strings."""
+        return self.names.to_pylist()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract (module docstring); one row per complete domain x socket."""
         rows = []
+        names = self.name_list()
         for i in np.flatnonzero(self.complete):
-            domid, name = int(self.domids[i]), self.names[i]
+            domid, name = int(self.domids[i]), names[i]
             for j, socket in enumerate(self.sockets):
                 rows.append({"domid": domid, "name": name, "socket": socket, "value": int(self.values[i, j])})
         out: dict[str, Any] = {
@@ -128,18 +141,18 @@ def parse(text: str | bytes, metric: str, *, source: str = "<stdin>", command: s
     if metric not in CMT_METRICS:
         raise ValueError(f"unknown metric {metric!r}")
     data = text.encode() if isinstance(text, str) else bytes(text)
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
     bandwidth = metric != "cache-occupancy"
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
     warnings: list[str] = []
 
-    # Preamble: Total RMID, header, [Total L3 Cache Size]. Error texts (captures made
-    # with 2>&1) may appear anywhere; they become warnings, or the error if nothing else.
-    pos, total_rmid, sockets, l3 = 0, None, None, {}
-    while pos < len(lines):
-        line = lines[pos]
-        lineno = pos + 1
+    # Preamble: Total RMID, header, [Total L3 Cache Size], read line by line. Error texts
+    # (captures made with 2>&1) may appear anywhere; before the data they are the answer.
+    pos, lineno, total_rmid, sockets, l3 = 0, 0, None, None, {}
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        end = len(data) if end < 0 else end
+        line, lineno = data[pos:end], lineno + 1
         if total_rmid is None:
             m = _TOTAL_RMID.match(line)
             if m:
@@ -159,102 +172,135 @@ def parse(text: str | bytes, metric: str, *, source: str = "<stdin>", command: s
                                  lineno=lineno, line=_s(line))
         else:
             m = _L3_LINE.match(line)
-            if m and not bandwidth:
-                sizes = [int(v) * KIB for v in _L3_CELL.findall(m.group(1))]
-                if len(sizes) != len(sockets):
-                    warnings.append(f"L3 size printed for {len(sizes)} of {len(sockets)} sockets")
-                l3 = dict(zip(sockets, sizes, strict=False))
-                pos += 1
+            if not (m and not bandwidth):
+                lineno -= 1  # a data row: leave it for _rows
+                break
+            sizes = [int(v) * KIB for v in _L3_CELL.findall(m.group(1))]
+            if len(sizes) != len(sockets):
+                warnings.append(f"L3 size printed for {len(sizes)} of {len(sockets)} sockets")
+            l3 = dict(zip(sockets, sizes, strict=False))
+            pos = end + 1
             break
-        pos += 1
+        pos = end + 1
     if total_rmid is None:
         raise XlReportedError("no output: xl printed nothing on stdout (its stderr says why)",
                               kind="no-output", source=source)
     if sockets is None:
         raise ParseError("truncated: header line missing after 'Total RMID'", source=source,
-                         lineno=len(lines) + 1, line="")
+                         lineno=lineno + 1, line="")
     if total_rmid < 0:
         warnings.append(f"Total RMID is {total_rmid}: xl could not read the RMID count")
 
-    domids, names, values, complete = _rows(lines, pos, sockets, bandwidth, warnings, source)
+    body = data[pos:]
+    if body and not body.endswith(b"\n"):
+        body += b"\n"
+    domids, names, values, complete = _rows(body, lineno, sockets, bandwidth, warnings, source)
     return CmtTable(metric, total_rmid, sockets, l3, domids, names, values, complete, tuple(warnings),
                     command)
 
 
-def _rows(lines: list[bytes], start: int, sockets: tuple[int, ...], bandwidth: bool,
-          warnings: list[str], source: str) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+def _rows(body: bytes, lineno0: int, sockets: tuple[int, ...], bandwidth: bool, warnings: list[str],
+          source: str) -> tuple[np.ndarray, pa.LargeStringArray, np.ndarray, np.ndarray]:
+    """Data rows. `body` ends with a newline; its first line is line `lineno0 + 1` of the file.
+
+    Rows with every cell present are sliced from the right and checked column-wise with
+    Arrow compute kernels; the rest (missing cells, error lines) go through a regex one
+    by one. Real tables are small, but a
+    fleet replay parses millions of rows (benchmarks/bench_parse.py).
+    """
     k = len(sockets)
     width = _CELLS_START + _CELL_W * k
-    body = lines[start:]
-    n = len(body)
+    lines = pc.split_pattern(pa.array([body], pa.large_binary()), b"\n").flatten()
+    lines = lines.slice(0, len(lines) - 1)  # the empty string after the final newline
+    n = len(lines)
     domids = np.zeros(n, dtype=np.int64)
     values = np.zeros((n, k), dtype=np.int64)
     complete = np.ones(n, dtype=bool)
-    names: list[str | None] = [None] * n
+    fast = np.zeros(n, dtype=bool)
+    names_fast = pa.array([], pa.large_string())
 
-    # Fast path, vectorised: rows in the standard fixed layout (name <= 40 bytes, all cells).
-    fixed = [i for i, line in enumerate(body) if len(line) == width]
-    if fixed and k:
-        block = np.frombuffer(b"".join(body[i] for i in fixed), dtype=np.uint8).reshape(len(fixed), width)
-        ok = block[:, _NAME_END] == 0x20
-        ids, ids_ok = _digits(block[:, _ID_START:_CELLS_START])
-        ok &= ids_ok
+    # Every well-formed row ends in the same fixed layout, whatever the name's length:
+    # ... name ' ' %5d domid, then k cells of 16. Slice from the right (negative offsets).
+    fixed = np.flatnonzero(pc.greater_equal(pc.binary_length(lines), width).to_numpy(zero_copy_only=False))
+    if len(fixed) and k:
+        rows = lines.take(pa.array(fixed))
         digits_w = 11 if bandwidth else 13
-        suffix = np.frombuffer(b" KB/s" if bandwidth else b" KB", dtype=np.uint8)
+        cells_at = -_CELL_W * k
+        suffix = pa.scalar(b" KB/s" if bandwidth else b" KB", pa.large_binary())
+        ok = pc.equal(pc.binary_slice(rows, cells_at - 6, cells_at - 5), pa.scalar(b" ", pa.large_binary()))
+        spans = [(cells_at - 5, cells_at)]
         for j in range(k):
-            c = _CELLS_START + _CELL_W * j
-            v, v_ok = _digits(block[:, c:c + digits_w])
-            ok &= v_ok & np.all(block[:, c + digits_w:c + _CELL_W] == suffix, axis=1)
-            values[fixed, j] = v * KIB
-        domids[fixed] = ids
-        name_bytes = block[:, :_NAME_END].copy().view(f"S{_NAME_END}").ravel()
-        for row_i, idx in enumerate(fixed):
-            if ok[row_i]:
-                names[idx] = name_bytes[row_i].rstrip(b" ").decode("utf-8", "replace")
+            c = cells_at + _CELL_W * j
+            spans.append((c, c + digits_w))
+            end = (c + _CELL_W) or sys.maxsize  # 0 would mean an empty slice, not the end
+            ok = pc.and_(ok, pc.equal(pc.binary_slice(rows, c + digits_w, end), suffix))
+        fields = []
+        for a, b in spans:
+            # Right-aligned decimal: strip the leading spaces, the rest must be ASCII digits.
+            # The cast skips UTF-8 validation: digit checks are byte-wise, bad bytes fail them.
+            raw = pc.binary_slice(rows, a, b).cast(pa.large_string(), safe=False)
+            f = pc.ascii_ltrim(raw, characters=" ")
+            ok = pc.and_(ok, pc.ascii_is_decimal(f))
+            fields.append(f)
+        all_ok = pc.all(ok).as_py()
+        good = fixed if all_ok else fixed[ok.to_numpy(zero_copy_only=False)]
+        fast[good] = True
+        ints = [pc.cast(f if all_ok else f.filter(ok), pa.int64()).to_numpy() for f in fields]
+        domids[good] = ints[0]
+        for j in range(k):
+            values[good, j] = ints[j + 1] * KIB
+        names_fast = _names(pc.binary_slice(rows if all_ok else rows.filter(ok), 0, cells_at - 6))
 
-    # Slow path: long names, missing cells, error lines; anything the fast path rejected.
+    slow = np.flatnonzero(~fast)
+    if not len(slow):
+        return domids, names_fast, values, complete
+
     row_re, cell_re = _ROW[bandwidth], _CELL[bandwidth]
     keep = np.ones(n, dtype=bool)
-    for i, line in enumerate(body):
-        if names[i] is not None:
-            continue
-        lineno = start + i + 1
+    slow_names: list[str] = []
+    for i, line in zip(slow, lines.take(pa.array(slow)).to_pylist(), strict=True):
+        lineno = lineno0 + int(i) + 1
         m = row_re.match(line)
         if m is None:
             if _skip_error_line(line, warnings, source, lineno, fatal=False):
                 keep[i] = False
+                slow_names.append("")
                 continue
             raise ParseError("not a psr-cmt-show row", source=source, lineno=lineno, line=_s(line))
         name = m.group(1).decode("utf-8", "replace")
         domids[i] = int(m.group(2))
-        names[i] = name
-        cells = [int(v) * KIB for v in cell_re.findall(m.group(3))]
-        if len(cells) == k:
-            values[i] = cells
-        elif len(cells) < k:
+        slow_names.append(name)
+        row_cells = [int(v) * KIB for v in cell_re.findall(m.group(3))]
+        if len(row_cells) == k:
+            values[i] = row_cells
+        elif len(row_cells) < k:
             complete[i] = False
             warnings.append(
-                f"domain {name!r} (id {domids[i]}): {len(cells)} of {k} socket values printed; "
+                f"domain {name!r} (id {domids[i]}): {len(row_cells)} of {k} socket values printed; "
                 "cannot tell which socket failed, row dropped")
         else:
-            raise ParseError(f"row has {len(cells)} values but the header names {k} sockets",
+            raise ParseError(f"row has {len(row_cells)} values but the header names {k} sockets",
                              source=source, lineno=lineno, line=_s(line))
+    # Put fast and slow names back in printed order, then drop skipped error lines.
+    order = np.concatenate((np.flatnonzero(fast), slow))
+    names = pa.concat_arrays([names_fast, pa.array(slow_names, pa.large_string())]).take(np.argsort(order))
     if not keep.all():
         domids, values, complete = domids[keep], values[keep], complete[keep]
-        names = [nm for nm, kp in zip(names, keep, strict=True) if kp]
-    return domids, names, values, complete  # type: ignore[return-value]
+        names = names.filter(pa.array(keep))
+    return domids, names, values, complete
 
 
-def _digits(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Right-aligned decimal fields (spaces then digits) -> (values, valid mask), vectorised."""
-    is_digit = (cols >= 0x30) & (cols <= 0x39)
-    is_space = cols == 0x20
-    # Valid: only spaces and digits, at least one digit, no space after the first digit.
-    valid = np.all(is_digit | is_space, axis=1) & is_digit[:, -1]
-    valid &= np.all(np.diff(is_digit.astype(np.int8), axis=1) >= 0, axis=1)
-    d = np.where(is_digit, cols.astype(np.int64) - 0x30, 0)
-    weights = 10 ** np.arange(cols.shape[1] - 1, -1, -1, dtype=np.int64)
-    return d @ weights, valid
+def _names(column: pa.Array) -> pa.LargeStringArray:
+    """The fixed 40-byte name column without its printf padding, as one Arrow string array.
+
+    Invalid UTF-8 (names are bytes to Xen) falls back to per-row decoding with U+FFFD.
+    """
+    try:
+        text = column.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        text = pa.array([b.decode("utf-8", "replace") for b in column.to_pylist()], pa.large_string())
+    # printf's %-40s padding. ASCII trimming is safe on UTF-8: no multi-byte sequence holds 0x20.
+    return pc.ascii_rtrim(text, characters=" ")
 
 
 def _skip_error_line(line: bytes, warnings: list[str], source: str, lineno: int, *, fatal: bool) -> bool:
@@ -290,7 +336,7 @@ def render(table: CmtTable, *, xen_version: tuple[int, int] = (4, 22)) -> str:
         out.append("%-46s" % "Total L3 Cache Size")
         out += ["%13u KB" % (table.l3_cache_bytes.get(s, 0) // KIB) for s in table.sockets]
         out.append("\n")
-    for i, name in enumerate(table.names):
+    for i, name in enumerate(table.name_list()):
         # C's %-40s pads by bytes, not characters: matters for UTF-8 names.
         out.append(name + " " * max(0, 40 - len(name.encode())) + " %5d" % table.domids[i])
         cells = table.values[i] if table.complete[i] else table.values[i][:-1]
