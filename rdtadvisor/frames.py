@@ -20,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from rdtadvisor import xl
 from rdtadvisor.errors import ParseError, XlReportedError
@@ -29,7 +31,7 @@ from rdtadvisor.xl import failures
 
 if TYPE_CHECKING:
     from rdtadvisor.sources.capture import Capture
-    from rdtadvisor.xl import hwinfo
+    from rdtadvisor.xl import cmt, hwinfo
 
 METRICS = {  # xl monitor type -> (metric, unit)
     "cache-occupancy": ("l3_occupancy", "B"),
@@ -90,6 +92,7 @@ def capture_frames(capture: Capture) -> dict[str, pd.DataFrame]:
     t = pd.Timestamp(capture.time)
     host = capture.host
     rows: dict[str, list[dict]] = {name: [] for name in TABLES}
+    sample_parts: list[pd.DataFrame] = []
 
     def event(command: str, kind: str, message: str) -> None:
         rows["events"].append({"time": t, "host": host, "command": command, "kind": kind, "message": message})
@@ -134,16 +137,7 @@ def capture_frames(capture: Capture) -> dict[str, pd.DataFrame]:
             event(label, "parse-warning", warning)
 
         if isinstance(record, cmt.CmtTable):
-            metric, unit = METRICS[record.metric]
-            reading = reading_of(name)
-            for i in range(len(record)):
-                if not record.complete[i]:
-                    continue
-                domid, domain = int(record.domids[i]), record.names[i]
-                for j, socket in enumerate(record.sockets):
-                    rows["samples"].append({"time": t, "host": host, "socket": socket, "domid": domid,
-                                            "domain": domain, "metric": metric, "reading": reading,
-                                            "value": int(record.values[i, j]), "unit": unit})
+            sample_parts.append(_samples(record, t, host, reading_of(name)))
             if record.metric == "cache-occupancy":
                 fact("total_rmid", record.total_rmid)
                 if "xl-psr-hwinfo.txt" not in capture.results:  # Xen 4.5: no psr-hwinfo
@@ -179,8 +173,27 @@ def capture_frames(capture: Capture) -> dict[str, pd.DataFrame]:
             for d in record.domains:
                 rows["domains"].append({"time": t, "host": host, "domid": d.domid, "domain": d.name,
                                         "memory_bytes": d.memory_bytes, "vcpus": d.vcpus, "state": d.state})
-    return {name: (validate(name, pd.DataFrame(r, columns=list(SCHEMAS[name]))) if r else empty(name))
-            for name, r in rows.items()}
+    out = {name: (validate(name, pd.DataFrame(r, columns=list(SCHEMAS[name]))) if r else empty(name))
+           for name, r in rows.items()}
+    if sample_parts:
+        out["samples"] = validate("samples", pd.concat(sample_parts, ignore_index=True))
+    return out
+
+
+def _samples(table: cmt.CmtTable, t: pd.Timestamp, host: str, reading: int) -> pd.DataFrame:
+    """One psr-cmt-show table as long rows (complete rows only), built column-wise."""
+    metric, unit = METRICS[table.metric]
+    keep = np.flatnonzero(table.complete)
+    k = len(table.sockets)
+    row_of = np.repeat(keep, k)
+    return pd.DataFrame({
+        "time": t, "host": host,
+        "socket": np.tile(np.asarray(table.sockets, dtype=np.int16), len(keep)),
+        "domid": table.domids[row_of].astype(np.int32),
+        "domain": pd.array(table.names.take(pa.array(row_of)), dtype=pd.StringDtype()),
+        "metric": metric, "reading": reading,
+        "value": table.values[keep].ravel(), "unit": unit,
+    })
 
 
 def _hwinfo_facts(info: hwinfo.HwInfo, fact: Callable[..., None]) -> None:
