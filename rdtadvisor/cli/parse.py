@@ -15,7 +15,7 @@ from rdtadvisor.errors import ParseError
 @click.option("--command", "command_line", required=True, metavar='"XL COMMAND LINE"',
               help='The xl command that printed FILE, as typed: "xl psr-cat-show -l 2", '
                    '"xl psr-cmt-show total-mem-bandwidth". It decides the format.')
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
 @format_option(("json", "table"), "json")
 def command(command_line: str, file: Path, fmt: str) -> None:
     """Parse FILE (one captured stdout of an xl psr-* command; - for stdin) and print it.
