@@ -30,7 +30,9 @@ def command_of(case: Path) -> str:
 
 
 def parse_case(case: Path) -> dict:
-    return xl.parse(command_of(case), case.read_text(encoding="utf-8"), source=case.name).to_dict()
+    # Bytes, not read_text(): universal newlines would hide CRLF captures from the parsers.
+    text = case.read_bytes().decode("utf-8", errors="replace")
+    return xl.parse(command_of(case), text, source=case.name).to_dict()
 
 
 if __name__ == "__main__":
