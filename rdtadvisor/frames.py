@@ -130,7 +130,10 @@ def capture_frames(capture: Capture) -> dict[str, pd.DataFrame]:
                 event(label, e.kind, e.reason)
             continue
         except ParseError as e:
-            event(label, "parse-error", str(e))
+            # xl failed part-way and said why on stderr (e.g. psr-cat-show stops after
+            # "Socket ID" without CMT): the short stdout is explained, not garbage.
+            explained = result.exit_status not in (0, None) and failures.classify_all(result.stderr)
+            event(label, "truncated" if explained else "parse-error", str(e))
             continue
         parsed[name] = record
         for warning in getattr(record, "warnings", ()):

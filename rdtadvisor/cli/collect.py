@@ -147,8 +147,8 @@ def _store(store: Store, captures: list, totals: Counter[str]) -> set[str]:
             _err(f"{capture.host}: {message}")
             bad.add(capture.host)
     result = store.append(concat(parts))
-    totals.update({"collections": result.collections_written, "skipped": result.collections_skipped,
-                   "rows": result.rows_written})
+    totals.update({"collections": result.collections, "skipped": result.skipped,
+                   "rows": result.total_rows})
     return bad
 
 
