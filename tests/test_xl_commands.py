@@ -38,7 +38,7 @@ def test_hwinfo_flags(line, sections):
 
 @pytest.mark.parametrize("line", [
     "", "xl", "xl psr-cmt-show", "xl psr-cmt-show cache", "xl psr-cat-show -l 4", "xl psr-cat-show -l",
-    "xl psr-hwinfo --bogus", "xl list -l", "xl vcpu-list", "xl psr-cat-show a b",
+    "xl psr-hwinfo --bogus", "xl list -l", "xl info host", "xl vcpu-list", "xl psr-cat-show a b",
 ])
 def test_unusable_command_lines_are_config_errors(line):
     with pytest.raises(ConfigError):

@@ -62,7 +62,9 @@ def parse_command(command: str | Sequence[str]) -> XlCommand:
     if name == "psr-mba-show":
         return XlCommand("psr-mba-show", full, domain=_one_optional(name, args))
     if name in ("list", "info"):
-        if any(a.startswith("-") for a in args):
+        # Options change the format (`xl list -l` is JSON); `xl info host` prints a bare value.
+        # `xl list DOMAIN...` keeps the table format.
+        if any(a.startswith("-") for a in args) or (name == "info" and args):
             raise ConfigError(f"'xl {name}' with options {args} prints another format; "
                               f"capture plain 'xl {name}'")
         return XlCommand(name, full)

@@ -27,15 +27,20 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
          r"(?:CAT|L3 CAT|L2 CAT|CDP|MBA):? is not (?:supported in this system|enabled on the socket)"),
         ("counter-overflow", r"event counter overflowed"),
         ("sample-failed", r"failed to get monitoring data"),
-        ("invalid-domain", r"is an invalid domain identifier|invalid domain ID"),
+        ("invalid-domain", r"is an invalid domain identifier|invalid domain ID"
+                           r"|^Error: Domain '.*' does not exist"),
         ("info-failed", r"Failed to get (?:L3 |L2 )?(?:cat )?info"),
-        ("domain-list-failed", r"Failed to get domain (?:list|info)"),
+        ("domain-list-failed", r"Failed to get domain (?:list|info)|libxl_list_domain failed"
+                               r"|libxl_domain_info failed"),
+        ("hostinfo-failed", r"libxl_(?:physinfo|get_version_info|get_numainfo|get_cpu_topology"
+                            r"|get_pci_topology) failed|get_scheduler sysctl failed"),
         ("sockets-failed", r"Failed getting (?:available sockets|physinfo)"),
         ("rmid-failed", r"Failed to get max RMID value"),
         ("invalid-value", r"Invalid input or some internal values are not expected|unknown error: Invalid"),
         ("usage", r"^Usage: xl |requires at least \d+ argument|option `.' not supported"
                   r"|Input lvl \d+ is wrong"),
-        ("libxl-error", r"^libxl: error: "),
+        ("libxl-error", r"^libxl: error: |^xc: error: "),
+        ("libxl-warning", r"^libxl: warning: "),
     )
 )
 
