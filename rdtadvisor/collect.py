@@ -80,7 +80,7 @@ def collect_host(runner: Runner, *, readings: int = 3, timeout: float = 60.0) ->
     return capture
 
 
-def collect_fleet(hosts: list[HostConfig], *, readings: int = 3, timeout: float = 60.0, parallel: int = 32,
+def collect_fleet(hosts: list[HostConfig], *, readings: int = 3, timeout: float = 60.0, parallel: int = 64,
                   make_runner: Callable[[HostConfig], Runner] = runner_for,
                   on_result: Callable[[HostResult], None] | None = None) -> list[HostResult]:
     """Collect every host, at most `parallel` at a time; results in the order of `hosts`.

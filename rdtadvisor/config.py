@@ -9,7 +9,7 @@ default. The config file (default ``~/.config/rdtadvisor/config.toml``)::
     [collect]
     readings = 3          # bandwidth snapshots per collection (each is a 10 ms sample)
     timeout = 60          # seconds per xl command
-    parallel = 32         # hosts collected at once
+    parallel = 64         # hosts collected at once (each is one waiting ssh process)
 
     [ssh]                 # defaults for every host
     user = "monitor"
@@ -88,7 +88,7 @@ class Settings:
     ssh: SshOptions = field(default_factory=SshOptions)
     readings: int = 3
     timeout: float = 60.0
-    parallel: int = 32
+    parallel: int = 64
 
 
 def load_settings(config: Path | None = None, store: Path | None = None) -> Settings:
@@ -122,7 +122,7 @@ def load_settings(config: Path | None = None, store: Path | None = None) -> Sett
         hosts=hosts, ssh=ssh,
         readings=_typed(collect, "readings", int, where, 3),
         timeout=float(_typed(collect, "timeout", (int, float), where, 60.0)),
-        parallel=_typed(collect, "parallel", int, where, 32),
+        parallel=_typed(collect, "parallel", int, where, 64),
     )
     if settings.readings < 1 or settings.parallel < 1 or settings.timeout <= 0:
         raise ConfigError(f"{where} [collect]: readings, parallel and timeout must be positive")

@@ -25,7 +25,8 @@ from rdtadvisor.xl.commands import capture_name
 HERE = Path(__file__).parent
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LIBXL = "libxl: error: libxl_psr.c:{line}:{fn}: {msg}\n"
-MBA_MISSING = LIBXL.format(line=120, fn="libxl__psr_alloc_log_err_msg", msg="MBA: is not supported in this system")
+MBA_MISSING = LIBXL.format(line=120, fn="libxl__psr_alloc_log_err_msg",
+                           msg="MBA: is not supported in this system")
 
 
 @dataclass
@@ -82,8 +83,9 @@ def host_info(h: Host) -> str:
         "virt_caps": "pv hvm hvm_directio pv_directio hap shadow", "total_memory": str(total),
         "free_memory": str(total - used), "sharing_freed_memory": "0", "sharing_used_memory": "0",
         "outstanding_claims": "0", "free_cpus": "0", "xen_major": major, "xen_minor": minor,
-        "xen_extra": f".{extra}", "xen_version": h.xen, "xen_caps": "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_64",
-        "xen_scheduler": "credit2", "xen_pagesize": "4096", "platform_params": "virt_start=0xffff800000000000",
+        "xen_extra": f".{extra}", "xen_version": h.xen,
+        "xen_caps": "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_64", "xen_scheduler": "credit2",
+        "xen_pagesize": "4096", "platform_params": "virt_start=0xffff800000000000",
         "xen_changeset": "", "xen_commandline": f"placeholder dom0_mem=4096M,max:4096M {h.commandline}",
         "cc_compiler": "x86_64-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0", "cc_compile_by": "pkg-xen-devel",
         "cc_compile_domain": "lists.alioth.debian.org", "cc_compile_date": "Tue Oct 14 10:00:00 UTC 2025",
@@ -154,7 +156,8 @@ def cat_table(h: Host, level: int) -> str:
             elif h.version < (4, 7) and v.cbm == -1:
                 doms.append(cat.CatDomain(v.domid, v.name, None, None, None))   # 4.6: read failed, no cell
             else:
-                doms.append(cat.CatDomain(v.domid, v.name, None if v.cbm == -1 else (v.cbm or full), None, None))
+                cbm = None if v.cbm == -1 else (v.cbm or full)   # -1: xl printed `error`
+                doms.append(cat.CatDomain(v.domid, v.name, cbm, None, None))
         socks.append(cat.CatSocket(s, h.l3_kib * KIB if level == 3 else None, full, h.cdp and level == 3,
                                    tuple(doms)))
     return cat.render(cat.CatTable(level, tuple(socks)), xen_version=h.version)
@@ -174,8 +177,8 @@ def capture(h: Host, index: int, when: datetime, readings: int = 3) -> Capture:
     def put(argv: tuple[str, ...], stdout: str, reading: int = 0, status: int = 0, stderr: str = "") -> None:
         name = capture_name(argv, reading)
         stderr = quirks.get(name, stderr)
-        c.results[name] = CommandResult(argv, stdout, stderr, status, when + timedelta(seconds=len(c.results)),
-                                        0.02)
+        started = when + timedelta(seconds=len(c.results))
+        c.results[name] = CommandResult(argv, stdout, stderr, status, started, 0.02)
 
     put(("xl", "info"), host_info(h))
     put(("xl", "list"), xl_list(h, rng, index))

@@ -39,7 +39,7 @@ REPLAY_BATCH = 500  # captures per store append when replaying
 @click.option("--timeout", type=click.FloatRange(0.1), default=None,
               help="Seconds allowed per xl command. [config, else 60]")
 @click.option("--parallel", type=click.IntRange(1), default=None,
-              help="Hosts collected at once. [config, else 32]")
+              help="Hosts collected at once. [config, else 64]")
 @click.option("-v", "--verbose", is_flag=True, help="Print a summary even when not on a terminal.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary; errors still go to stderr.")
 @click.pass_context

@@ -1,0 +1,165 @@
+"""Run `xl` on the machine we run on.
+
+`LocalRunner(host).run(("xl", "psr-hwinfo"), timeout)` runs the configured xl binary
+(`HostConfig.xl`, default ``xl`` looked up on PATH) without a shell, with ``LC_ALL=C``
+so that nothing xl or libxl prints is localised, and returns a `CommandResult` with
+stdout and stderr kept apart and byte-exact (decoded as UTF-8 with ``surrogateescape``,
+no newline translation). With ``sudo = true`` the command becomes
+``sudo -n env LC_ALL=C xl ...`` (``-n``: fail instead of asking for a password; ``env``
+because sudo resets the environment).
+
+Failures are data, never exceptions: a timeout kills the whole process group and gives
+``error="timed out after 60s"``; a missing binary gives ``error="xl not found: ..."``;
+an xl killed by a signal is a failed command with exit status 128 + the signal number.
+
+`run_process` is the shared engine; `rdtadvisor.sources.ssh` runs ``ssh`` through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+
+from rdtadvisor.config import HostConfig
+from rdtadvisor.sources.capture import CommandResult
+
+ENCODING = "utf-8"
+# How long a killed process gets to let go of its pipes before we stop reading them.
+_REAP_SECONDS = 2.0
+_TERM_GRACE_SECONDS = 1.0
+
+
+def decode(data: bytes | None) -> str:
+    """Bytes as printed -> str, losslessly (undecodable bytes survive as surrogates)."""
+    return (data or b"").decode(ENCODING, errors="surrogateescape")
+
+
+def format_seconds(seconds: float) -> str:
+    """``60.0`` -> ``60s``, ``0.5`` -> ``0.5s``."""
+    return f"{seconds:g}s"
+
+
+def run_process(argv: Sequence[str], timeout: float, *, result_argv: Sequence[str],
+                env: Mapping[str, str] | None = None,
+                on_timeout: Callable[[], None] | None = None) -> tuple[CommandResult, bool]:
+    """Run `argv` (no shell, stdin from /dev/null) in its own process group.
+
+    Returns the `CommandResult` (labelled with `result_argv`) and whether the executable
+    was missing (then `error` is set and the caller words the message). On timeout the
+    process group gets SIGTERM, then SIGKILL (SIGTERM first lets ``sudo`` relay the signal
+    to a child it cannot be killed along with); `on_timeout` is called right after the
+    SIGTERM, for whoever else holds the process's pipes (an ssh master connection).
+    """
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    result = CommandResult(argv=tuple(result_argv), started=started)
+    try:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=None if env is None else dict(env),
+                                start_new_session=True)
+    except FileNotFoundError as e:
+        result.exit_status, result.error = None, f"{argv[0]}: {e.strerror}"
+        result.seconds = time.monotonic() - t0
+        return result, True
+    except OSError as e:
+        result.exit_status, result.error = None, f"cannot run {argv[0]}: {e.strerror or e}"
+        result.seconds = time.monotonic() - t0
+        return result, False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        out, err = _kill_group(proc, on_timeout)
+        result.stdout, result.stderr = decode(out), decode(err)
+        result.exit_status, result.error = None, f"timed out after {format_seconds(timeout)}"
+        result.seconds = time.monotonic() - t0
+        return result, False
+    result.stdout, result.stderr = decode(out), decode(err)
+    # A command killed by a signal (xl crashing) is a failed command, not an unreachable
+    # host: report it as a shell would, 128 + the signal number (SIGSEGV -> 139).
+    result.exit_status = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+    result.seconds = time.monotonic() - t0
+    return result, False
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _kill_group(proc: subprocess.Popen[bytes], on_timeout: Callable[[], None] | None) -> tuple[bytes, bytes]:
+    """Terminate `proc`'s process group; return whatever output was read."""
+    _signal_group(proc, signal.SIGTERM)
+    if on_timeout is not None:
+        with contextlib.suppress(Exception):
+            on_timeout()
+    try:
+        return proc.communicate(timeout=_TERM_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc, signal.SIGKILL)
+    try:
+        return proc.communicate(timeout=_REAP_SECONDS)
+    except subprocess.TimeoutExpired:
+        # Something outside the group still holds our pipes: stop waiting for it.
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait(timeout=_REAP_SECONDS)
+        return b"", b""
+
+
+def xl_argv(host: HostConfig, argv: Sequence[str]) -> list[str]:
+    """``("xl", *args)`` -> ``[sudo -n] env LC_ALL=C <host.xl> args...`` (env only under sudo)."""
+    args = list(argv)
+    if args and args[0] == "xl":
+        args[0] = host.xl
+    if host.ssh.sudo:
+        return ["sudo", "-n", "env", "LC_ALL=C", *args]
+    return args
+
+
+class LocalRunner:
+    """Runs xl commands here. Implements `rdtadvisor.sources.Runner`."""
+
+    def __init__(self, host: HostConfig) -> None:
+        self.config = host
+        self.host = host.name
+
+    def __repr__(self) -> str:
+        return f"LocalRunner({self.host!r}, xl={self.config.xl!r})"
+
+    def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
+        """Run ``("xl", ...)`` locally; see the module docstring. Never raises for failures."""
+        command = xl_argv(self.config, argv)
+        env = {**os.environ, "LC_ALL": "C"}
+        result, missing = run_process(command, timeout, result_argv=argv, env=env)
+        if missing:
+            what = "sudo" if self.config.ssh.sudo else "xl"
+            result.error = f"{what} not found: {result.error}"
+        elif self.config.ssh.sudo and result.error is None and result.exit_status != 0:
+            result.error = sudo_error(result.stderr, result.exit_status)
+        return result
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def sudo_error(stderr: str, exit_status: int | None) -> str | None:
+    """sudo's or env's own failure (not xl's) from ``sudo -n env LC_ALL=C xl ...``, else None.
+
+    ``sudo: a password is required`` (exit 1), ``sudo: ...: command not found``,
+    ``env: 'xl': No such file or directory`` (exit 127).
+    """
+    first = next((line for line in stderr.splitlines() if line.strip()), "")
+    if exit_status in (126, 127) and first.startswith("env: "):
+        return f"xl not found: {first}" if exit_status == 127 else f"xl not runnable: {first}"
+    if exit_status == 1 and first.startswith("sudo: "):
+        if "command not found" in first:
+            return f"xl not found: {first}"
+        return first
+    return None

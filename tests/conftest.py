@@ -1,0 +1,37 @@
+"""Shared fixtures: the fake xl and a factory for real loopback sshd servers (tests/sshd.py)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.sshd import FAKE_XL_DIR, SshServer, sshd_or_skip
+
+
+@pytest.fixture(scope="session")
+def fake_xl() -> str:
+    """Path of the fake xl script that replays captures (tests/fake_xl/xl)."""
+    path = FAKE_XL_DIR / "xl"
+    assert os.access(path, os.X_OK), f"{path} must be executable"
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def sshd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """``start(**kwargs) -> SshServer``: start a loopback sshd (see `tests.sshd.start_sshd`).
+
+    Skips when sshd cannot start, except under CI (``CI`` set), where it fails.
+    Every server started is stopped when the test module ends.
+    """
+    servers: list[SshServer] = []
+
+    def start(**kwargs) -> SshServer:
+        server = sshd_or_skip(tmp_path_factory.mktemp("sshd"), **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
