@@ -1,0 +1,90 @@
+"""``rdtadvisor store``: look into the history store and keep it compact.
+
+    rdtadvisor store info
+    rdtadvisor store show samples --host xen01 --since 24h --format csv
+    rdtadvisor store compact --before 2024-05-01
+"""
+
+from __future__ import annotations
+
+import click
+import pandas as pd
+
+from rdtadvisor.cli import settings_of
+from rdtadvisor.store import STORE_TABLES, Store
+from rdtadvisor.timewindow import parse_when
+
+command = click.Group("store", help="Inspect the history store and compact it (run `compact` nightly).")
+
+
+class _When(click.ParamType):
+    name = "TIME"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> pd.Timestamp:
+        if isinstance(value, pd.Timestamp):
+            return value
+        try:
+            return parse_when(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+WHEN = _When()
+
+
+def _store(ctx: click.Context, *, create: bool = False) -> Store:
+    return Store(settings_of(ctx).store, create=create)
+
+
+@command.command("info")
+@click.pass_context
+def info(ctx: click.Context) -> None:
+    """Files, rows and bytes per table; hosts; the time range stored."""
+    s = _store(ctx).summary()
+    click.echo(f"store: {s.path}")
+    click.echo(s.stats.to_string())
+    click.echo(f"hosts ({len(s.hosts)}): {', '.join(s.hosts) if s.hosts else '-'}")
+    span = "-" if s.first is None else f"{s.first.isoformat()} .. {s.last.isoformat()}"
+    click.echo(f"collections: {span}")
+    if s.pending_journals:
+        click.echo(f"pending changes: {s.pending_journals} (the next append or compact completes them)")
+
+
+@command.command("compact")
+@click.option("--before", type=WHEN, default=None,
+              help="Only dates before this one (ISO date or span like 1d; default: every date).")
+@click.pass_context
+def compact(ctx: click.Context, before: pd.Timestamp | None) -> None:
+    """Merge each host's many small files per day and table into one."""
+    r = _store(ctx).compact(before=before)
+    click.echo(f"compacted {r.partitions} partitions: {r.files_before} files ({r.bytes_before:,} bytes) "
+               f"-> {r.files_after} ({r.bytes_after:,} bytes)")
+
+
+@command.command("show")
+@click.argument("table", type=click.Choice(STORE_TABLES))
+@click.option("--host", "hosts", multiple=True, help="Only this host (repeatable).")
+@click.option("--since", type=WHEN, default=None, help="From this time: ISO 8601 or 90m, 24h, 7d before now.")
+@click.option("--until", type=WHEN, default=None, help="Before this time (same forms as --since).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True, help="json: one object per line.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the N most recent rows.")
+@click.pass_context
+def show(ctx: click.Context, table: str, hosts: tuple[str, ...], since: pd.Timestamp | None,
+         until: pd.Timestamp | None, fmt: str, limit: int | None) -> None:
+    """Print the stored rows of TABLE, oldest first."""
+    frame = _store(ctx).read(table, hosts=hosts or None, since=since, until=until)
+    if limit is not None:
+        frame = frame.tail(limit)
+    if fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        if len(frame):
+            text = frame.to_json(orient="records", lines=True, date_format="iso", date_unit="ns",
+                                 force_ascii=False)
+            click.echo(text.rstrip("\n"))
+    elif frame.empty:
+        click.echo("(no rows)")
+    else:
+        click.echo(frame.to_string(index=False))
