@@ -192,3 +192,23 @@ def test_attach_dry_run_changes_nothing(fake_env, half_attached):
     r = run("attach", "--host", "local", "--dry-run")
     assert r.exit_code == 0 and "would attach 5" in r.stdout
     assert not [a for a in calls(state) if a[0] == "psr-cmt-attach"]
+
+
+def test_xl_quirks_in_the_samples_end_up_as_facts_and_events(tmp_path):
+    store = tmp_path / "s"
+    assert run("--store", str(store), "collect", "--replay", str(SAMPLES / "captures")).exit_code == 0
+    s = Store(store)
+    facts = s.read("facts", hosts=["xen-bdw-cdp"])
+    # psr-hwinfo exited 253 (no MBA: the status is the last section's) yet its output counts.
+    cdp = facts[(facts.fact == "l3_cdp")]
+    assert len(cdp) and set(cdp.value) == {1.0}
+    assert set(facts.loc[facts.fact == "l3_cos_max", "value"]) == {7.0}  # already halved by CDP
+    events = s.read("events", hosts=["xen-sky01"])
+    assert {"counter-overflow", "sample-failed", "parse-warning"} <= set(events.kind)
+    legacy = s.read("facts", hosts=["xen-legacy45"])
+    assert set(legacy.loc[legacy.fact == "l3_cache_bytes", "value"]) == {20480 * 1024}  # 4.5: from cmt
+    settings = s.read("settings", hosts=["xen-bdw-cdp"])
+    assert {"l3_code_cbm", "l3_data_cbm"} == set(settings.setting)
+    assert set(s.read("settings", hosts=["xen-atom-l2"]).setting) == {"l2_cbm"}
+    mba = s.read("settings", hosts=["xen-sky01"])
+    assert set(mba.loc[(mba.setting == "mba_thrtl") & (mba.domain == "stream-batch-07"), "value"]) == {20}
