@@ -212,3 +212,15 @@ def test_xl_quirks_in_the_samples_end_up_as_facts_and_events(tmp_path):
     assert set(s.read("settings", hosts=["xen-atom-l2"]).setting) == {"l2_cbm"}
     mba = s.read("settings", hosts=["xen-sky01"])
     assert set(mba.loc[(mba.setting == "mba_thrtl") & (mba.domain == "stream-batch-07"), "value"]) == {20}
+
+
+def test_store_info_shows_each_host_from_its_latest_collection(tmp_path):
+    store = str(tmp_path / "s")
+    run("--store", store, "collect", "--replay", str(SAMPLES / "captures"))
+    r = run("--store", store, "store", "info")
+    assert r.exit_code == 0, r.stderr
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()
+            if line.strip().startswith("xen-")}
+    assert rows["xen-sky01"][1:8] == ["4.19.1", "2", "27.5", "cmt,cat,mba", "6", "6", "3"]
+    assert rows["xen-bdw-cdp"][4] == "cmt,cat,cdp"
+    assert rows["xen-atom-l2"][3:5] == ["-", "l2cat"]

@@ -11,6 +11,7 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli import settings_of
+from rdtadvisor.inventory import host_inventory
 from rdtadvisor.store import STORE_TABLES, Store
 from rdtadvisor.timewindow import parse_when
 
@@ -40,13 +41,17 @@ def _store(ctx: click.Context, *, create: bool = False) -> Store:
 @command.command("info")
 @click.pass_context
 def info(ctx: click.Context) -> None:
-    """Files, rows and bytes per table; hosts; the time range stored."""
-    s = _store(ctx).summary()
+    """Hosts (latest collection of each), files, rows and bytes per table, the time range stored."""
+    store = _store(ctx)
+    s = store.summary()
     click.echo(f"store: {s.path}")
-    click.echo(s.stats.to_string())
-    click.echo(f"hosts ({len(s.hosts)}): {', '.join(s.hosts) if s.hosts else '-'}")
     span = "-" if s.first is None else f"{s.first.isoformat()} .. {s.last.isoformat()}"
-    click.echo(f"collections: {span}")
+    click.echo(f"collections: {span}\n")
+    hosts = host_inventory(store.read("collections"), store.read("facts"), store.read("domains"),
+                           store.read("samples", columns=["time", "host", "domid", "metric"]))
+    if len(hosts):
+        click.echo(hosts.astype(object).where(hosts.notna(), "-").to_string(index=False) + "\n")
+    click.echo(s.stats.to_string())
     if s.pending_journals:
         click.echo(f"pending changes: {s.pending_journals} (the next append or compact completes them)")
 
