@@ -133,8 +133,7 @@ def tokenize(text: str | bytes, *, keys: Sequence[str], headers: Sequence[tuple[
     """
     lines = _lines(text)
     if not any(line.strip() for line in lines):
-        raise XlReportedError(f"no output: xl printed nothing on stdout (its stderr says why; "
-                              f"is this {command} output?)", kind="no-output", source=source)
+        raise failures.no_output(source=source, detail=f"; is this {command} output?")
     missing_hints = missing_hints or {}
     unexpected_hints = unexpected_hints or {}
     kind_hints = kind_hints or {}
@@ -234,9 +233,8 @@ def tokenize(text: str | bytes, *, keys: Sequence[str], headers: Sequence[tuple[
         lineno, line, failure = _main_failure(errors)
         others = [f.message for _, _, f in errors if f is not failure]
         also = f" (also: {'; '.join(others)})" if others else ""
-        raise XlReportedError(f"xl reported {failure.kind}: {failure.message}{also}"
-                              + _sentence(kind_hints.get(failure.kind)),
-                              kind=failure.kind, source=source, lineno=lineno, line=line)
+        raise failures.reported(failure, source=source, lineno=lineno, line=line,
+                                detail=also + _sentence(kind_hints.get(failure.kind)))
     return Blocks(tuple(blocks), tuple(f"xl: {f.message}" for _, _, f in errors))
 
 

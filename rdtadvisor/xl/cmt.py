@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rdtadvisor.errors import ParseError, XlReportedError
+from rdtadvisor.errors import ParseError
 from rdtadvisor.units import KIB
 from rdtadvisor.xl import failures
 from rdtadvisor.xl.commands import CMT_METRICS
@@ -183,8 +183,7 @@ def parse(text: str | bytes, metric: str, *, source: str = "<stdin>", command: s
             break
         pos = end + 1
     if total_rmid is None:
-        raise XlReportedError("no output: xl printed nothing on stdout (its stderr says why)",
-                              kind="no-output", source=source)
+        raise failures.no_output(source=source)
     if sockets is None:
         raise ParseError("truncated: header line missing after 'Total RMID'", source=source,
                          lineno=lineno + 1, line="")
@@ -312,8 +311,7 @@ def _skip_error_line(line: bytes, warnings: list[str], source: str, lineno: int,
     if failure is None:
         return False
     if fatal:
-        raise XlReportedError(f"xl reported {failure.kind}: {failure.message}", kind=failure.kind,
-                              source=source, lineno=lineno, line=text)
+        raise failures.reported(failure, source=source, lineno=lineno, line=text)
     warnings.append(f"xl: {failure.message}")
     return True
 

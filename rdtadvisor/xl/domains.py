@@ -45,7 +45,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rdtadvisor.errors import ParseError, XlReportedError
+from rdtadvisor.errors import ParseError
 from rdtadvisor.units import MIB
 from rdtadvisor.xl import failures
 
@@ -163,10 +163,8 @@ def parse(text: str | bytes, *, source: str = "<stdin>") -> DomainList:
     if not header_seen:
         if first_failure is not None:
             failure, lineno, line = first_failure
-            raise XlReportedError(f"xl reported {failure.kind}: {failure.message}", kind=failure.kind,
-                                  source=source, lineno=lineno, line=line)
-        raise XlReportedError("no output: xl printed nothing on stdout (its stderr says why)",
-                              kind="no-output", source=source)
+            raise failures.reported(failure, source=source, lineno=lineno, line=line)
+        raise failures.no_output(source=source)
     return DomainList(tuple(rows), tuple(warnings))
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rdtadvisor.errors import XlReportedError
+
 # (kind, pattern). Order matters: the first match wins, specific before generic.
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern)) for kind, pattern in (
@@ -72,3 +74,16 @@ def _strip_libxl_prefix(text: str) -> str:
     # versions and mean nothing to an operator.
     m = re.match(r"^libxl: error: [^:]+:\d+:[^:]+: (.*)$", text)
     return m.group(1) if m else text
+
+
+def reported(failure: Failure, *, source: str, lineno: int | None = None, line: str | None = None,
+             detail: str = "") -> XlReportedError:
+    """The error a parser raises when xl's own error text is the whole answer."""
+    return XlReportedError(f"xl reported {failure.kind}: {failure.message}{detail}", kind=failure.kind,
+                           source=source, lineno=lineno, line=line)
+
+
+def no_output(*, source: str, detail: str = "") -> XlReportedError:
+    """The error a parser raises for an empty stdout (a stderr-only failure)."""
+    return XlReportedError(f"no output: xl printed nothing on stdout (its stderr says why{detail})",
+                           kind="no-output", source=source)

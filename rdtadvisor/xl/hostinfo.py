@@ -54,7 +54,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rdtadvisor.errors import ParseError, XlReportedError
+from rdtadvisor.errors import ParseError
 from rdtadvisor.units import MIB
 from rdtadvisor.xl import failures
 
@@ -157,10 +157,8 @@ def parse(text: str | bytes, *, source: str = "<stdin>") -> HostInfo:
     if not fields:
         if first_failure is not None:
             failure, lineno, line = first_failure
-            raise XlReportedError(f"xl reported {failure.kind}: {failure.message}", kind=failure.kind,
-                                  source=source, lineno=lineno, line=line)
-        raise XlReportedError("no output: xl printed nothing on stdout (its stderr says why)",
-                              kind="no-output", source=source)
+            raise failures.reported(failure, source=source, lineno=lineno, line=line)
+        raise failures.no_output(source=source)
     for key in REQUIRED:
         if key not in fields:
             raise ParseError(f"missing required key {key!r} (truncated output, or xl could not read it; "

@@ -68,7 +68,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from rdtadvisor.errors import ParseError, XlReportedError
+from rdtadvisor.errors import ParseError
 from rdtadvisor.units import KIB
 from rdtadvisor.xl import failures
 
@@ -246,8 +246,7 @@ def parse(text: str | bytes, *, source: str = "<stdin>") -> HwInfo:
         failure = failures.classify(line)
         if failure is not None:
             if failure.kind == "usage" and not sections:
-                raise XlReportedError(f"xl reported {failure.kind}: {failure.message}", kind=failure.kind,
-                                      source=source, lineno=lineno, line=line)
+                raise failures.reported(failure, source=source, lineno=lineno, line=line)
             first_failure = first_failure or (failure, lineno, line)
             warnings.append(f"xl: {failure.message}")
             continue
@@ -269,8 +268,7 @@ def parse(text: str | bytes, *, source: str = "<stdin>") -> HwInfo:
     if not sections:
         if first_failure is not None:
             failure, lineno, line = first_failure
-            raise XlReportedError(f"xl reported {failure.kind}: {failure.message}", kind=failure.kind,
-                                  source=source, lineno=lineno, line=line)
+            raise failures.reported(failure, source=source, lineno=lineno, line=line)
         if unknown_section:
             return HwInfo(None, (), (), (), tuple(warnings))
         return HwInfo(None, (), (), (), (EMPTY_WARNING,))
