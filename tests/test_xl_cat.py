@@ -14,6 +14,7 @@ from rdtadvisor import xl
 from rdtadvisor.errors import ParseError, XlReportedError
 from rdtadvisor.xl import _blocks, cat, failures
 from rdtadvisor.xl.cat import CatDomain, CatSocket, CatTable
+from tests.damage import mutated
 from tests.golden import FIXTURES
 
 H1 = "   ID                     NAME             CBM\n"
@@ -491,25 +492,5 @@ def test_random_text_parses_or_raises_parse_error(text, level):
 @given(cat_tables(), st.data())
 def test_mutated_tables_parse_or_raise_parse_error(generated, data):
     table, version = generated
-    text = cat.render(table, xen_version=version)
-    lines = text.splitlines(keepends=True)
-    how = data.draw(st.sampled_from(["truncate", "swap", "drop", "duplicate", "insert", "flip"]))
-    if how == "truncate":
-        text = text[:data.draw(st.integers(0, len(text)))]
-    elif how == "flip":
-        i = data.draw(st.integers(0, len(text)))
-        text = text[:i] + data.draw(st.characters()) + text[i + 1:]
-    elif how == "insert":
-        i = data.draw(st.integers(0, len(lines)))
-        lines.insert(i, data.draw(st.text(max_size=80)) + "\n")
-        text = "".join(lines)
-    elif len(lines) >= 2:
-        i, j = data.draw(st.integers(0, len(lines) - 1)), data.draw(st.integers(0, len(lines) - 1))
-        if how == "swap":
-            lines[i], lines[j] = lines[j], lines[i]
-        elif how == "drop":
-            del lines[i]
-        else:
-            lines.insert(j, lines[i])
-        text = "".join(lines)
+    text = data.draw(mutated(st.just(cat.render(table, xen_version=version).encode())))
     _parse_or_parse_error(text, data.draw(st.sampled_from([2, 3])))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from rdtadvisor.errors import ParseError, XlReportedError
 from rdtadvisor.xl import cmt
+from tests.damage import mutated, parses_or_parse_error
 
 OCC = (
     "Total RMID: 175\n"
@@ -199,12 +200,5 @@ def test_random_text_parses_or_raises_parse_error(text, metric):
 @settings(max_examples=300, deadline=None)
 @given(tables(), st.data())
 def test_mutated_tables_parse_or_raise_parse_error(table, data):
-    text = cmt.render(table)
-    cut = data.draw(st.integers(0, len(text)))
-    mutated = data.draw(st.sampled_from([
-        text[:cut],
-        text[:cut] + data.draw(st.text(max_size=5)) + text[cut:],
-        "\n".join(reversed(text.split("\n"))),
-    ]))
-    with contextlib.suppress(ParseError):
-        cmt.parse(mutated, table.metric)
+    text = data.draw(mutated(st.just(cmt.render(table).encode())))
+    parses_or_parse_error(cmt.parse, text, metric=table.metric)

@@ -13,7 +13,8 @@ from rdtadvisor.errors import ParseError, XlReportedError
 from rdtadvisor.units import MIB
 from rdtadvisor.xl import hostinfo
 from rdtadvisor.xl.hostinfo import HostInfo
-from tests.test_xl_hwinfo import _parses_or_parse_error, mutated
+from tests.damage import mutated
+from tests.damage import parses_or_parse_error as _parses_or_parse_error
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xl" / "info"
 

@@ -20,6 +20,8 @@ from rdtadvisor.xl.hwinfo import (
     HwInfo,
     MbaInfo,
 )
+from tests.damage import mutated
+from tests.damage import parses_or_parse_error as _parses_or_parse_error
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xl" / "psr-hwinfo"
 
@@ -423,42 +425,6 @@ def test_render_then_parse_is_identity(case):
     assert hwinfo.parse(text) == expected
     assert hwinfo.parse(text.replace("\n", "\r\n").encode()) == expected
     assert hwinfo.render(hwinfo.parse(text), xen_version=version) == text
-
-
-def _parses_or_parse_error(parse, data) -> None:
-    try:
-        parse(data, source="fuzz")
-    except ParseError as e:
-        assert "fuzz" in str(e)
-
-
-@st.composite
-def mutated(draw, texts: st.SearchStrategy[bytes]) -> bytes:
-    """Valid output damaged as captures get damaged: cut, lines swapped/dropped/doubled, bytes flipped."""
-    data = draw(texts)
-    lines = data.split(b"\n")
-    for _ in range(draw(st.integers(1, 3))):
-        how = draw(st.sampled_from(["truncate", "swap", "drop", "double", "flip", "insert"]))
-        if how == "truncate":
-            data = b"\n".join(lines)
-            lines = data[: draw(st.integers(0, len(data)))].split(b"\n")
-        elif how in ("swap", "drop", "double") and lines:
-            i = draw(st.integers(0, len(lines) - 1))
-            j = draw(st.integers(0, len(lines) - 1))
-            if how == "swap":
-                lines[i], lines[j] = lines[j], lines[i]
-            elif how == "drop":
-                del lines[i]
-            else:
-                lines.insert(j, lines[i])
-        elif how == "flip":
-            blob = bytearray(b"\n".join(lines))
-            if blob:
-                blob[draw(st.integers(0, len(blob) - 1))] = draw(st.integers(0, 255))
-            lines = bytes(blob).split(b"\n")
-        else:
-            lines.insert(draw(st.integers(0, len(lines))), draw(st.binary(max_size=30)))
-    return b"\n".join(lines)
 
 
 GOLDEN = [p.read_bytes() for p in sorted(FIXTURES.glob("*.txt"))]

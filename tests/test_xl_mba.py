@@ -13,6 +13,7 @@ from rdtadvisor import xl
 from rdtadvisor.errors import ParseError, XlReportedError
 from rdtadvisor.xl import failures, mba
 from rdtadvisor.xl.mba import MbaDomain, MbaSocket, MbaTable
+from tests.damage import mutated
 from tests.golden import FIXTURES
 
 HM = "   ID                     NAME           THRTL\n"
@@ -252,24 +253,5 @@ def test_random_text_parses_or_raises_parse_error(text, linear):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mba_tables(), st.data())
 def test_mutated_tables_parse_or_raise_parse_error(table, data):
-    text = mba.render(table, linear=bool(table.linear))
-    lines = text.splitlines(keepends=True)
-    how = data.draw(st.sampled_from(["truncate", "swap", "drop", "duplicate", "insert", "flip"]))
-    if how == "truncate":
-        text = text[:data.draw(st.integers(0, len(text)))]
-    elif how == "flip":
-        i = data.draw(st.integers(0, len(text)))
-        text = text[:i] + data.draw(st.characters()) + text[i + 1:]
-    elif how == "insert":
-        lines.insert(data.draw(st.integers(0, len(lines))), data.draw(st.text(max_size=80)) + "\n")
-        text = "".join(lines)
-    elif len(lines) >= 2:
-        i, j = data.draw(st.integers(0, len(lines) - 1)), data.draw(st.integers(0, len(lines) - 1))
-        if how == "swap":
-            lines[i], lines[j] = lines[j], lines[i]
-        elif how == "drop":
-            del lines[i]
-        else:
-            lines.insert(j, lines[i])
-        text = "".join(lines)
+    text = data.draw(mutated(st.just(mba.render(table, linear=bool(table.linear)).encode())))
     _parse_or_parse_error(text, data.draw(st.sampled_from([None, True, False])))
