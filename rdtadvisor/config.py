@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,19 @@ def host_from_name(name: str, settings: Settings) -> HostConfig:
     if name.startswith("-") or not name.strip():
         raise ConfigError(f"not a host name: {name!r}")
     return HostConfig(name=name, ssh=settings.ssh, local=name in ("local", "localhost"))
+
+
+def resolve_hosts(settings: Settings, names: Sequence[str], hosts_file: Path | None) -> list[HostConfig]:
+    """The hosts a command should reach: `names` and `hosts_file`, else the config's [[hosts]].
+
+    Raises ConfigError when nothing names a host.
+    """
+    wanted = list(names) + (read_hosts_file(hosts_file) if hosts_file is not None else [])
+    if wanted:
+        return [host_from_name(n, settings) for n in wanted]
+    if settings.hosts:
+        return list(settings.hosts)
+    raise ConfigError("no hosts: give --host, --hosts-file or --replay, or list [[hosts]] in the config file")
 
 
 def _ssh_options(data: dict[str, Any], base: SshOptions, where: str) -> SshOptions:

@@ -9,8 +9,8 @@ import click
 
 from rdtadvisor.attach import AttachResult, attach_host
 from rdtadvisor.cli import EXIT_OK, EXIT_PARTIAL, settings_of
-from rdtadvisor.cli.collect import _hosts
 from rdtadvisor.collect import runner_for
+from rdtadvisor.config import resolve_hosts
 
 
 @click.command("attach")
@@ -29,7 +29,7 @@ def command(ctx: click.Context, host_names: tuple[str, ...], hosts_file: Path | 
     live domains monitored, 1 some could not be (or a host failed), 2 usage error.
     """
     settings = settings_of(ctx)
-    hosts = _hosts(settings, host_names, hosts_file)
+    hosts = resolve_hosts(settings, host_names, hosts_file)
     t = timeout or settings.timeout
 
     def one(host):

@@ -11,7 +11,7 @@ import click
 
 from rdtadvisor import collect as collecting
 from rdtadvisor.cli import EXIT_OK, EXIT_PARTIAL, settings_of
-from rdtadvisor.config import HostConfig, host_from_name, read_hosts_file
+from rdtadvisor.config import HostConfig, resolve_hosts
 from rdtadvisor.errors import ConfigError, StoreError
 from rdtadvisor.frames import capture_frames, concat
 from rdtadvisor.sources.capture import write_capture
@@ -63,7 +63,7 @@ def command(ctx: click.Context, host_names: tuple[str, ...], hosts_file: Path | 
             raise ConfigError("--replay reads captures; it cannot be combined with --host, "
                               "--hosts-file or --save-raw")
         ctx.exit(_replay(store, replay, talk))
-    hosts = _hosts(settings, host_names, hosts_file)
+    hosts = resolve_hosts(settings, host_names, hosts_file)
     failed: set[str] = set()
     totals: Counter[str] = Counter()
     for i in range(count):
@@ -88,17 +88,6 @@ def command(ctx: click.Context, host_names: tuple[str, ...], hosts_file: Path | 
     if talk:
         _summary(store, totals, len(hosts), failed)
     ctx.exit(EXIT_PARTIAL if failed else EXIT_OK)
-
-
-def _hosts(settings, host_names: tuple[str, ...], hosts_file: Path | None) -> list[HostConfig]:
-    names = list(host_names)
-    if hosts_file is not None:
-        names += read_hosts_file(hosts_file)
-    if names:
-        return [host_from_name(n, settings) for n in names]
-    if settings.hosts:
-        return list(settings.hosts)
-    raise ConfigError("no hosts: give --host, --hosts-file or --replay, or list [[hosts]] in the config file")
 
 
 def _collect_once(hosts: list[HostConfig], settings, readings: int | None, timeout: float | None,
