@@ -7,6 +7,7 @@ import json
 import pytest
 
 from rdtadvisor import __version__
+from rdtadvisor.cli import cli
 from tests.clirun import run
 from tests.golden import FIXTURES
 
@@ -17,10 +18,14 @@ def test_version_and_help_on_every_command():
     assert run("--version").stdout.strip() == f"rdtadvisor, version {__version__}"
     top = run("--help")
     assert top.exit_code == 0
-    for name in ("parse", "collect", "attach", "store"):
+    assert {"parse", "collect", "attach", "store"} <= set(cli.commands)
+    for name, command in cli.commands.items():
         assert name in top.stdout
+        assert command.help, f"{name} has no help text"
         sub = run(name, "--help")
         assert sub.exit_code == 0 and "Usage:" in sub.stdout, name
+        for subname in getattr(command, "commands", {}):
+            assert run(name, subname, "--help").exit_code == 0, f"{name} {subname}"
 
 
 def test_parse_prints_the_json_contract(tmp_path):
