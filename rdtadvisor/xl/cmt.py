@@ -30,7 +30,6 @@ Schema (``CmtTable.to_dict()``, JSON contract version 1)::
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,14 +203,16 @@ def _rows(body: bytes, lineno0: int, sockets: tuple[int, ...], bandwidth: bool, 
 
     Rows with every cell present are sliced from the right and checked column-wise with
     Arrow compute kernels; the rest (missing cells, error lines) go through a regex one
-    by one. Real tables are small, but a
-    fleet replay parses millions of rows (benchmarks/bench_parse.py).
+    by one. Real tables are small, but a fleet replay parses millions of rows
+    (benchmarks/bench_parse.py).
     """
     k = len(sockets)
     width = _CELLS_START + _CELL_W * k
-    lines = pc.split_pattern(pa.array([body], pa.large_binary()), b"\n").flatten()
-    lines = lines.slice(0, len(lines) - 1)  # the empty string after the final newline
-    n = len(lines)
+    # The lines as one Arrow array, zero-copy over `body`: each value keeps its newline.
+    newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 0x0A)
+    n = len(newlines)
+    offsets = np.concatenate(([0], newlines + 1)).astype(np.int64)
+    lines = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(body)])
     domids = np.zeros(n, dtype=np.int64)
     values = np.zeros((n, k), dtype=np.int64)
     complete = np.ones(n, dtype=bool)
@@ -220,19 +221,19 @@ def _rows(body: bytes, lineno0: int, sockets: tuple[int, ...], bandwidth: bool, 
 
     # Every well-formed row ends in the same fixed layout, whatever the name's length:
     # ... name ' ' %5d domid, then k cells of 16. Slice from the right (negative offsets).
-    fixed = np.flatnonzero(pc.greater_equal(pc.binary_length(lines), width).to_numpy(zero_copy_only=False))
+    long_enough = pc.greater_equal(pc.binary_length(lines), width + 1)
+    fixed = np.flatnonzero(long_enough.to_numpy(zero_copy_only=False))
     if len(fixed) and k:
-        rows = lines.take(pa.array(fixed))
+        rows = lines if len(fixed) == n else lines.take(pa.array(fixed))
         digits_w = 11 if bandwidth else 13
-        cells_at = -_CELL_W * k
+        cells_at = -_CELL_W * k - 1  # from the right, before the newline
         suffix = pa.scalar(b" KB/s" if bandwidth else b" KB", pa.large_binary())
         ok = pc.equal(pc.binary_slice(rows, cells_at - 6, cells_at - 5), pa.scalar(b" ", pa.large_binary()))
         spans = [(cells_at - 5, cells_at)]
         for j in range(k):
             c = cells_at + _CELL_W * j
             spans.append((c, c + digits_w))
-            end = (c + _CELL_W) or sys.maxsize  # 0 would mean an empty slice, not the end
-            ok = pc.and_(ok, pc.equal(pc.binary_slice(rows, c + digits_w, end), suffix))
+            ok = pc.and_(ok, pc.equal(pc.binary_slice(rows, c + digits_w, c + _CELL_W), suffix))
         fields = []
         for a, b in spans:
             # Right-aligned decimal: strip the leading spaces, the rest must be ASCII digits.
@@ -257,8 +258,8 @@ def _rows(body: bytes, lineno0: int, sockets: tuple[int, ...], bandwidth: bool, 
     row_re, cell_re = _ROW[bandwidth], _CELL[bandwidth]
     keep = np.ones(n, dtype=bool)
     slow_names: list[str] = []
-    for i, line in zip(slow, lines.take(pa.array(slow)).to_pylist(), strict=True):
-        lineno = lineno0 + int(i) + 1
+    for i, line_nl in zip(slow, lines.take(pa.array(slow)).to_pylist(), strict=True):
+        line, lineno = line_nl[:-1], lineno0 + int(i) + 1
         m = row_re.match(line)
         if m is None:
             if _skip_error_line(line, warnings, source, lineno, fatal=False):
