@@ -198,14 +198,17 @@ def allocate(misses: np.ndarray, own: np.ndarray, way_bytes: float, ws: np.ndarr
     pressure = misses[..., :, None] * own / np.maximum(own.sum(axis=1), 1)[:, None] + 1e-9 * own
     share = pressure / np.maximum(pressure.sum(axis=-2, keepdims=True), 1e-300)
     cap = (share * way_bytes).sum(axis=-1)
-    for _ in range(3):
-        over = cap > ws
-        if not over.any():
+    # Water-filling: a VM once capped stays capped (no flip-flop on rounding), and only the
+    # uncapped ones receive what the capped leave; each round caps at least one more VM.
+    capped = np.zeros(cap.shape, dtype=bool)
+    for _ in range(own.shape[0] + 1):
+        if not (cap > ws * (1 + 1e-12)).any():
             break
-        scale = np.where(over, ws / np.maximum(cap, 1e-300), 1.0)
+        capped |= cap > ws * (1 - 1e-12)
+        scale = np.where(capped, ws / np.maximum(cap, 1e-300), 1.0)
         held = share * scale[..., None] * way_bytes
         free = way_bytes - held.sum(axis=-2, keepdims=True)
-        room = pressure * (~over)[..., None]
+        room = pressure * (~capped)[..., None]
         room_share = room / np.maximum(room.sum(axis=-2, keepdims=True), 1e-300)
         share = (held + room_share * free) / way_bytes
         cap = (share * way_bytes).sum(axis=-1)
