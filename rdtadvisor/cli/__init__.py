@@ -51,9 +51,9 @@ def settings_of(ctx: click.Context) -> Settings:
 
 
 def _attach_commands() -> None:
-    from rdtadvisor.cli import attach, collect, parse, store
+    from rdtadvisor.cli import attach, collect, parse, store, whatif
 
-    for module in (parse, collect, attach, store):
+    for module in (parse, collect, attach, store, whatif):
         cli.add_command(module.command)
 
 

@@ -1,0 +1,321 @@
+"""Plan files: CAT plans (issue 5's contract) and migration plans (issue 6's), read into dataclasses.
+
+A plan file is JSON with ``plans`` (CAT), ``migrations``, or both::
+
+    {"plans": [{"host": "xen01", "socket": 0, "level": 3,
+                "assignments": [{"domid": 5, "name": "db", "cbm": "0x7f0"},
+                                {"domid": 7, "name": "batch", "code_cbm": "0x3", "data_cbm": "0xc"}]}],
+     "migrations": [{"name": "batch", "domid": 7, "from": "xen01", "to": "xen02"}]}
+
+Other keys of the contracts (``cos``, ``ways``, ``reason``, ``predicted``, ``commands``, ...)
+are allowed and ignored. Masks are JSON integers or strings (``"0x7f0"``, ``"2032"``).
+Every error is a `ConfigError` naming the file and the JSON path (``$.plans[0].assignments[1].cbm``).
+`check_masks` validates masks against a host's stored facts: non-empty, one contiguous
+run of ones, within the CBM length (Xen rejects the rest; ``xen-xl-psr.md``, §4.1 of the
+partitioning notes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rdtadvisor.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One VM's masks in a CAT plan. Under CDP `code_cbm`/`data_cbm`; else `cbm` (or both halves equal)."""
+
+    domid: int | None
+    name: str | None
+    cbm: int | None = None
+    code_cbm: int | None = None
+    data_cbm: int | None = None
+    path: str = ""
+
+    @property
+    def data_mask(self) -> int:
+        """The mask that governs the data (what occupancy mostly is): `data_cbm` or `cbm`."""
+        m = self.data_cbm if self.data_cbm is not None else self.cbm
+        assert m is not None
+        return m
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name is not None else f"domid {self.domid}"
+
+
+@dataclass(frozen=True)
+class CatPlan:
+    host: str
+    socket: int
+    level: int
+    assignments: tuple[Assignment, ...]
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str | None
+    domid: int | None
+    source: str
+    destination: str
+    path: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name is not None else f"domid {self.domid}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: str
+    cat: tuple[CatPlan, ...] = ()
+    migrations: tuple[Migration, ...] = ()
+
+    @property
+    def hosts(self) -> list[str]:
+        """Every host the plan touches, in order of first mention."""
+        seen: dict[str, None] = {}
+        for p in self.cat:
+            seen.setdefault(p.host)
+        for m in self.migrations:
+            seen.setdefault(m.source)
+            seen.setdefault(m.destination)
+        return list(seen)
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and parse a plan file; ConfigError names the file (and the JSON path) on any problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read plan: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: plan is not UTF-8 text: {e.reason}") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from e
+    return parse_plan(data, source=str(p))
+
+
+def parse_plan(data: Any, *, source: str = "<plan>") -> Plan:
+    """Turn decoded JSON into a `Plan` (see the module docstring for the shape)."""
+
+    def fail(path: str, why: str) -> ConfigError:
+        return ConfigError(f"{source}: {path}: {why}")
+
+    if not isinstance(data, dict):
+        raise fail("$", f"expected an object with 'plans' and/or 'migrations', got {_kind(data)}")
+    if "plans" not in data and "migrations" not in data:
+        raise fail("$", "expected 'plans' (a CAT plan) and/or 'migrations' (a migration plan)")
+    cat: list[CatPlan] = []
+    plans = data.get("plans", [])
+    if not isinstance(plans, list):
+        raise fail("$.plans", f"expected a list, got {_kind(plans)}")
+    seen_sockets: dict[tuple[str, int], str] = {}
+    for i, p in enumerate(plans):
+        where = f"$.plans[{i}]"
+        if not isinstance(p, dict):
+            raise fail(where, f"expected an object, got {_kind(p)}")
+        host = _string(p, "host", where, fail)
+        socket = _int(p, "socket", where, fail, minimum=0)
+        level = _int(p, "level", where, fail, default=3)
+        if level != 3:
+            raise fail(f"{where}.level", f"only level 3 (L3 CAT) can be predicted, got {level}")
+        if (host, socket) in seen_sockets:
+            raise fail(where, f"{host} socket {socket} is already planned at {seen_sockets[(host, socket)]}")
+        seen_sockets[(host, socket)] = where
+        assignments = p.get("assignments")
+        if not isinstance(assignments, list) or not assignments:
+            raise fail(f"{where}.assignments", f"expected a non-empty list, got {_kind(assignments)}")
+        out: list[Assignment] = []
+        ids: dict[object, str] = {}
+        for j, a in enumerate(assignments):
+            w = f"{where}.assignments[{j}]"
+            if not isinstance(a, dict):
+                raise fail(w, f"expected an object, got {_kind(a)}")
+            domid = _int(a, "domid", w, fail, default=None, minimum=0)
+            name = _string(a, "name", w, fail, required=False)
+            if domid is None and name is None:
+                raise fail(w, "needs a 'domid' or a 'name'")
+            ident = domid if domid is not None else name
+            if ident in ids:
+                raise fail(w, f"{ident!r} is already assigned at {ids[ident]}")
+            ids[ident] = w
+            cbm = _mask(a, "cbm", w, fail)
+            code, dat = _mask(a, "code_cbm", w, fail), _mask(a, "data_cbm", w, fail)
+            if cbm is None and (code is None or dat is None):
+                raise fail(w, "needs 'cbm', or both 'code_cbm' and 'data_cbm' (CDP)")
+            if cbm is not None and (code is not None or dat is not None):
+                raise fail(w, "give either 'cbm' or 'code_cbm'/'data_cbm', not both")
+            out.append(Assignment(domid, name, cbm, code, dat, w))
+        cat.append(CatPlan(host, socket, level, tuple(out), where))
+    migrations: list[Migration] = []
+    moves = data.get("migrations", [])
+    if not isinstance(moves, list):
+        raise fail("$.migrations", f"expected a list, got {_kind(moves)}")
+    moved: dict[object, str] = {}
+    for i, m in enumerate(moves):
+        w = f"$.migrations[{i}]"
+        if not isinstance(m, dict):
+            raise fail(w, f"expected an object, got {_kind(m)}")
+        domid = _int(m, "domid", w, fail, default=None, minimum=0)
+        name = _string(m, "name", w, fail, required=False)
+        if domid is None and name is None:
+            raise fail(w, "needs a 'domid' or a 'name'")
+        src = _string(m, "from", w, fail)
+        dst = _string(m, "to", w, fail)
+        if src == dst:
+            raise fail(f"{w}.to", f"the VM would stay on {src}")
+        key = (src, domid if domid is not None else name)
+        if key in moved:
+            raise fail(w, f"{name or domid} on {src} already moves at {moved[key]}")
+        moved[key] = w
+        migrations.append(Migration(name, domid, src, dst, w))
+    return Plan(source, tuple(cat), tuple(migrations))
+
+
+def _kind(x: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(x), type(x).__name__)
+
+
+def _string(obj: dict, key: str, where: str, fail, *, required: bool = True) -> str | None:
+    if key not in obj or obj[key] is None:
+        if required:
+            raise fail(f"{where}.{key}", "missing")
+        return None
+    v = obj[key]
+    if not isinstance(v, str) or not v.strip():
+        raise fail(f"{where}.{key}", f"expected a non-empty string, got {_kind(v)}")
+    return v
+
+
+_MISSING = object()
+
+
+def _int(obj: dict, key: str, where: str, fail, *, default: Any = _MISSING,
+         minimum: int | None = None) -> Any:
+    if key not in obj or obj[key] is None:
+        if default is _MISSING:
+            raise fail(f"{where}.{key}", "missing")
+        return default
+    v = obj[key]
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        else:
+            raise fail(f"{where}.{key}", f"expected an integer, got {_kind(v)} {v!r}")
+    if minimum is not None and v < minimum:
+        raise fail(f"{where}.{key}", f"must be >= {minimum}, got {v}")
+    return v
+
+
+def _mask(obj: dict, key: str, where: str, fail) -> int | None:
+    if key not in obj or obj[key] is None:
+        return None
+    v = obj[key]
+    if isinstance(v, bool):
+        raise fail(f"{where}.{key}", f"expected a mask like \"0x7f0\", got {_kind(v)}")
+    if isinstance(v, int):
+        m = v
+    elif isinstance(v, str):
+        try:
+            m = int(v.strip(), 0)
+        except ValueError:
+            raise fail(f"{where}.{key}", f"not a mask: {v!r} (try \"0x7f0\")") from None
+    else:
+        raise fail(f"{where}.{key}", f"expected a mask like \"0x7f0\", got {_kind(v)}")
+    if m <= 0:
+        raise fail(f"{where}.{key}", f"mask {v!r} is empty: every COS needs at least one way")
+    return m
+
+
+# --- validation against the store's facts ------------------------------------------------------
+
+@dataclass(frozen=True)
+class SocketFacts:
+    """What the store knows of one socket's L3: size, CBM length, CDP, default mask."""
+
+    l3_bytes: float | None
+    cbm_len: int | None
+    cdp: bool
+    default_cbm: int | None
+    cos_max: int | None = None      # highest COS id (already halved under CDP); COS 0 is the default
+
+    @property
+    def ways(self) -> int | None:
+        if self.cbm_len is not None:
+            return self.cbm_len
+        return self.default_cbm.bit_length() if self.default_cbm else None
+
+    @property
+    def full_mask(self) -> int | None:
+        if self.default_cbm:
+            return self.default_cbm
+        return (1 << self.cbm_len) - 1 if self.cbm_len else None
+
+
+def socket_facts(facts: pd.DataFrame) -> dict[tuple[str, int], SocketFacts]:
+    """Latest L3 facts per (host, socket) from the facts table."""
+    f = facts[facts["socket"].notna() & facts["fact"].isin(
+        ["l3_cache_bytes", "l3_cbm_len", "l3_cdp", "l3_default_cbm", "l3_cos_max"])]
+    f = f.sort_values("time", kind="stable").drop_duplicates(["host", "socket", "fact"], keep="last")
+    table: dict[tuple[str, int], dict[str, float]] = {}
+    for h, s, name, v in zip(f["host"], f["socket"], f["fact"], f["value"], strict=True):
+        if pd.notna(v):
+            table.setdefault((str(h), int(s)), {})[str(name)] = float(v)
+    return {k: SocketFacts(l3_bytes=d.get("l3_cache_bytes"),
+                           cbm_len=int(d["l3_cbm_len"]) if "l3_cbm_len" in d else None,
+                           cdp=bool(d.get("l3_cdp", 0)),
+                           default_cbm=int(d["l3_default_cbm"]) if "l3_default_cbm" in d else None,
+                           cos_max=int(d["l3_cos_max"]) if "l3_cos_max" in d else None)
+            for k, d in table.items()}
+
+
+def is_contiguous(mask: int) -> bool:
+    """One run of ones (what Intel CAT requires of every CBM)."""
+    if mask <= 0:
+        return False
+    low = mask >> ((mask & -mask).bit_length() - 1)
+    return low & (low + 1) == 0
+
+
+def check_masks(plan: Plan, facts: Mapping[tuple[str, int], SocketFacts]) -> None:
+    """Raise ConfigError (file and JSON path) for a mask Xen or the hardware would reject.
+
+    Each planned (host, socket) must be known to the store with its CBM length (from
+    ``psr-hwinfo`` or the default mask); every mask must be one contiguous run within it;
+    ``code_cbm``/``data_cbm`` only where CDP is on.
+    """
+    for p in plan.cat:
+        sf = facts.get((p.host, p.socket))
+        if sf is None or sf.ways is None:
+            known = sorted({h for h, _ in facts})
+            what = (f"host {p.host!r} is not in the store (known: {', '.join(known) or 'none'})"
+                    if p.host not in known else f"{p.host} socket {p.socket}: no L3 CAT facts stored "
+                                                f"(CBM length unknown)")
+            raise ConfigError(f"{plan.source}: {p.path}: {what}")
+        for a in p.assignments:
+            if (a.code_cbm is not None or a.data_cbm is not None) and not sf.cdp:
+                raise ConfigError(f"{plan.source}: {a.path}: code_cbm/data_cbm given but CDP is off on "
+                                  f"{p.host} socket {p.socket}; use 'cbm'")
+            for key in ("cbm", "code_cbm", "data_cbm"):
+                m = getattr(a, key)
+                if m is None:
+                    continue
+                if m >> sf.ways:
+                    raise ConfigError(f"{plan.source}: {a.path}.{key}: mask {m:#x} is wider than the "
+                                      f"{sf.ways}-bit CBM of {p.host} socket {p.socket}")
+                if not is_contiguous(m):
+                    raise ConfigError(f"{plan.source}: {a.path}.{key}: mask {m:#x} is not contiguous "
+                                      f"(CAT needs one run of ones)")
