@@ -193,15 +193,16 @@ def allocate(misses: np.ndarray, own: np.ndarray, way_bytes: float, ws: np.ndarr
     insertion pressure (misses spread evenly over their own ways); no VM holds more than
     its working set `ws`, and what a capped VM leaves goes to the others in those ways.
 
-    misses : (..., n) misses per second; own : (n, W) 0/1 mask matrix; returns (..., n) [B].
+    misses : (..., n) misses per second; own : (n, W) 0/1 mask matrix, or (..., n, W) for a
+    batch of layouts (the scoring harness); returns (..., n) [B].
     """
-    pressure = misses[..., :, None] * own / np.maximum(own.sum(axis=1), 1)[:, None] + 1e-9 * own
+    pressure = misses[..., :, None] * own / np.maximum(own.sum(axis=-1, keepdims=True), 1) + 1e-9 * own
     share = pressure / np.maximum(pressure.sum(axis=-2, keepdims=True), 1e-300)
     cap = (share * way_bytes).sum(axis=-1)
     # Water-filling: a VM once capped stays capped (no flip-flop on rounding), and only the
     # uncapped ones receive what the capped leave; each round caps at least one more VM.
     capped = np.zeros(cap.shape, dtype=bool)
-    for _ in range(own.shape[0] + 1):
+    for _ in range(own.shape[-2] + 1):
         if not (cap > ws * (1 + 1e-12)).any():
             break
         capped |= cap > ws * (1 - 1e-12)
