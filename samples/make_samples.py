@@ -25,8 +25,6 @@ from rdtadvisor.xl.commands import capture_name
 HERE = Path(__file__).parent
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LIBXL = "libxl: error: libxl_psr.c:{line}:{fn}: {msg}\n"
-MBA_MISSING = LIBXL.format(line=120, fn="libxl__psr_alloc_log_err_msg",
-                           msg="MBA: is not supported in this system")
 
 
 @dataclass
@@ -185,9 +183,10 @@ def capture(h: Host, index: int, when: datetime, readings: int = 3) -> Capture:
     if h.version < (4, 6):
         put(("xl", "psr-cmt-show", "cache_occupancy"), cmt_table(h, "cache-occupancy", rng))
         return c
-    # psr-hwinfo's status is its last section's: MBA (4.11+) or L2 (4.10) failing gives 253.
+    # psr-hwinfo's status is its last section's: MBA (4.11+) or L2 (4.10) failing gives 253,
+    # and since 4.10 an absent feature prints nothing at all, not even on stderr (§1.1).
     no_last = (h.version >= (4, 11) and h.mba_linear is None) or (h.version == (4, 10) and not h.l2_cbm_len)
-    put(("xl", "psr-hwinfo"), hw(h), status=253 if no_last else 0, stderr=MBA_MISSING if no_last else "")
+    put(("xl", "psr-hwinfo"), hw(h), status=253 if no_last else 0)
     if h.cmt:
         missing = int(quirks["missing-cell"]) if "missing-cell" in quirks else None
         put(("xl", "psr-cmt-show", "cache-occupancy"), cmt_table(h, "cache-occupancy", rng, missing))

@@ -126,7 +126,10 @@ def write_capture(root: Path, capture: Capture) -> Path:
                 "started": None if result.started is None else result.started.isoformat(),
                 "seconds": round(result.seconds, 4), "error": result.error,
             }
-        (tmp / META).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        # Compact: indent would switch json to its pure-Python encoder, the main cost of
+        # writing a simulated fleet's hundreds of thousands of captures.
+        (tmp / META).write_text(json.dumps(meta, sort_keys=True, separators=(",", ":")) + "\n",
+                                encoding="utf-8")
         os.rename(tmp, final)
     except OSError as e:
         shutil.rmtree(locals().get("tmp", host_dir / ".none"), ignore_errors=True)
