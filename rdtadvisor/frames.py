@@ -17,7 +17,7 @@ events    what went wrong or looked odd: time, host, command, kind, message
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -80,27 +80,88 @@ _STATUS_MEANINGLESS = ("psr-hwinfo",)
 
 
 def capture_frames(capture: Capture) -> dict[str, pd.DataFrame]:
-    """Parse every file of one `Capture` and return the five tidy tables for it.
+    """The five tidy tables for one `Capture` (see `frames_of`)."""
+    return frames_of([capture])
+
+
+def frames_of(captures: Iterable[Capture]) -> dict[str, pd.DataFrame]:
+    """Parse every file of every capture and return the five tidy tables for all of them.
 
     Never raises for bad content: unparseable files, xl error texts, missing cells
     and counter overflows become rows of the ``events`` table (kind, message naming
-    the file), so the rest of the capture is still stored.
+    the file), so the rest of a capture is still stored. Rows are gathered as plain
+    columns and each table is built once, so a replay of thousands of captures pays
+    pandas' per-frame cost once, not per capture.
     """
+    acc = _Tables()
+    for capture in captures:
+        _add_capture(acc, capture)
+    return acc.frames()
+
+
+class _Tables:
+    """Rows for the small tables, column chunks for `samples`."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple]] = {name: [] for name in TABLES if name != "samples"}
+        self.samples: list[tuple[pd.Timestamp, str, str, int, str, cmt.CmtTable]] = []
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        out = {name: (validate(name, pd.DataFrame.from_records(r, columns=list(SCHEMAS[name])))
+                      if r else empty(name)) for name, r in self.rows.items()}
+        out["samples"] = self._samples() if self.samples else empty("samples")
+        return {name: out[name] for name in TABLES}
+
+    def _samples(self) -> pd.DataFrame:
+        """Every psr-cmt-show table as long rows (complete rows only), built column-wise."""
+        times, hosts, metrics, readings, units, sockets, domids, names, values = ([] for _ in range(9))
+        lengths = []
+        for t, host, metric, reading, unit, table in self.samples:
+            keep = np.flatnonzero(table.complete)
+            k = len(table.sockets)
+            row_of = np.repeat(keep, k)
+            lengths.append(len(row_of))
+            times.append(t.value)
+            hosts.append(host)
+            metrics.append(metric)
+            readings.append(reading)
+            units.append(unit)
+            sockets.append(np.tile(np.asarray(table.sockets, dtype=np.int16), len(keep)))
+            domids.append(table.domids[row_of])
+            names.append(table.names.take(pa.array(row_of)))
+            values.append(table.values[keep].ravel())
+        n = np.asarray(lengths)
+
+        def repeat(items: list, dtype: object = object) -> np.ndarray:
+            return np.repeat(np.asarray(items, dtype=dtype), n)
+
+        return validate("samples", pd.DataFrame({
+            "time": pd.to_datetime(repeat(times, np.int64), utc=True),
+            "host": pd.array(repeat(hosts), dtype=pd.StringDtype()),
+            "socket": np.concatenate(sockets), "domid": np.concatenate(domids).astype(np.int32),
+            "domain": pd.array(pa.concat_arrays([a.cast(pa.large_string()) for a in names]),
+                               dtype=pd.StringDtype()),
+            "metric": pd.array(repeat(metrics), dtype=pd.StringDtype()),
+            "reading": repeat(readings, np.int16),
+            "value": np.concatenate(values),
+            "unit": pd.array(repeat(units), dtype=pd.StringDtype()),
+        }))
+
+
+def _add_capture(acc: _Tables, capture: Capture) -> None:
     from rdtadvisor.xl import cat, cmt, domains, hostinfo, hwinfo, mba
     from rdtadvisor.xl.commands import parse_command
 
     t = pd.Timestamp(capture.time)
     host = capture.host
-    rows: dict[str, list[dict]] = {name: [] for name in TABLES}
-    sample_parts: list[pd.DataFrame] = []
+    rows = acc.rows
 
     def event(command: str, kind: str, message: str) -> None:
-        rows["events"].append({"time": t, "host": host, "command": command, "kind": kind, "message": message})
+        rows["events"].append((t, host, command, kind, message))
 
     def fact(name: str, value: float | None = None, text: str | None = None,
              socket: int | None = None) -> None:
-        rows["facts"].append({"time": t, "host": host, "socket": socket, "fact": name, "value": value,
-                              "text": text})
+        rows["facts"].append((t, host, socket, name, value, text))
 
     where = str(capture.path) if capture.path is not None else f"{host}@{capture.stamp}"
     parsed: dict[str, object] = {}
@@ -140,7 +201,8 @@ def capture_frames(capture: Capture) -> dict[str, pd.DataFrame]:
             event(label, "parse-warning", warning)
 
         if isinstance(record, cmt.CmtTable):
-            sample_parts.append(_samples(record, t, host, reading_of(name)))
+            metric, unit = METRICS[record.metric]
+            acc.samples.append((t, host, metric, reading_of(name), unit, record))
             if record.metric == "cache-occupancy":
                 fact("total_rmid", record.total_rmid)
                 if "xl-psr-hwinfo.txt" not in capture.results:  # Xen 4.5: no psr-hwinfo
@@ -153,14 +215,12 @@ def capture_frames(capture: Capture) -> dict[str, pd.DataFrame]:
                     ((f"l{record.level}_cbm", "cbm"),)
                 for d in s.domains:
                     for setting, attr in pairs:
-                        rows["settings"].append({
-                            "time": t, "host": host, "socket": s.socket, "domid": d.domid,
-                            "domain": d.name, "setting": setting, "value": getattr(d, attr)})
+                        value = getattr(d, attr)
+                        rows["settings"].append((t, host, s.socket, d.domid, d.name, setting, value))
         elif isinstance(record, mba.MbaTable):
             for s in record.sockets:
                 for d in s.domains:
-                    rows["settings"].append({"time": t, "host": host, "socket": s.socket, "domid": d.domid,
-                                             "domain": d.name, "setting": "mba_thrtl", "value": d.thrtl})
+                    rows["settings"].append((t, host, s.socket, d.domid, d.name, "mba_thrtl", d.thrtl))
         elif isinstance(record, hwinfo.HwInfo):
             _hwinfo_facts(record, fact)
         elif isinstance(record, hostinfo.HostInfo):
@@ -174,29 +234,7 @@ def capture_frames(capture: Capture) -> dict[str, pd.DataFrame]:
                 fact("xen_commandline", text=record.fields["xen_commandline"])
         elif isinstance(record, domains.DomainList):
             for d in record.domains:
-                rows["domains"].append({"time": t, "host": host, "domid": d.domid, "domain": d.name,
-                                        "memory_bytes": d.memory_bytes, "vcpus": d.vcpus, "state": d.state})
-    out = {name: (validate(name, pd.DataFrame(r, columns=list(SCHEMAS[name]))) if r else empty(name))
-           for name, r in rows.items()}
-    if sample_parts:
-        out["samples"] = validate("samples", pd.concat(sample_parts, ignore_index=True))
-    return out
-
-
-def _samples(table: cmt.CmtTable, t: pd.Timestamp, host: str, reading: int) -> pd.DataFrame:
-    """One psr-cmt-show table as long rows (complete rows only), built column-wise."""
-    metric, unit = METRICS[table.metric]
-    keep = np.flatnonzero(table.complete)
-    k = len(table.sockets)
-    row_of = np.repeat(keep, k)
-    return pd.DataFrame({
-        "time": t, "host": host,
-        "socket": np.tile(np.asarray(table.sockets, dtype=np.int16), len(keep)),
-        "domid": table.domids[row_of].astype(np.int32),
-        "domain": pd.array(table.names.take(pa.array(row_of)), dtype=pd.StringDtype()),
-        "metric": metric, "reading": reading,
-        "value": table.values[keep].ravel(), "unit": unit,
-    })
+                rows["domains"].append((t, host, d.domid, d.name, d.memory_bytes, d.vcpus, d.state))
 
 
 def _hwinfo_facts(info: hwinfo.HwInfo, fact: Callable[..., None]) -> None:

@@ -13,7 +13,7 @@ from rdtadvisor import collect as collecting
 from rdtadvisor.cli import EXIT_OK, EXIT_PARTIAL, settings_of
 from rdtadvisor.config import HostConfig, resolve_hosts
 from rdtadvisor.errors import ConfigError, StoreError
-from rdtadvisor.frames import capture_frames, concat
+from rdtadvisor.frames import frames_of
 from rdtadvisor.sources.capture import write_capture
 from rdtadvisor.store import Store
 
@@ -128,17 +128,15 @@ def _store(store: Store, captures: list, totals: Counter[str]) -> set[str]:
     """Append captures to the store; returns hosts with garbage in a capture file (named on stderr)."""
     if not captures:
         return set()
-    parts = [capture_frames(c) for c in captures]
-    bad = set()
-    for capture, frames in zip(captures, parts, strict=True):
-        events = frames["events"]
-        for message in events.loc[events["kind"] == "parse-error", "message"]:
-            _err(f"{capture.host}: {message}")
-            bad.add(capture.host)
-    result = store.append(concat(parts))
+    frames = frames_of(captures)
+    events = frames["events"]
+    bad = events[events["kind"] == "parse-error"]
+    for host, message in zip(bad["host"], bad["message"], strict=True):
+        _err(f"{host}: {message}")
+    result = store.append(frames)
     totals.update({"collections": result.collections, "skipped": result.skipped,
                    "rows": result.total_rows})
-    return bad
+    return set(bad["host"])
 
 
 def _summary(store: Store, totals: Counter[str], n_hosts: int, failed: set[str]) -> None:
