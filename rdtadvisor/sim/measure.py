@@ -99,6 +99,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rdtadvisor.sim import presets
 from rdtadvisor.sources.capture import Capture, CommandResult
 from rdtadvisor.units import KIB, MIB
 from rdtadvisor.xl import cat, cmt, domains, hostinfo, hwinfo, mba
@@ -108,17 +109,6 @@ MONITOR_TYPES = ("cache-occupancy", "total-mem-bandwidth", "local-mem-bandwidth"
 RMID_MAX_DEFAULT = 255          # Xen's opt_rmid_max (psr=rmid_max:N), xen-xl-psr.md §1.2
 WINDOW_NS = 10_000_000          # xl's usleep(10000) between the two counter reads (§2.3)
 TIMER_SLACK_NS = 50_000         # Linux's default timer slack: usleep never returns early
-
-# Linux arch/x86/kernel/cpu/resctrl/monitor.c, mbm_cf_table: (rmid threshold, correction
-# factor) indexed by (x86_cache_max_rmid + 1) / 8 - 1. "If rmid > rmid threshold, MBM total
-# and local values should be multiplied by the correction factor."
-MBM_CF_TABLE: tuple[tuple[int, float], ...] = (
-    (7, 1.000000), (15, 1.000000), (15, 0.969650), (31, 1.000000), (31, 1.066667), (31, 0.969650),
-    (47, 1.142857), (63, 1.000000), (63, 1.185115), (63, 1.066553), (79, 1.454545), (95, 1.000000),
-    (95, 1.230769), (95, 1.142857), (95, 1.066667), (127, 1.000000), (127, 1.254863), (127, 1.185255),
-    (151, 1.000000), (127, 1.066667), (167, 1.000000), (159, 1.454334), (183, 1.000000),
-    (127, 0.969744), (191, 1.280246), (191, 1.230921), (215, 1.000000), (191, 1.143118),
-)
 
 # stderr texts (xen-xl-psr.md §0, §2.3). File:line:function differ between versions and
 # are never matched on; these are 4.19's.
@@ -233,10 +223,10 @@ def erratum_factors(preset: Any, rmids: np.ndarray) -> np.ndarray:
     threshold = getattr(preset, "mbm_cf_threshold", None)
     cf = float(getattr(preset, "mbm_cf", 1.0) or 1.0)
     if threshold is None:
-        index = (int(preset.rmids) + 1) // 8 - 1
-        if not 0 <= index < len(MBM_CF_TABLE):
+        row = presets.mbm_correction(int(preset.rmids) + 1)  # Total RMID is the max index
+        if row is None:
             return out
-        threshold, cf = MBM_CF_TABLE[index]
+        threshold, cf = row
     out[rmids > int(threshold)] = 1.0 / cf
     return out
 
