@@ -269,7 +269,7 @@ def test_run_suite_scores_baselines_and_advisors_per_history_mode():
         return baselines.equal_split(len(vms), socket.ways, 99)
 
     scenarios = _tiny_scenarios()
-    df = harness.run_suite(scenarios, {"test-advisor": advisor, "too-many-cos": greedy})
+    df = harness.run_suite(scenarios, {"test-advisor": advisor, "too-many-cos": greedy}, history=None)
     assert list(df.columns) == harness.SUITE_COLUMNS
     assert seen == [(None, m, sc.cos_budget) for sc in scenarios for m in harness.HISTORY_MODES]
     for name, g in df.groupby("scenario"):

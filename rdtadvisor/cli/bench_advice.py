@@ -32,7 +32,7 @@ def command(suite_name: str, fmt: str, quick: bool, margin: float | None,
     over their bandwidth threshold); "% opt" is relative to the exhaustive optimum within the
     scenario's COS budget, "vs none" to no partitioning.
     """
-    from rdtadvisor.sim import harness, suite
+    from rdtadvisor.sim import fitted, harness, suite
 
     if quick:
         scenarios = suite.quick()
@@ -40,7 +40,8 @@ def command(suite_name: str, fmt: str, quick: bool, margin: float | None,
         scenarios = suite.BUILTIN[suite_name]()
     else:
         scenarios = _load_suite(Path(suite_name))
-    advisors = dict(_load_advisor(spec) for spec in advisor_specs)
+    advisors = {fitted.LABEL: fitted.ucp_on_fitted}  # the reference every advisor must beat
+    advisors.update(_load_advisor(spec) for spec in advisor_specs)
     started = time.perf_counter()
     results = harness.run_suite(scenarios, advisors)
     summary = harness.summarise(results, **({} if margin is None else {"margin": margin}))

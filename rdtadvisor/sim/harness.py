@@ -15,11 +15,11 @@ lookahead on the *true* curves) and against the exhaustive optimum over every va
   and `summarise` turns the result into the table `rdtadvisor bench-advice` prints.
 
 Advisors (`Advisor`) see only what a real advisor would: the socket's hardware, per VM its
-name, vCPUs and priority (`VmInfo`), the COS budget, and the VMs' *observable* history. The
-history type is a placeholder (`History = Any`) until the measurement model of issue 3 exists:
-for now the harness passes ``None`` (unless `run_suite` is given a ``history`` factory) and
-never the true curves. Each scenario is run once per history mode (`HISTORY_MODES`): history
-recorded with default masks only, and history that includes a calibration schedule.
+name, vCPUs and priority (`VmInfo`), the COS budget, and the VMs' *observable* history: the
+collector's tidy tables for six hours of the socket (`observed_history`, which runs the truth
+through Xen's measurement quirks and the real parsers), never the true curves. Each scenario
+is run once per history mode (`HISTORY_MODES`): history recorded with default masks only, and
+history that includes a calibration schedule (a way sweep, one VM at a time).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from rdtadvisor.sim.model import alone as alone_state
 #: sat at the default mask; "calibration" = history that includes a `calibrate` schedule.
 HISTORY_MODES: tuple[str, ...] = ("default", "calibration")
 
-#: Placeholder for the observable history an advisor receives (issue 3's measurement model).
+#: The observable history an advisor receives: table name -> tidy frame (`rdtadvisor.frames`).
 History = Any
 
 #: Relative weighted-speedup margin under which a plan counts as "no worse than doing nothing".
@@ -465,18 +465,27 @@ NO_CAT, EQUAL, LOOKAHEAD = "no partitioning", "equal split", "UCP lookahead"
 OPT_PER_VM, OPT_DISJOINT, OPT = "optimum per-VM COS", "optimum disjoint", "optimum"
 
 
+def observed_history(scenario: SuiteScenario, mode: str) -> History:
+    """What an advisor sees: the collector's tables for 6 h of the scenario's socket in history
+    ``mode`` (`rdtadvisor.sim.history.observe`, seeded with the scenario's seed)."""
+    from rdtadvisor.sim.history import observe  # it imports this module
+
+    return observe(scenario, mode, seed=scenario.seed)
+
+
 def run_suite(scenarios: Sequence[SuiteScenario], advisors: Mapping[str, Advisor] | None = None, *,
               history_modes: Sequence[str] = HISTORY_MODES,
-              history: Callable[[SuiteScenario, str], History] | None = None,
+              history: Callable[[SuiteScenario, str], History] | None = observed_history,
               overlapping: bool = True, per_vm_optimum: bool = True,
               progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """True outcomes of every plan on every scenario: one row per (scenario, plan, history).
 
     Plans: `NO_CAT` (every VM at the default mask), `EQUAL` and `LOOKAHEAD`
     (`rdtadvisor.sim.baselines`, UCP on the true curves, within the COS budget), each
-    advisor (once per history mode; its history from ``history(scenario, mode)``, ``None``
-    if no factory is given), `OPT_PER_VM` (best one-private-run-per-VM layout, budget
-    ignored, as in the reference's §6.4 table; skipped when n > ways), `OPT_DISJOINT`
+    advisor (once per history mode; its history from ``history(scenario, mode)``, by default
+    `observed_history`; ``None`` if no factory is given), `OPT_PER_VM` (best
+    one-private-run-per-VM layout, budget ignored, as in the reference's §6.4 table; skipped
+    when n > ways), `OPT_DISJOINT`
     (best of family a) and `OPT` (best of families a + b within the budget: the yardstick).
 
     Columns: scenario, plan, history ("-" for plans that do not read history), n_vms, ways,
@@ -511,10 +520,11 @@ def _scenario_rows(sc: SuiteScenario, advisors: Mapping[str, Advisor], modes: Se
     curves = baselines.true_miss_curves(socket, vms)
     plans.append((LOOKAHEAD, "-", baselines.ucp_lookahead(socket, vms, sc.cos_budget, curves=curves), True))
     info = sc.vm_info()
+    # One history per mode, shared by every advisor (each costs a simulation and a parse).
+    hists = {mode: history(sc, mode) if history is not None else None for mode in modes} if advisors else {}
     for name, advisor in advisors.items():
         for mode in modes:
-            hist = history(sc, mode) if history is not None else None
-            layout = advisor(socket, info, hist, cos_budget=sc.cos_budget, mode=mode)
+            layout = advisor(socket, info, hists[mode], cos_budget=sc.cos_budget, mode=mode)
             ok = (isinstance(layout, Layout) and len(layout.masks) == n and layout.ways == W
                   and layout.is_valid(sc.cos_budget))
             plans.append((name, mode, layout, ok))
