@@ -59,3 +59,10 @@ class StoreError(RdtError):
 
 class ConfigError(RdtError):
     """A bad config file, option or hosts file (exit status 2 in the CLI)."""
+
+
+class PlanError(RdtError, ValueError):
+    """A plan that Xen would reject (invalid mask, over the COS budget) or that is inconsistent.
+
+    An `RdtError`, so the CLI prints it as one line (exit 1); a `ValueError` for library callers.
+    """

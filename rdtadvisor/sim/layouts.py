@@ -58,6 +58,8 @@ from math import comb
 
 import numpy as np
 
+from rdtadvisor.advise import cbm
+
 FAMILY_DISJOINT, FAMILY_OVERLAY_DEFAULT, FAMILY_OVERLAY_EDGE = 0, 1, 2
 FAMILY_NAMES = {FAMILY_DISJOINT: "disjoint", FAMILY_OVERLAY_DEFAULT: "overlay-default",
                 FAMILY_OVERLAY_EDGE: "overlay-edge"}
@@ -74,11 +76,7 @@ def valid(mask: int, ways: int) -> bool:
     (Xen 4.10+ also rejects values wider than 32 bits; with ``ways <= 32`` that is the
     range check.) No minimum width: Xen checks none.
     """
-    mask = int(mask)
-    if ways < 1 or ways > 32 or mask <= 0 or mask >> ways:
-        return False
-    low = mask & -mask                  # lowest set bit
-    return (mask + low) & mask == 0     # adding it carries through one run of ones only
+    return cbm.is_valid(mask, ways)
 
 
 def cos_used(masks: Iterable[int], ways: int) -> int:

@@ -1,0 +1,71 @@
+"""``rdtadvisor check``: flag today's CAT masks that are invalid, wasteful or unused.
+
+    rdtadvisor check
+    rdtadvisor check --host xen-sky01 --format json
+
+Reads each host's latest collection from the store (read-only) and runs
+`rdtadvisor.check.check` (the rules and thresholds are documented there).
+Exit status: 0 nothing found, 1 findings (warnings), 2 usage or config error
+(for example an unknown ``--host``).
+
+JSON shape (stable)::
+
+    {"findings": [{"host", "socket", "kind", "domid", "domain", "message", "evidence": {key: number}}],
+     "checked": [{"host", "socket", "time", "cbm_len", "cdp", "cos_used", "cos_budget"}],
+     "notes": ["..."]}
+"""
+
+from __future__ import annotations
+
+import click
+
+from rdtadvisor.check import CheckReport, check
+from rdtadvisor.cli import settings_of
+from rdtadvisor.cli.output import dump_json
+from rdtadvisor.errors import ConfigError
+from rdtadvisor.store import Store
+
+
+@click.command("check")
+@click.option("--host", "hosts", multiple=True,
+              help="Only this host (repeatable; default: every stored host).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format (json: the stable shape in `rdtadvisor.cli.check`).")
+@click.pass_context
+def command(ctx: click.Context, hosts: tuple[str, ...], fmt: str) -> int:
+    """Flag today's CAT masks that are invalid, overlap a streaming VM, are unused, or leave dom0 polluting.
+
+    Exit status 0 when nothing is found, 1 when there are findings.
+    """
+    store = Store(settings_of(ctx).store, create=False)
+    known = store.hosts()
+    unknown = [h for h in hosts if h not in known]
+    if unknown:
+        raise ConfigError(f"host(s) not in the store: {', '.join(unknown)} "
+                          f"(known: {', '.join(known) or 'none'})")
+    wanted = list(hosts) or known
+    tables = {t: store.latest(t, wanted) for t in ("settings", "facts", "samples", "domains")}
+    report = check(tables)
+    click.echo(dump_json(report.to_dict()) if fmt == "json" else render_text(report), nl=False)
+    return 1 if report.findings else 0
+
+
+def render_text(report: CheckReport) -> str:
+    out = []
+    for s in report.checked:
+        cos = (f"COS {s.cos_used} of {s.cos_budget}" if s.cos_budget is not None
+               else f"COS {s.cos_used} (budget unknown)")
+        length = f"{s.cbm_len}-bit CBM" if s.cbm_len else "CBM length unknown"
+        out.append(f"{s.host} socket {s.socket} ({s.time.isoformat()}): {length}"
+                   f"{', CDP' if s.cdp else ''}, {cos}\n")
+        for f in report.findings:
+            if (f.host, f.socket) == (s.host, s.socket):
+                out.append(f"  {f.kind}: {f.message}\n")
+    seen = {(s.host, s.socket) for s in report.checked}
+    for f in report.findings:
+        if (f.host, f.socket) not in seen:
+            out.append(f"{f.host} socket {f.socket}: {f.kind}: {f.message}\n")
+    for n in report.notes:
+        out.append(f"note: {n}\n")
+    out.append(f"{len(report.findings)} finding(s) on {len(report.checked)} socket(s)\n")
+    return "".join(out)
