@@ -1,0 +1,653 @@
+"""The CAT allocation strategy: which ways each VM of one socket should get, and why.
+
+`plan_socket` is pure: one socket's facts, its VMs with their fitted miss curves
+(`rdtadvisor.curves.CurveFit`), today's masks, the COS budget and a `Policy` in; a
+`SocketAdvice` out (per VM: group, mask, ways, reason; the predicted change of the weighted
+speedup with its uncertainty; or ``declined`` with the reason for recommending nothing).
+`advisor` adapts it to `rdtadvisor.sim.harness.Advisor` so the scoring suite can judge it.
+
+Method (``cache-partitioning-algorithms.md``; section numbers refer to it):
+
+1. **Classify** every VM from its fit (§6.4 (f)): *streaming* = high bandwidth AND a flat
+   curve (alpha < 0.1 at >= 1 GB/s) -- never a flat curve alone, which also catches small
+   working sets; *idle* (below 1 MB/s); *small* (a knee below a tenth of the L3); otherwise
+   *sensitive* (or *insensitive*: flat, little bandwidth). The class only seeds the
+   clustering and words the reasons: the allocation itself follows the curves.
+   **Curves the history could not fit** (`CurveFit.fallback`: class priors chosen from
+   bandwidth or occupancy alone) get a wide prior instead of their narrow class draws
+   (`_wide_prior`: alpha 0..0.8 through the observed point, a knee anywhere up to the L3),
+   so a high-bandwidth VM of unknown curve is weighed as possibly streaming and possibly
+   cache-hungry; the reason then says the curve was not measured.
+2. **Performance model** (§6.2, in relative form): a VM's speed relative to today is
+   ``1 / ((1 - s) + s * (M(c') / M(c)) * (L' / L))`` where ``s`` is the share of its time
+   stalled on memory today, estimated from its misses per vCPU (``M / (1 + wb) / vcpus``)
+   times the memory latency over the memory-level parallelism (`Policy.mlp`), and ``L`` the
+   latency of the queueing curve ``L0 / (1 - U)`` at the socket's bandwidth utilisation.
+   Speeds are normalised by each VM alone with the whole cache, weighted by priority, and
+   summed: the weighted speedup (WS), the quantity the scoring harness grades. Allocating
+   by misses alone (UCP) over-serves VMs with many vCPUs and streaming VMs whose misses
+   cost them little (high MLP): WS is what we maximise.
+3. **Capacity** in any layout comes from the sharing equilibrium on the fitted curves
+   (§2.2: occupancy in proportion to insertion rate, capped at the working set), solved
+   with `rdtadvisor.whatif.equilibrium` for the best estimate and for posterior draws of
+   every curve (`CurveFit.draws`) at once.
+4. **Cluster** KPart-style (§1.2) into at most ``cos_budget`` groups: streaming VMs start
+   in one group (a small shared range for polluters, §4.4), every other VM alone; then
+   the pair of groups whose merge loses least WS is merged (`baselines.kpart_groups` on
+   negated group-value curves, the group value being the expected WS, over the ensemble,
+   its members reach sharing w ways, from the equilibrium). Every level 2..K of the merge
+   sequence is a candidate. VMs with a guaranteed minimum are never merged (a shared COS
+   guarantees nothing).
+5. **Split the ways exactly** among the groups (§6.4 (d)): a dynamic programme over the
+   group value curves maximises the summed WS under ``sum(ways) = W - reserved`` and the
+   per-group minima (min bits, guarantees); runs are stacked contiguously from the low end
+   above the reserved ways (§4.4). Every domain, Domain-0 included, gets a mask: a domain
+   left at COS 0 allocates into every partition (§4.4), so only the deliberate "light VMs
+   at default" alternatives of step 6 leave any domain there.
+6. **Alternatives**: UCP lookahead on the fitted miss curves (§1.1, the reference advisor);
+   for layouts with a streaming group, the streaming group laid over the top ways of
+   another group's run instead of a private run; and the 1-3 lightest VMs (least
+   bandwidth, no guarantee) left at the default mask with the others clustered into the
+   whole budget -- they barely pollute and free COS (the last two when `Policy.overlap`,
+   and light VMs only when no ways are reserved). Then a small local search (§6.4 (d))
+   from the two leading candidates moves one way at a time across run boundaries.
+7. **Choose and decide** (§1.1's 2 % hysteresis, issue 5): every candidate and today's
+   masks are evaluated on the whole ensemble (best estimate + draws), including the
+   latency feedback through bandwidth. The candidate with the best lower quartile of its
+   gain over today is chosen (ties within `Policy.tie_margin`: the fewest COS); it is
+   recommended only if its expected gain is at least `Policy.hysteresis` and at least
+   `Policy.confidence` of the draws predict a gain;
+   otherwise today's masks stay and ``declined`` says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from math import ceil
+
+import numpy as np
+import pandas as pd
+
+from rdtadvisor.curves import IDLE_BW, MIB, STREAMING_BW, CurveFit, misses_of
+from rdtadvisor.plans import SocketFacts
+from rdtadvisor.sim import baselines
+from rdtadvisor.sim.layouts import Layout, contiguous_mask, full_mask, valid
+from rdtadvisor.sim.model import LINE_BYTES
+from rdtadvisor.whatif import equilibrium
+
+FAMILY = "cat-advisor"
+LOCAL_SEARCH_STARTS = 2  # candidates the local search starts from
+MAX_DRAWS = 48          # posterior draws per curve used for the ensemble (plus the best estimate)
+STREAMING_ALPHA = 0.1   # a fitted exponent below this is "flat" (curves.py uses the same)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Operator policy and the few model constants the strategy cannot observe.
+
+    min_mib : guaranteed cache per VM name [MiB] (the VM gets a private run at least that big).
+    reserved_ways : ways kept out of every mask, at the low end (I/O, DDIO).
+    min_bits : the fewest ways any mask may have (Xen checks none; hardware may need 1-2).
+    overlap : whether masks may overlap (the streaming range laid over another run).
+    hysteresis : the least expected relative WS gain worth a change (zsim/UCP: 2 %).
+    confidence : the share of the posterior ensemble that must predict a gain.
+    tie_margin : candidates whose ranking gain is within this of the best count as
+        tied; the one with the fewest COS wins (coarser partitions are the more robust to
+        curve errors, and cheaper: KPart's point, §1.2; §4.4 "minimise churn").
+    risk_quantile : candidates are ranked by this quantile of their gain over the ensemble
+        (0.25: the lower quartile, a cautious choice; 0.5 the median).
+    seed_streaming : start the clustering with the streaming VMs pooled in one group (§4.4);
+        otherwise from singletons.
+    widen_fallback : replace the draws of class-prior fits by a wide prior (`_wide_prior`).
+    mlp, writeback : memory-level parallelism and write-back share assumed for every VM
+        (the stall model; not observable from CMT/MBM).
+    latency_ns, bw_capacity : unloaded memory latency and the socket's bandwidth [B/s]
+        (None: no latency feedback).
+    """
+
+    min_mib: Mapping[str, float] = field(default_factory=dict)
+    reserved_ways: int = 0
+    min_bits: int = 1
+    overlap: bool = True
+    hysteresis: float = 0.02
+    confidence: float = 0.7
+    tie_margin: float = 0.002
+    widen_fallback: bool = True
+    risk_quantile: float = 0.25
+    seed_streaming: bool = True
+    mlp: float = 2.0
+    writeback: float = 0.3
+    latency_ns: float = 90.0
+    bw_capacity: float | None = None
+
+
+@dataclass(frozen=True)
+class VmInput:
+    """One VM to plan: identity, priority (weight in WS), its fitted curve, vCPUs."""
+
+    domid: int
+    name: str
+    priority: float
+    fit: CurveFit
+    vcpus: int = 2
+
+
+@dataclass(frozen=True)
+class VmAdvice:
+    domid: int
+    name: str
+    kind: str                 # streaming | idle | small | sensitive | insensitive
+    group: int                # index of its COS group in the plan (shared mask)
+    mask: int                 # recommended (today's when declined)
+    mask_now: int
+    ways: int
+    bytes: float
+    speed_change: float       # predicted relative speed change of this VM (expected)
+    reason: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: str
+    masks: tuple[int, ...]
+    gain_mean: float          # expected relative WS change vs today
+    gain_low: float           # 5th percentile over the ensemble
+    gain_high: float          # 95th percentile
+    gain_risk: float          # the `Policy.risk_quantile` quantile: what candidates are ranked by
+    p_gain: float             # share of the ensemble predicting a gain
+
+
+@dataclass(frozen=True)
+class SocketAdvice:
+    ways: int
+    cos_budget: int
+    cos_used: int
+    vms: tuple[VmAdvice, ...]
+    chosen: str               # label of the chosen candidate ("today" when declined)
+    predicted_gain: float     # expected relative WS change over today (0 when declined)
+    uncertainty: tuple[float, float]   # 5th-95th percentile of that gain
+    candidates: tuple[Candidate, ...]
+    declined: str | None
+
+    @property
+    def masks(self) -> tuple[int, ...]:
+        return tuple(v.mask for v in self.vms)
+
+    def layout(self) -> Layout:
+        return Layout(self.masks, self.ways, FAMILY)
+
+
+# ---------------------------------------------------------------------------- classification
+
+def classify(fit: CurveFit, l3_bytes: float) -> str:
+    """streaming (high bandwidth AND flat), idle, small, sensitive or insensitive (§6.4 (f))."""
+    bw = fit.median_bandwidth
+    if bw < IDLE_BW:
+        return "idle"
+    if fit.alpha < STREAMING_ALPHA:
+        return "streaming" if bw >= STREAMING_BW else "insensitive"
+    if fit.kind == "small" or (np.isfinite(fit.ws_bytes) and fit.ws_bytes < 0.1 * l3_bytes):
+        return "small"
+    return "sensitive"
+
+
+# ---------------------------------------------------------------------------- the model
+
+class _Model:
+    """The ensemble of curve sets and the relative-speed model of the module docstring."""
+
+    def __init__(self, vms: Sequence[VmInput], ways: int, way_bytes: float, policy: Policy,
+                 now_masks: Sequence[int]) -> None:
+        self.n, self.ways, self.wb, self.policy = len(vms), ways, way_bytes, policy
+        cols = []
+        for k, v in enumerate(vms):
+            f = v.fit
+            best = np.array([[np.log(max(f.r, 1e-300)), f.alpha, f.ws_bytes, f.floor]])
+            d = f.draws[:MAX_DRAWS] if len(f.draws) else np.zeros((0, 4))
+            if policy.widen_fallback and f.quality == "fallback" and f.median_bandwidth >= IDLE_BW:
+                d = _wide_prior(f, ways * way_bytes, MAX_DRAWS, seed=k)
+            if len(d) < MAX_DRAWS:
+                d = np.concatenate([d, np.repeat(best, MAX_DRAWS - len(d), axis=0)])
+            cols.append(np.concatenate([best, d]))
+        arr = np.stack(cols, axis=1)                     # (E, n, 4)
+        self.params = tuple(arr[..., k].copy() for k in range(4))
+        self.ws = np.where(np.isfinite(self.params[2]), self.params[2], np.inf)
+        self.prio = np.array([v.priority for v in vms], dtype=float)
+        self.vcpus = np.array([max(v.vcpus, 1) for v in vms], dtype=float)
+        self.c0 = vms[0].fit.c0_bytes if vms else 0.25 * MIB
+        # today's state: the reference of every relative speed
+        self.cap_now, self.m_now = self.solve(now_masks)
+        self.lat_now = self.latency(self.m_now.sum(axis=1))
+        per_vcpu = self.m_now / (1 + policy.writeback) / self.vcpus
+        self.stall = np.clip(per_vcpu * self.lat_now[:, None] * 1e-9 / policy.mlp, 0.0, 0.95)
+        full = np.full_like(self.params[0], ways * way_bytes)
+        m_alone = self.misses(np.minimum(full, self.ws))
+        self.rel_alone = self._rel(m_alone, lambda tot: self.latency(tot / 1.0), per_vm_latency=True)
+
+    def misses(self, cap: np.ndarray, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        lr, a, ws, fl = (p[rows] for p in self.params)
+        return misses_of(lr, a, ws, fl, cap, self.c0)
+
+    def latency(self, bandwidth_misses: np.ndarray) -> np.ndarray:
+        if not self.policy.bw_capacity:
+            return np.full(np.shape(bandwidth_misses), self.policy.latency_ns)
+        u = bandwidth_misses * LINE_BYTES / self.policy.bw_capacity
+        return self.policy.latency_ns / (1.0 - np.minimum(u, 0.95))
+
+    def solve(self, masks: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        own = ((np.asarray(masks, dtype=np.int64)[:, None] >> np.arange(self.ways)) & 1).astype(float)
+        cap, m, _ = equilibrium(*self.params, own, self.wb)
+        return cap, m
+
+    def _rel(self, m: np.ndarray, lat_of, per_vm_latency: bool = False) -> np.ndarray:
+        """Relative speeds (vs today) at misses ``m`` (E, n), latency fed back 4 times."""
+        rel = np.ones_like(m)
+        ratio = m / np.maximum(self.m_now, 1e-300)
+        for _ in range(4):
+            traffic = m * rel
+            lat = lat_of(traffic) if per_vm_latency else lat_of(traffic.sum(axis=1))[:, None]
+            rel = 1.0 / ((1 - self.stall) + self.stall * ratio * lat / self.lat_now[:, None])
+        return rel
+
+    def ws_of(self, masks: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(E,) weighted speedup and (E, n) relative speeds vs today of a layout."""
+        _, m = self.solve(masks)
+        rel = self._rel(m, self.latency)
+        return (self.prio * rel / self.rel_alone).sum(axis=1), rel
+
+    def group_value(self, members: tuple[int, ...], max_ways: int) -> np.ndarray:
+        """(max_ways + 1,) expected WS (mean over the ensemble) of these VMs sharing w ways at
+        today's latency (column 0 repeats w = 1, as the miss tables of `rdtadvisor.sim.baselines`)."""
+        idx = np.array(members)
+        out = np.zeros(max_ways + 1)
+        params = tuple(p[:, idx] for p in self.params)
+        stall, m_now = self.stall[:, idx], self.m_now[:, idx]
+        weight = self.prio[idx] / self.rel_alone[:, idx]
+        own = np.ones((len(idx), 1))
+        for w in range(1, max_ways + 1):
+            _, m, _ = equilibrium(*params, own, w * self.wb)
+            rel = 1.0 / ((1 - stall) + stall * m / np.maximum(m_now, 1e-300))
+            out[w] = float((weight * rel).sum(axis=1).mean())
+        out[0] = out[1]
+        return out
+
+
+def _wide_prior(fit: CurveFit, l3_bytes: float, n: int, seed: int) -> np.ndarray:
+    """(n, 4) draws of (log r, alpha, ws, floor) for a curve the history could not fit.
+
+    The fit's class prior decides the class from bandwidth (or a knee at the occupancy
+    held) alone, which §6.4 (f) warns against: a high-bandwidth VM may be streaming or
+    cache-hungry, a VM holding little may be small or merely squeezed. So the draws span
+    both: alpha ~ U(0, 0.8) through the median observed point (log-sd 0.35), and a knee
+    anywhere from what it holds to the L3 size (log-uniform) for half of them.
+    """
+    rng = np.random.default_rng(seed)
+    c_ref = max(fit.median_occupancy, fit.c0_bytes)
+    m_ref = max(fit.median_bandwidth / LINE_BYTES, 1.0)
+    alpha = rng.uniform(0.0, 0.8, n)
+    lx = max(np.log(c_ref / fit.c0_bytes), 0.0)
+    log_r = np.log(m_ref) + alpha * lx + rng.normal(0, 0.35, n)
+    knee = rng.random(n) < 0.5
+    lo, hi = np.log(c_ref * 1.05), np.log(max(l3_bytes, c_ref * 1.1))
+    ws = np.where(knee, np.exp(rng.uniform(lo, hi, n)), np.inf)
+    power = np.minimum(1.0, (np.where(knee, ws, 1.0) / fit.c0_bytes) ** -alpha)
+    floor = np.where(knee, power * rng.uniform(0.05, 1.0, n), 0.0)
+    return np.column_stack([log_r, alpha, ws, floor])
+
+
+# ---------------------------------------------------------------------------- way splits
+
+def exact_split(values: np.ndarray, total: int, minima: Sequence[int]) -> list[int] | None:
+    """Ways per group maximising ``sum_g values[g, w_g]`` with ``sum w_g = total`` and
+    ``w_g >= minima[g]`` (dynamic programme, exact). None if the minima do not fit."""
+    g = len(values)
+    if sum(minima) > total:
+        return None
+    best = np.full((g + 1, total + 1), -np.inf)
+    arg = np.zeros((g + 1, total + 1), dtype=int)
+    best[0, 0] = 0.0
+    for j in range(g):
+        for t in range(total + 1):
+            for w in range(minima[j], t + 1):
+                v = best[j, t - w] + values[j, w]
+                if v > best[j + 1, t]:
+                    best[j + 1, t], arg[j + 1, t] = v, w
+    if not np.isfinite(best[g, total]):
+        return None
+    sizes, t = [], total
+    for j in range(g, 0, -1):
+        sizes.append(int(arg[j, t]))
+        t -= arg[j, t]
+    return sizes[::-1]
+
+
+def _stacked(groups: Sequence[tuple[int, ...]], sizes: Sequence[int], n: int, start: int) -> list[int]:
+    masks = [0] * n
+    at = start
+    for members, z in zip(groups, sizes, strict=True):
+        for i in members:
+            masks[i] = contiguous_mask(at, z)
+        at += z
+    return masks
+
+
+# ---------------------------------------------------------------------------- the plan
+
+def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], current_masks: Mapping[int, int],
+                *, cos_budget: int, policy: Policy | None = None) -> SocketAdvice:
+    """The CAT plan for one socket (method: module docstring).
+
+    ``vms``: `VmInput` or tuples (domid, name, priority, CurveFit[, vcpus]).
+    ``current_masks``: domid -> today's L3 mask (missing: the default all-ones mask).
+    """
+    policy = policy or Policy()
+    items = [v if isinstance(v, VmInput) else VmInput(*v) for v in vms]
+    W = socket_facts.ways
+    if not W:
+        raise ValueError("the socket's CBM length is unknown")
+    l3 = float(socket_facts.l3_bytes or 0.0)
+    if l3 <= 0:
+        raise ValueError("the socket's L3 size is unknown")
+    full = full_mask(W)
+    wb = l3 / W
+    n = len(items)
+    now = [int(current_masks.get(v.domid, full)) for v in items]
+    kinds = [classify(v.fit, l3) for v in items]
+    if n == 0:
+        return SocketAdvice(W, cos_budget, 0, (), "today", 0.0, (0.0, 0.0), (), "no VMs on this socket")
+    avail = W - policy.reserved_ways
+    start = policy.reserved_ways
+    model = _Model(items, W, wb, policy, now)
+    min_ways = [max(policy.min_bits, ceil(policy.min_mib.get(v.name, 0.0) * MIB / wb - 1e-9)) for v in items]
+    guaranteed = [policy.min_mib.get(v.name, 0.0) > 0 for v in items]
+
+    cands: list[tuple[str, list[int], list[tuple[int, ...]] | None]] = []
+    value_cache: dict[tuple[int, ...], np.ndarray] = {}
+
+    def value(members: tuple[int, ...]) -> np.ndarray:
+        if members not in value_cache:
+            value_cache[members] = model.group_value(members, avail)
+        return value_cache[members]
+
+    # 4. KPart-style clustering, with the streaming VMs pooled in one starting group
+    streaming = tuple(i for i in range(n) if kinds[i] == "streaming")
+    # 6b. light VMs (least bandwidth, no guarantee) may stay at the default mask: they barely
+    # pollute and free COS for the rest (§4.4's shared region; the harness's overlay family)
+    light_order = sorted((i for i in range(n) if kinds[i] != "streaming" and not guaranteed[i]
+                          and reserved_ok(policy)), key=lambda i: (items[i].fit.median_bandwidth, i))
+    at_default: list[tuple[int, ...]] = [()]
+    if policy.overlap:
+        at_default += [tuple(light_order[:j]) for j in range(1, min(len(light_order), n - 2, 3) + 1)]
+    for light in at_default:
+        members = [i for i in range(n) if i not in light]
+        pool = tuple(i for i in streaming if i in members)
+        units = [(i,) for i in members]
+        if policy.seed_streaming and len(pool) > 1:
+            units = [pool] + [(i,) for i in members if i not in pool]
+        tag = f", {len(light)} light at default" if light else ""
+        for k, groups in _levels(units, cos_budget, avail, policy, guaranteed, value).items():
+            table = np.stack([value(g) for g in groups])
+            sizes = exact_split(table, avail, [max(min_ways[i] for i in g) for g in groups])
+            if sizes is None:
+                continue
+            masks = _stacked(groups, sizes, n, start)
+            for i in light:
+                masks[i] = full
+            cands.append((f"kpart-{k}+exact{tag}", masks, groups))
+            # 6. the streaming group laid over the top ways of its neighbour's run
+            if not (policy.overlap and pool and pool in groups and len(groups) >= 2):
+                continue
+            s_idx = groups.index(pool)
+            rest = [g for g in groups if g != pool]
+            r_sizes = exact_split(np.stack([value(g) for g in rest]), avail,
+                                  [max(min_ways[i] for i in g) for g in rest])
+            r = max(policy.min_bits, sizes[s_idx])
+            if r_sizes is not None and r < r_sizes[-1]:
+                masks = _stacked(rest, r_sizes, n, start)
+                for i in pool:
+                    masks[i] = contiguous_mask(start + avail - r, r)
+                for i in light:
+                    masks[i] = full
+                cands.append((f"kpart-{k}+exact, streaming over the top {r} way(s){tag}", masks, None))
+    # the reference: UCP lookahead on the fitted miss curves (KPart merge when over budget)
+    ucp = _ucp_fitted(items, model, W, avail, start, cos_budget, policy)
+    if ucp is not None:
+        cands.append(("UCP lookahead on fitted curves", ucp, None))
+
+    # 7. evaluate every candidate and today's masks on the ensemble
+    ws_now, _ = model.ws_of(now)
+    scored: list[Candidate] = []
+    rels: dict[tuple[int, ...], np.ndarray] = {}
+
+    def score(label: str, masks: Sequence[int]) -> Candidate:
+        ws, rel = model.ws_of(masks)
+        gain = ws / ws_now - 1.0
+        rels[tuple(int(m) for m in masks)] = rel
+        lo, hi, risk = np.quantile(gain, [0.05, 0.95, policy.risk_quantile])
+        return Candidate(label, tuple(int(m) for m in masks), float(np.mean(gain)), float(lo), float(hi),
+                         float(risk), float(np.mean(gain > 0)))
+    seen: set[tuple[int, ...]] = set()
+    for label, masks, _ in cands:
+        key = tuple(masks)
+        if key in seen or tuple(now) == key:
+            continue
+        seen.add(key)
+        if not all(valid(m, W) for m in masks) or len(set(masks) - {full}) > cos_budget:
+            continue
+        scored.append(score(label, masks))
+    scored.sort(key=lambda c: (-c.gain_risk, -c.gain_mean, c.label))
+    # 7b. a small local search (§6.4 (d)) from the leading candidates: move one way across a
+    # boundary between adjacent runs, judged on the ensemble with the latency feedback
+    for c in scored[:LOCAL_SEARCH_STARTS]:
+        refined = _local_search(c, score, W, full, start, avail, min_ways, policy)
+        if refined is not None and tuple(refined.masks) not in seen:
+            seen.add(tuple(refined.masks))
+            scored.append(refined)
+    scored.sort(key=lambda c: (-c.gain_risk, -c.gain_mean, c.label))
+    best = scored[0] if scored else None
+    if best is not None:
+        tied = [c for c in scored if c.gain_risk >= best.gain_risk - policy.tie_margin]
+        best = min(tied, key=lambda c: (len(set(c.masks) - {full}), -c.gain_risk, c.label))
+    declined = None
+    if best is None:
+        declined = "no valid alternative to today's masks"
+    elif best.gain_mean < policy.hysteresis:
+        declined = (f"best plan ({best.label}) predicts {100 * best.gain_mean:+.1f}% weighted speedup, "
+                    f"under the {100 * policy.hysteresis:.0f}% hysteresis")
+    elif best.p_gain < policy.confidence:
+        declined = (f"best plan ({best.label}) predicts {100 * best.gain_mean:+.1f}% but only "
+                    f"{100 * best.p_gain:.0f}% of the curves' uncertainty agrees (need "
+                    f"{100 * policy.confidence:.0f}%): within the uncertainty")
+    masks = list(now) if declined or best is None else list(best.masks)
+    rel = rels[best.masks] if best is not None and not declined else np.ones((1, n))
+    groups_of: dict[int, int] = {}
+    for m in masks:
+        groups_of.setdefault(m, len(groups_of))
+    out = []
+    for i, v in enumerate(items):
+        m = masks[i]
+        ways = bin(m).count("1")
+        reason = _reason(kinds[i], v, m, now[i], ways, wb, model, i, masks, full, bool(declined))
+        out.append(VmAdvice(v.domid, v.name, kinds[i], groups_of[m], m, now[i], ways, ways * wb,
+                            float(np.mean(rel[:, i]) - 1.0), reason))
+    return SocketAdvice(W, cos_budget, len(set(masks) - {full}), tuple(out),
+                        "today" if declined or best is None else best.label,
+                        0.0 if declined or best is None else best.gain_mean,
+                        (0.0, 0.0) if declined or best is None else (best.gain_low, best.gain_high),
+                        tuple(scored), declined)
+
+
+def _local_search(cand: Candidate, score, W: int, full: int, start: int, avail: int,
+                  min_ways: Sequence[int], policy: Policy, rounds: int = 4) -> Candidate | None:
+    """Hill-climb the run boundaries of a disjoint layout (VMs at the default mask stay there).
+    None when the layout is not a tiling of disjoint runs or nothing improves."""
+    masks = list(cand.masks)
+    runs = sorted({m for m in masks if m != full}, key=lambda m: (m & -m))
+    covered = 0
+    for m in runs:
+        if covered & m:
+            return None
+        covered |= m
+    if len(runs) < 2 or covered != contiguous_mask(start, avail):
+        return None
+    sizes = [bin(m).count("1") for m in runs]
+    members = [[i for i, m in enumerate(masks) if m == r] for r in runs]
+    least = [max([policy.min_bits] + [min_ways[i] for i in g]) for g in members]
+    best, improved = cand, False
+    for _ in range(rounds):
+        step = None
+        for b in range(len(sizes) - 1):
+            for d in (-1, 1):
+                trial = list(sizes)
+                trial[b] += d
+                trial[b + 1] -= d
+                if trial[b] < least[b] or trial[b + 1] < least[b + 1]:
+                    continue
+                new = list(masks)
+                at = start
+                for g, z in zip(members, trial, strict=True):
+                    for i in g:
+                        new[i] = contiguous_mask(at, z)
+                    at += z
+                c = score(f"{cand.label} + local search", new)
+                if (c.gain_risk, c.gain_mean) > (best.gain_risk, best.gain_mean) and (
+                        step is None or (c.gain_risk, c.gain_mean) > (step[0].gain_risk, step[0].gain_mean)):
+                    step = (c, trial, new)
+        if step is None:
+            break
+        best, sizes, masks, improved = step[0], step[1], step[2], True
+    return best if improved else None
+
+
+def reserved_ok(policy: Policy) -> bool:
+    """A VM may stay at the default mask only when no ways are reserved (it would use them)."""
+    return policy.reserved_ways == 0
+
+
+def _levels(units: list[tuple[int, ...]], cos_budget: int, avail: int, policy: Policy,
+            guaranteed: Sequence[bool], value) -> dict[int, list[tuple[int, ...]]]:
+    """KPart merge levels: for every k in 2..K, the groups (VM index tuples) left by greedy
+    merging of ``units`` by least loss of expected WS (`baselines.kpart_groups` on the negated
+    group values). Greedy merging is memoryless, so each level continues from the one above
+    (one merge step each). VMs with a guarantee are never merged."""
+    max_groups = min(cos_budget, avail // max(policy.min_bits, 1), len(units))
+    out: dict[int, list[tuple[int, ...]]] = {}
+    current = [tuple(sorted(u)) for u in units]
+    for k in range(max_groups, 1, -1):
+        base = list(current)
+
+        def members_of(ids: tuple[int, ...], base=base) -> tuple[int, ...]:
+            return tuple(sorted(i for u in ids for i in base[u]))
+
+        def curve(ids: tuple[int, ...], members_of=members_of) -> np.ndarray:
+            members = members_of(ids)
+            if len(ids) > 1 and any(guaranteed[i] for i in members):
+                return np.full(avail + 1, 1e12)
+            return -value(members)
+
+        current = [members_of(g) for g in baselines.kpart_groups(len(base), k, avail, curve)]
+        out[k] = sorted(current)
+    return out
+
+
+def _ucp_fitted(items: Sequence[VmInput], model: _Model, W: int, avail: int, start: int, cos_budget: int,
+                policy: Policy) -> list[int] | None:
+    """UCP lookahead (+ KPart merge on the summed-miss curves) on the fitted best estimates."""
+    n = len(items)
+    g = max(1, min(n, cos_budget, avail // max(policy.min_bits, 1)))
+    if g == 1:
+        return None
+    caps = np.arange(0, avail + 1) * model.wb
+    table = np.stack([np.asarray(v.fit.misses(np.maximum(caps, model.wb)), dtype=float) for v in items])
+
+    def curve_of(members: tuple[int, ...]) -> np.ndarray:
+        if len(members) == 1:
+            return table[members[0]]
+        idx = np.array(members)
+        params = tuple(p[:1, idx] for p in model.params)
+        out = np.zeros(avail + 1)
+        for w in range(1, avail + 1):
+            _, m, _ = equilibrium(*params, np.ones((len(idx), 1)), w * model.wb)
+            out[w] = m.sum()
+        out[0] = out[1]
+        return out
+
+    groups = baselines.kpart_groups(n, g, avail, curve_of) if g < n else [(i,) for i in range(n)]
+    try:
+        sizes = baselines.lookahead(np.stack([curve_of(m) for m in groups]), avail,
+                                    min_alloc=max(policy.min_bits, 1))
+    except ValueError:
+        return None
+    return _stacked(groups, sizes, n, start)
+
+
+def _reason(kind: str, v: VmInput, mask: int, now: int, ways: int, wb: float, model: _Model, i: int,
+            masks: Sequence[int], full: int, declined: bool) -> str:
+    sharers = sum(1 for m in masks if m == mask) - 1
+    overlapped = any(m != mask and m & mask for m in masks)
+    f = v.fit
+    m_full = float(f.misses(model.ways * wb))
+    m_one = float(f.misses(wb))
+    m_here = float(f.misses(ways * wb))
+    saved = 100.0 * (1 - m_here / m_one) if m_one > 0 else 0.0
+    share = f" shared with {sharers} other VM{'s' * (sharers != 1)}" if sharers else ""
+    over = " (overlapping another run)" if overlapped else ""
+    if declined:
+        return f"{kind}: keeps {mask:#x} (no change recommended)"
+    if kind == "streaming":
+        curve = ("curve not measured, class prior: ask for a calibration" if f.fallback
+                 else f"flat curve alpha {f.alpha:.2f}")
+        return (f"streaming ({f.median_bandwidth / 1e9:.1f} GB/s, {curve}): confined "
+                f"to {ways} way{'s' * (ways != 1)}{share}{over}")
+    if kind == "idle":
+        return f"idle ({f.median_bandwidth / 1e6:.2f} MB/s): shares a {ways}-way region{share}{over}"
+    if kind == "small":
+        return (f"small working set ({f.ws_bytes / MIB:.1f} MiB): {ways} way{'s' * (ways != 1)}{share} "
+                f"hold it{over}")
+    if kind == "insensitive":
+        return f"insensitive (flat curve, little bandwidth): {ways} way{'s' * (ways != 1)}{share}{over}"
+    extra = f"; {100 * (1 - m_full / m_here):.0f}% more would need the whole cache" if m_here > 0 else ""
+    return (f"cache-sensitive: {ways} way{'s' * (ways != 1)}{share}{over} save {saved:.0f}% of its misses "
+            f"vs 1 way{extra}")
+
+
+# ---------------------------------------------------------------------------- harness adapter
+
+def advisor(socket, vms, history, *, cos_budget: int, mode: str) -> Layout:
+    """`rdtadvisor.sim.harness.Advisor`: fit curves from ``history``, then `plan_socket`.
+
+    Declines (today's masks, normally the default) when some VM has no curve, as the
+    reference advisor does.
+    """
+    from rdtadvisor.sim.fitted import fitted_curves
+
+    del mode
+    n, W = len(vms), socket.ways
+    default = Layout((full_mask(W),) * n, W, FAMILY)
+    fits = fitted_curves(socket, vms, history)
+    if any(f is None for f in fits):
+        return default
+    now = _current_masks(history, vms, W)
+    facts = SocketFacts(float(socket.l3_bytes), W, False, full_mask(W), None)
+    items = [VmInput(i, v.name, v.priority, f, v.vcpus)
+             for i, (v, f) in enumerate(zip(vms, fits, strict=True))]
+    policy = Policy(latency_ns=socket.latency_ns, bw_capacity=socket.bw_bytes_s)
+    advice = plan_socket(facts, items, dict(enumerate(now)), cos_budget=cos_budget, policy=policy)
+    return advice.layout()
+
+
+def _current_masks(history, vms, ways: int) -> list[int]:
+    """Each VM's latest stored L3 mask (the default when none)."""
+    full = full_mask(ways)
+    st = history.get("settings") if history else None
+    if st is None or len(st) == 0:
+        return [full] * len(vms)
+    st = st[st["setting"].isin(["l3_cbm", "l3_data_cbm"]) & st["value"].notna()]
+    st = st.sort_values("time", kind="stable").drop_duplicates("domain", keep="last")
+    latest = dict(zip(st["domain"].astype(str), st["value"], strict=True))
+    out = []
+    for v in vms:
+        m = latest.get(v.name)
+        out.append(int(m) if m is not None and not pd.isna(m) and valid(int(m), ways) else full)
+    return out
