@@ -51,9 +51,9 @@ def settings_of(ctx: click.Context) -> Settings:
 
 
 def _attach_commands() -> None:
-    from rdtadvisor.cli import attach, bench_advice, check, collect, parse, simulate, store, whatif
+    from rdtadvisor.cli import advise, attach, bench_advice, check, collect, parse, simulate, store, whatif
 
-    for module in (parse, collect, attach, store, check, simulate, whatif, bench_advice):
+    for module in (parse, collect, attach, store, check, advise, simulate, whatif, bench_advice):
         cli.add_command(module.command)
 
 

@@ -1,0 +1,82 @@
+"""`rdtadvisor advise cat`: the L3 masks each socket should have, with commands and rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rdtadvisor.cli import settings_of
+from rdtadvisor.cli.output import dump_json
+from rdtadvisor.store import Store
+
+command = click.Group("advise", help="Advice from the stored history (CAT masks; placement next).")
+
+
+@command.command("cat")
+@click.option("--host", "hosts", multiple=True, help="Only this host (repeatable).")
+@click.option("--since", default=None, help="History from this time: ISO 8601 or 7d, 24h before now.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True, help="Output format (json: issue 5's plan contract plus `declined`).")
+@click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a POSIX shell script per host to run on it (FILE, or FILE.<host>.sh "
+                   "for several hosts) and its rollback (.rollback.sh).")
+@click.pass_context
+def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, fmt: str,
+                script_path: Path | None) -> None:
+    """Recommend CAT masks per host and socket, by marginal utility of estimated miss curves.
+
+    Declines (and says why) where the predicted gain is under 2% or within its uncertainty.
+    Nothing is applied: review the plan, then run the script on the host.
+    """
+    from rdtadvisor.advise.cat import advise_cat
+    from rdtadvisor.render.script import rollbacks_by_host, scripts_by_host
+
+    store = Store(settings_of(ctx).store, create=False)
+    names = list(hosts) or None
+    history = {t: store.read(t, hosts=names, since=since) for t in ("samples", "facts", "settings")}
+    advice = advise_cat(history, hosts=names)
+    if fmt == "json":
+        click.echo(dump_json(advice.to_dict()), nl=False)
+    else:
+        click.echo(_text(advice, markdown=fmt == "markdown"), nl=False)
+    if script_path is not None and advice.plans:
+        apply, undo = scripts_by_host(advice.plans), rollbacks_by_host(advice.plans)
+        for host, text in apply.items():
+            path = script_path if len(apply) == 1 else script_path.with_name(f"{script_path.stem}.{host}.sh")
+            path.write_text(text, encoding="utf-8")
+            path.chmod(0o755)
+            back = path.with_name(path.name.removesuffix(".sh") + ".rollback.sh")
+            back.write_text(undo[host], encoding="utf-8")
+            back.chmod(0o755)
+            click.echo(f"wrote {path} and {back}", err=True)
+
+
+def _text(advice, *, markdown: bool) -> str:
+    out: list[str] = []
+    head = "### " if markdown else ""
+    for p in advice.plans:
+        gain = p.predicted.get("weighted_speedup", 0.0)
+        low, high = (p.predicted.get("uncertainty") or [None, None])[:2]
+        band = f" [{low:+.1%} .. {high:+.1%}]" if low is not None else ""
+        out.append(f"{head}{p.host} socket {p.socket}: predicted weighted speedup {gain:+.1%}{band}, "
+                   f"COS {p.cos_used} of {p.cos_budget}")
+        if markdown:
+            out += ["", "| domid | name | mask | ways | reason |", "|---|---|---|---|---|"]
+        for a in p.assignments:
+            mask = a.cbm if a.cbm is not None else f"{a.code_cbm}/{a.data_cbm}"
+            mask_s = hex(mask) if isinstance(mask, int) else mask
+            if markdown:
+                name = str(a.name).replace("|", "\\|")
+                out.append(f"| {a.domid} | {name} | `{mask_s}` | {a.ways} | {a.reason} |")
+            else:
+                out.append(f"  {a.domid:>5}  {a.name!s:<40}  {mask_s:<8} {a.ways:>2} ways  {a.reason}")
+        out.append("")
+        for s in p.steps:
+            out.append(("    " if markdown else "  $ ") + " ".join(s.argv))
+        out.append("")
+    for d in advice.declined:
+        out.append(f"{d['host']} socket {d['socket']}: no change: {d['reason']}")
+    if not advice.plans and not advice.declined:
+        out.append("nothing to advise: the store has no sockets with L3 CAT")
+    return "\n".join(out).rstrip() + "\n"
