@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from rdtadvisor.advise.cbm import is_contiguous
 from rdtadvisor.errors import ConfigError
 
 
@@ -280,14 +281,6 @@ def socket_facts(facts: pd.DataFrame) -> dict[tuple[str, int], SocketFacts]:
                            default_cbm=int(d["l3_default_cbm"]) if "l3_default_cbm" in d else None,
                            cos_max=int(d["l3_cos_max"]) if "l3_cos_max" in d else None)
             for k, d in table.items()}
-
-
-def is_contiguous(mask: int) -> bool:
-    """One run of ones (what Intel CAT requires of every CBM)."""
-    if mask <= 0:
-        return False
-    low = mask >> ((mask & -mask).bit_length() - 1)
-    return low & (low + 1) == 0
 
 
 def check_masks(plan: Plan, facts: Mapping[tuple[str, int], SocketFacts]) -> None:
