@@ -32,6 +32,7 @@ def command(suite_name: str, fmt: str, quick: bool, margin: float | None,
     over their bandwidth threshold); "% opt" is relative to the exhaustive optimum within the
     scenario's COS budget, "vs none" to no partitioning.
     """
+    from rdtadvisor.advise import strategy
     from rdtadvisor.sim import fitted, harness, suite
 
     if quick:
@@ -40,7 +41,8 @@ def command(suite_name: str, fmt: str, quick: bool, margin: float | None,
         scenarios = suite.BUILTIN[suite_name]()
     else:
         scenarios = _load_suite(Path(suite_name))
-    advisors = {fitted.LABEL: fitted.ucp_on_fitted}  # the reference every advisor must beat
+    advisors = {fitted.LABEL: fitted.ucp_on_fitted,  # the reference every advisor must beat
+                "advise cat": strategy.advisor}   # rdtadvisor's own CAT advisor (issue 5)
     advisors.update(_load_advisor(spec) for spec in advisor_specs)
     started = time.perf_counter()
     results = harness.run_suite(scenarios, advisors)
