@@ -503,3 +503,24 @@ def test_cli_info_show_compact(store: Store) -> None:
 def test_cli_does_not_create_a_missing_store(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no history store here"):
         _cli(tmp_path / "none")("info")
+
+
+def test_many_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path):
+    # Two cron collects starting together on a brand-new store: neither may see the other's
+    # half-made store as "not empty and not a history store".
+    import multiprocessing
+
+    target = tmp_path / "new-store"
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(8) as pool:
+        results = pool.map(_open_store, [str(target)] * 32)
+    assert results == ["ok"] * 32
+    assert (target / "STORE.json").is_file()
+
+
+def _open_store(path: str) -> str:
+    try:
+        Store(path)
+        return "ok"
+    except StoreError as e:
+        return str(e)

@@ -389,7 +389,11 @@ class Store:
         elif not create:
             raise StoreError(f"{p}: no history store here (no {MARKER})")
         else:
-            if p.is_dir() and any(e.name not in (_LOCKS, _JOURNAL) for e in _scandir(p)):
+            # Another process may be creating this store right now (two cron collects on a new
+            # store): its marker temp file, marker and folders are ours, not foreign content.
+            ours = {_LOCKS, _JOURNAL, MARKER, *STORE_TABLES}
+            if p.is_dir() and any(e.name not in ours and not e.name.startswith(".tmp-")
+                                  for e in _scandir(p)):
                 raise StoreError(f"{p}: not empty and not a history store (no {MARKER})")
             try:
                 p.mkdir(parents=True, exist_ok=True)
