@@ -14,7 +14,7 @@ from rdtadvisor import xl
 from rdtadvisor.errors import ParseError, XlReportedError
 from rdtadvisor.xl import _blocks, cat, failures
 from rdtadvisor.xl.cat import CatDomain, CatSocket, CatTable
-from tests.damage import mutated
+from tests.damage import mutated, parses_or_parse_error
 from tests.golden import FIXTURES
 
 H1 = "   ID                     NAME             CBM\n"
@@ -475,17 +475,10 @@ def test_render_then_parse_round_trips(generated, crlf):
     json.dumps(parsed.to_dict())
 
 
-def _parse_or_parse_error(text, level):
-    try:
-        cat.parse(text, level=level, source="fuzz.txt")
-    except ParseError as err:  # XlReportedError is a ParseError
-        assert "fuzz.txt" in str(err)
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(st.text(), st.binary()), st.sampled_from([2, 3]))
 def test_random_text_parses_or_raises_parse_error(text, level):
-    _parse_or_parse_error(text, level)
+    parses_or_parse_error(cat.parse, text, level=level)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -493,4 +486,4 @@ def test_random_text_parses_or_raises_parse_error(text, level):
 def test_mutated_tables_parse_or_raise_parse_error(generated, data):
     table, version = generated
     text = data.draw(mutated(st.just(cat.render(table, xen_version=version).encode())))
-    _parse_or_parse_error(text, data.draw(st.sampled_from([2, 3])))
+    parses_or_parse_error(cat.parse, text, level=data.draw(st.sampled_from([2, 3])))

@@ -13,7 +13,7 @@ from rdtadvisor import xl
 from rdtadvisor.errors import ParseError, XlReportedError
 from rdtadvisor.xl import failures, mba
 from rdtadvisor.xl.mba import MbaDomain, MbaSocket, MbaTable
-from tests.damage import mutated
+from tests.damage import mutated, parses_or_parse_error
 from tests.golden import FIXTURES
 
 HM = "   ID                     NAME           THRTL\n"
@@ -237,21 +237,14 @@ def test_render_then_parse_round_trips(table, crlf):
     assert inferred.linear is (table.linear if readable else None)
 
 
-def _parse_or_parse_error(text, linear):
-    try:
-        mba.parse(text, linear=linear, source="fuzz.txt")
-    except ParseError as err:  # XlReportedError is a ParseError
-        assert "fuzz.txt" in str(err)
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(st.text(), st.binary()), st.sampled_from([None, True, False]))
 def test_random_text_parses_or_raises_parse_error(text, linear):
-    _parse_or_parse_error(text, linear)
+    parses_or_parse_error(mba.parse, text, linear=linear)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mba_tables(), st.data())
 def test_mutated_tables_parse_or_raise_parse_error(table, data):
     text = data.draw(mutated(st.just(mba.render(table, linear=bool(table.linear)).encode())))
-    _parse_or_parse_error(text, data.draw(st.sampled_from([None, True, False])))
+    parses_or_parse_error(mba.parse, text, linear=data.draw(st.sampled_from([None, True, False])))
