@@ -20,6 +20,14 @@ default. The config file (default ``~/.config/rdtadvisor/config.toml``)::
     connect_timeout = 10
     options = ["StrictHostKeyChecking=accept-new"]
 
+    [report]              # figures the reports judge against
+    bandwidth_capacity = "60GiB/s"   # per socket (default: the highest sustained figure seen)
+    l3_threshold = 0.9               # headroom: summed p95 occupancy up to this share of L3
+    bandwidth_threshold = 0.8        # headroom and saturation: share of bandwidth capacity
+    timezone = "UTC"                 # for --hours (e.g. "Europe/Berlin")
+    [report.hosts."xen01"]
+    bandwidth_capacity = "80GiB/s"
+
     [[hosts]]
     name = "xen01"                # name used in the store and reports
     address = "10.0.0.11"         # what ssh connects to (default: name)
@@ -79,6 +87,17 @@ class HostConfig:
         return self.address or self.name
 
 
+@dataclass(frozen=True)
+class ReportSettings:
+    """The ``[report]`` table: what reports and headroom judge figures against."""
+
+    bandwidth_capacity: float | None = None          # B/s per socket, every host
+    host_bandwidth_capacity: dict[str, float] = field(default_factory=dict)
+    l3_threshold: float = 0.9
+    bandwidth_threshold: float = 0.8
+    timezone: str = "UTC"
+
+
 @dataclass
 class Settings:
     """Everything a command needs to know besides its own arguments."""
@@ -90,6 +109,7 @@ class Settings:
     readings: int = 3
     timeout: float = 60.0
     parallel: int = 64
+    report: ReportSettings = field(default_factory=ReportSettings)
 
 
 def load_settings(config: Path | None = None, store: Path | None = None) -> Settings:
@@ -107,7 +127,7 @@ def load_settings(config: Path | None = None, store: Path | None = None) -> Sett
         except OSError as e:
             raise ConfigError(f"{path}: cannot read config: {e.strerror}") from e
     where = str(path)
-    _only_keys(data, {"store", "collect", "ssh", "hosts"}, where)
+    _only_keys(data, {"store", "collect", "ssh", "hosts", "report"}, where)
     store_path = store or (Path(os.environ[ENV_STORE]) if os.environ.get(ENV_STORE) else None)
     if store_path is None and "store" in data:
         store_path = Path(os.path.expanduser(_typed(data, "store", str, where)))
@@ -124,6 +144,7 @@ def load_settings(config: Path | None = None, store: Path | None = None) -> Sett
         readings=_typed(collect, "readings", int, where, 3),
         timeout=float(_typed(collect, "timeout", (int, float), where, 60.0)),
         parallel=_typed(collect, "parallel", int, where, 64),
+        report=_report(_table(data, "report", where), f"{where} [report]"),
     )
     if settings.readings < 1 or settings.parallel < 1 or settings.timeout <= 0:
         raise ConfigError(f"{where} [collect]: readings, parallel and timeout must be positive")
@@ -202,6 +223,50 @@ def _host(data: Any, ssh: SshOptions, where: str) -> HostConfig:
         name=data["name"], address=_typed(data, "address", str, where, None),
         ssh=_ssh_options(own, ssh, f"{where} ({data['name']})"),
         local=_typed(data, "local", bool, where, False), xl=_typed(data, "xl", str, where, "xl"))
+
+
+def _report(data: dict[str, Any], where: str) -> ReportSettings:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    known = {"bandwidth_capacity", "l3_threshold", "bandwidth_threshold", "timezone", "hosts"}
+    _only_keys(data, known, where)
+    hosts = _table(data, "hosts", where)
+    per_host = {}
+    for name, table in hosts.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: [report.hosts.{name}] must be a table")
+        _only_keys(table, {"bandwidth_capacity"}, f"{where} hosts.{name}")
+        if "bandwidth_capacity" in table:
+            per_host[name] = _rate(table["bandwidth_capacity"], f"{where} hosts.{name}")
+    out = ReportSettings(
+        bandwidth_capacity=_rate(data["bandwidth_capacity"], where) if "bandwidth_capacity" in data else None,
+        host_bandwidth_capacity=per_host,
+        l3_threshold=float(_typed(data, "l3_threshold", (int, float), where, 0.9)),
+        bandwidth_threshold=float(_typed(data, "bandwidth_threshold", (int, float), where, 0.8)),
+        timezone=_typed(data, "timezone", str, where, "UTC"))
+    for key in ("l3_threshold", "bandwidth_threshold"):
+        if not 0 < getattr(out, key) <= 2:
+            raise ConfigError(f"{where}: '{key}' must be a share such as 0.8 (0 < x <= 2)")
+    try:
+        ZoneInfo(out.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: 'timezone' {out.timezone!r} is not a known time zone") from None
+    return out
+
+
+def _rate(value: Any, where: str) -> float:
+    """A bandwidth: a number of B/s or a string such as ``60GiB/s``."""
+    from rdtadvisor.units import parse_size
+
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{where}: 'bandwidth_capacity' must be a rate such as \"60GiB/s\"")
+    try:
+        rate = float(value) if not isinstance(value, str) else parse_size(value)
+    except ValueError as e:
+        raise ConfigError(f"{where}: 'bandwidth_capacity': {e}") from None
+    if rate <= 0:
+        raise ConfigError(f"{where}: 'bandwidth_capacity' must be positive")
+    return rate
 
 
 _MISSING = object()
