@@ -1,0 +1,98 @@
+"""How far each figure can be trusted: coverage, dropped rows, overflows, errata, settling.
+
+* **coverage**: samples seen / collections the host had while the VM existed (its first to
+  last appearance in the window);
+* **rows dropped**: ``parse-warning`` events where xl printed fewer socket cells than the
+  header names (the row is ambiguous and dropped; the warning names the domain);
+* **overflows**: ``counter-overflow`` events (xl gave up on a bandwidth reading);
+* **occupancy over L3**: collections where a socket's summed occupancy exceeded its L3 size
+  (CMT's upscaling factor and RMID reuse make this happen; such figures are capped nowhere);
+* **settling**: after a mask change the occupancies lag for a while (lines are only evicted
+  on demand); collections within `settle_for` of a change are marked, and their occupancy
+  figures are left out of the distribution figures of that socket.
+
+Confidence per figure: ``high`` (coverage >= 90%, median of >= 3 bandwidth readings, at
+least 12 samples), ``medium`` (coverage >= 50%, at least 6 samples), else ``low``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+_DROPPED = re.compile(r"^domain '(.*)' \(id (-?\d+)\): .*row dropped")
+
+
+def confidence(coverage: float, samples: float, readings: float) -> str:
+    """``high`` / ``medium`` / ``low`` from coverage, sample count and bandwidth readings."""
+    if coverage >= 0.9 and samples >= 12 and readings >= 3:
+        return "high"
+    if coverage >= 0.5 and samples >= 6:
+        return "medium"
+    return "low"
+
+
+def dropped_rows(events: pd.DataFrame) -> pd.DataFrame:
+    """Per (host, domain): rows xl printed ambiguously and the parser dropped (column ``dropped``)."""
+    w = events[events["kind"] == "parse-warning"]
+    names = w["message"].astype(str).str.extract(_DROPPED)[0]
+    w = w.assign(domain=names).dropna(subset=["domain"])
+    return w.groupby(["host", "domain"], observed=True).size().rename("dropped").reset_index()
+
+
+def event_counts(events: pd.DataFrame, kind: str) -> pd.Series:
+    """Events of `kind` per host."""
+    return events[events["kind"] == kind].groupby("host", observed=True).size()
+
+
+def mask_changes(settings: pd.DataFrame) -> pd.DataFrame:
+    """(host, socket, time) of every collection where some domain's L3 setting differed from its
+    previous collection's (domains appearing for the first time do not count)."""
+    l3 = settings[settings["setting"].isin(["l3_cbm", "l3_code_cbm", "l3_data_cbm"])]
+    if l3.empty:
+        return pd.DataFrame({"host": pd.Series(dtype="string"), "socket": pd.Series(dtype="int16"),
+                             "time": pd.Series(dtype="datetime64[ns, UTC]")})
+    l3 = l3.sort_values("time", kind="stable")
+    prev = l3.groupby(["host", "socket", "domain", "setting"], observed=True)["value"].shift(1)
+    changed = l3[prev.notna() & (prev != l3["value"])]
+    return changed[["host", "socket", "time"]].drop_duplicates().reset_index(drop=True)
+
+
+def settling_mask(figures: pd.DataFrame, changes: pd.DataFrame, settle_for: pd.Timedelta) -> np.ndarray:
+    """True for the rows of `figures` within [change, change + settle_for) on their socket."""
+    out = np.zeros(len(figures), dtype=bool)
+    if changes.empty or figures.empty:
+        return out
+    t = pd.DatetimeIndex(figures["time"]).asi8
+    host = figures["host"].to_numpy()
+    sock = figures["socket"].to_numpy()
+    for (h, s), rows in changes.groupby(["host", "socket"], observed=True):
+        sel = (host == h) & (sock == s)
+        if not sel.any():
+            continue
+        starts = np.sort(pd.DatetimeIndex(rows["time"]).asi8)
+        ends = starts + int(settle_for.value)
+        ts = t[sel]
+        i = np.searchsorted(starts, ts, side="right") - 1
+        inside = (i >= 0) & (ts < ends[np.maximum(i, 0)])
+        out[np.flatnonzero(sel)[inside]] = True
+    return out
+
+
+def settling_windows(changes: pd.DataFrame, settle_for: pd.Timedelta) -> pd.DataFrame:
+    """The settling windows (host, socket, since, until), overlapping ones merged."""
+    rows = []
+    for (h, s), g in changes.groupby(["host", "socket"], observed=True, sort=True):
+        start = end = None
+        for t in sorted(g["time"]):
+            if end is not None and t <= end:
+                end = t + settle_for
+                continue
+            if start is not None:
+                rows.append((h, s, start, end))
+            start, end = t, t + settle_for
+        if start is not None:
+            rows.append((h, s, start, end))
+    return pd.DataFrame.from_records(rows, columns=["host", "socket", "since", "until"])
