@@ -28,9 +28,20 @@ import pandas as pd
 
 from rdtadvisor.advise import cbm as cbmlib
 
-CAPACITY_COLUMNS = ["host", "socket", "l3_bytes", "cbm_len", "cdp", "cos_used", "cos_budget",
-                    "rmid_used", "rmid_total", "bw_capacity_bytes_s", "bw_capacity_source"]
-SUSTAIN = 3          # collections a bandwidth figure must hold to count as sustained
+CAPACITY_COLUMNS = [
+    "host",
+    "socket",
+    "l3_bytes",
+    "cbm_len",
+    "cdp",
+    "cos_used",
+    "cos_budget",
+    "rmid_used",
+    "rmid_total",
+    "bw_capacity_bytes_s",
+    "bw_capacity_source",
+]
+SUSTAIN = 3  # collections a bandwidth figure must hold to count as sustained
 
 
 @dataclass(frozen=True)
@@ -64,13 +75,18 @@ def sustained_peak(totals: pd.DataFrame, n: int = SUSTAIN) -> pd.Series:
     if bw.empty:
         return pd.Series(dtype="float64")
     held = bw.groupby(["host", "socket"], observed=True)["bw_total_bytes_s"].transform(
-        lambda s: s.rolling(n, min_periods=min(n, len(s))).min())
+        lambda s: s.rolling(n, min_periods=min(n, len(s))).min()
+    )
     return held.groupby([bw["host"], bw["socket"]], observed=True).max()
 
 
-def socket_capacity(figures: pd.DataFrame, facts: pd.DataFrame, settings: pd.DataFrame,
-                    configured: BandwidthCapacity | None = None,
-                    totals: pd.DataFrame | None = None) -> pd.DataFrame:
+def socket_capacity(
+    figures: pd.DataFrame,
+    facts: pd.DataFrame,
+    settings: pd.DataFrame,
+    configured: BandwidthCapacity | None = None,
+    totals: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """One row per (host, socket) seen in `figures` or `facts`: see the module docstring.
 
     `facts` and `settings` may span many collections; the latest value of each is used.
@@ -100,15 +116,37 @@ def socket_capacity(figures: pd.DataFrame, facts: pd.DataFrame, settings: pd.Dat
         cbm_len = f.get("l3_cbm_len")
         if cbm_len is None and f.get("l3_default_cbm"):
             cbm_len = float(int(f["l3_default_cbm"]).bit_length())
-        rows.append((host, socket, f.get("l3_cache_bytes", np.nan), cbm_len if cbm_len else np.nan, cdp,
-                     cos_used.get((host, socket), np.nan),
-                     cbmlib.cos_budget(int(cos_max), cdp) if cos_max is not None else np.nan,
-                     rmid_used.get(host, 0), f.get("total_rmid", np.nan), bw, source))
+        rows.append(
+            (
+                host,
+                socket,
+                f.get("l3_cache_bytes", np.nan),
+                cbm_len if cbm_len else np.nan,
+                cdp,
+                cos_used.get((host, socket), np.nan),
+                cbmlib.cos_budget(int(cos_max), cdp) if cos_max is not None else np.nan,
+                rmid_used.get(host, 0),
+                f.get("total_rmid", np.nan),
+                bw,
+                source,
+            )
+        )
     out = pd.DataFrame.from_records(rows, columns=CAPACITY_COLUMNS)
-    return out.astype({"host": "string", "socket": "int16", "l3_bytes": "float64", "cbm_len": "float64",
-                       "cdp": "bool", "cos_used": "float64", "cos_budget": "float64", "rmid_used": "int64",
-                       "rmid_total": "float64", "bw_capacity_bytes_s": "float64",
-                       "bw_capacity_source": "string"})
+    return out.astype(
+        {
+            "host": "string",
+            "socket": "int16",
+            "l3_bytes": "float64",
+            "cbm_len": "float64",
+            "cdp": "bool",
+            "cos_used": "float64",
+            "cos_budget": "float64",
+            "rmid_used": "int64",
+            "rmid_total": "float64",
+            "bw_capacity_bytes_s": "float64",
+            "bw_capacity_source": "string",
+        }
+    )
 
 
 def _latest_facts(facts: pd.DataFrame) -> dict[tuple[str, int | None], dict[str, float]]:
@@ -120,8 +158,9 @@ def _latest_facts(facts: pd.DataFrame) -> dict[tuple[str, int | None], dict[str,
     return out
 
 
-def _cos_used(settings: pd.DataFrame, facts: Mapping[tuple[str, int | None], dict[str, float]]
-              ) -> dict[tuple[str, int], int]:
+def _cos_used(
+    settings: pd.DataFrame, facts: Mapping[tuple[str, int | None], dict[str, float]]
+) -> dict[tuple[str, int], int]:
     """Distinct non-default L3 settings per socket in each host's latest collection."""
     l3 = settings[settings["setting"].isin(["l3_cbm", "l3_code_cbm", "l3_data_cbm"])]
     if l3.empty:
@@ -130,8 +169,9 @@ def _cos_used(settings: pd.DataFrame, facts: Mapping[tuple[str, int | None], dic
     out = {}
     for (host, socket), rows in l3.groupby(["host", "socket"], observed=True):
         f = facts.get((str(host), int(socket)), {})
-        n = f.get("l3_cbm_len") or (int(f["l3_default_cbm"]).bit_length()
-                                    if f.get("l3_default_cbm") else None)
+        n = f.get("l3_cbm_len") or (
+            int(f["l3_default_cbm"]).bit_length() if f.get("l3_default_cbm") else None
+        )
         if not n:
             continue
         out[(str(host), int(socket))] = cbmlib.cos_needed(_settings_of(rows).values(), int(n))

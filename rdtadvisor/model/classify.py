@@ -39,13 +39,13 @@ from rdtadvisor.units import format_bytes
 
 @dataclass(frozen=True)
 class Rules:
-    idle_bw: float = IDLE_BW                 # B/s
-    streaming_bw: float = STREAMING_BW       # B/s, median
-    streaming_intensity: float = 2.0         # x the rest of the socket's bandwidth per byte held
-    streaming_share: float = 0.25            # or it holds this much of the L3 with no benefit
-    memory_bound_bw: float = 4 * 1024**3     # B/s, median: no L3 share absorbs this much
-    squeeze_occupancy: float = 0.1           # sensitive: occupancy this much lower under pressure
-    squeeze_bandwidth: float = 0.05          # ... and bandwidth this much higher
+    idle_bw: float = IDLE_BW  # B/s
+    streaming_bw: float = STREAMING_BW  # B/s, median
+    streaming_intensity: float = 2.0  # x the rest of the socket's bandwidth per byte held
+    streaming_share: float = 0.25  # or it holds this much of the L3 with no benefit
+    memory_bound_bw: float = 4 * 1024**3  # B/s, median: no L3 share absorbs this much
+    squeeze_occupancy: float = 0.1  # sensitive: occupancy this much lower under pressure
+    squeeze_bandwidth: float = 0.05  # ... and bandwidth this much higher
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -60,8 +60,15 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def classify(vm: pd.Series, socket_occ_p50: float, socket_bw_p50: float, l3_bytes: float,
-             cbm_len: float, series: pd.DataFrame | None, rules: Rules = Rules()) -> tuple[str, str, str]:
+def classify(
+    vm: pd.Series,
+    socket_occ_p50: float,
+    socket_bw_p50: float,
+    l3_bytes: float,
+    cbm_len: float,
+    series: pd.DataFrame | None,
+    rules: Rules = Rules(),
+) -> tuple[str, str, str]:
     """(class, evidence, confidence) for one VM on one socket.
 
     `vm` is a row of `stats.describe` over the per-collection figures; `socket_*_p50` the
@@ -82,36 +89,56 @@ def classify(vm: pd.Series, socket_occ_p50: float, socket_bw_p50: float, l3_byte
     if occ95 >= way and squeeze is not None:
         occ_drop, bw_rise = squeeze
         if occ_drop >= rules.squeeze_occupancy and bw_rise >= rules.squeeze_bandwidth:
-            return ("cache-sensitive", f"when its neighbours' bandwidth is high it holds {occ_drop:.0%} less "
-                                       f"L3 and its bandwidth rises {bw_rise:.0%}: it misses more with less "
-                                       "cache", "high")
+            return (
+                "cache-sensitive",
+                f"when its neighbours' bandwidth is high it holds {occ_drop:.0%} less "
+                f"L3 and its bandwidth rises {bw_rise:.0%}: it misses more with less "
+                "cache",
+                "high",
+            )
     rest_occ = max(socket_occ_p50 - occ50, 0.0)
     rest_bw = max(socket_bw_p50 - bw50, 0.0)
     own = bw50 / max(occ50, 64 * 1024)
     rest = rest_bw / rest_occ if rest_occ > 0 else np.nan
     ratio = own / rest if rest and rest > 0 else np.inf
-    intensity = (f"{_times(ratio)} the misses per MiB held of the rest of the socket" if np.isfinite(ratio)
-                 else "the only user of the socket's bandwidth")
+    intensity = (
+        f"{_times(ratio)} the misses per MiB held of the rest of the socket"
+        if np.isfinite(ratio)
+        else "the only user of the socket's bandwidth"
+    )
     share = occ50 / l3_bytes if l3_bytes and l3_bytes > 0 else np.nan
     holds = f"holds {share:.0%} of L3" if np.isfinite(share) else f"holds {format_bytes(occ50)}"
     rho = _self_rho(series)
     if bw50 >= rules.streaming_bw:
         if ratio >= rules.streaming_intensity:
-            return ("streaming", f"bandwidth p50 {_rate(bw50)}, {holds}, {intensity}: the cache it holds "
-                                 "does it little good", "high" if np.isfinite(ratio) else "medium")
+            return (
+                "streaming",
+                f"bandwidth p50 {_rate(bw50)}, {holds}, {intensity}: the cache it holds does it little good",
+                "high" if np.isfinite(ratio) else "medium",
+            )
         if share >= rules.streaming_share and not rho < 0:
-            return ("streaming", f"bandwidth p50 {_rate(bw50)} and {holds}, yet its bandwidth never falls "
-                                 f"when it holds more (rho {rho:+.2f}): it fills the cache it streams "
-                                 "through",
-                    "medium")
+            return (
+                "streaming",
+                f"bandwidth p50 {_rate(bw50)} and {holds}, yet its bandwidth never falls "
+                f"when it holds more (rho {rho:+.2f}): it fills the cache it streams "
+                "through",
+                "medium",
+            )
         if bw50 >= rules.memory_bound_bw:
-            return ("streaming", f"bandwidth p50 {_rate(bw50)} with {holds}: memory-bound beyond what any L3 "
-                                 "share could absorb", "medium")
+            return (
+                "streaming",
+                f"bandwidth p50 {_rate(bw50)} with {holds}: memory-bound beyond what any L3 "
+                "share could absorb",
+                "medium",
+            )
     if occ95 >= way:
         if ratio <= 1.0:
             return ("cache-sensitive", f"{holds} at p50 with {intensity}: it reuses what it holds", "medium")
-        return ("cache-sensitive", f"{holds} at p50 with {intensity}; no direct evidence yet of what more or "
-                                   "less cache does to it", "low")
+        return (
+            "cache-sensitive",
+            f"{holds} at p50 with {intensity}; no direct evidence yet of what more or less cache does to it",
+            "low",
+        )
     return "light", f"{holds} at p50 (under one way), bandwidth p50 {_rate(bw50)}", "high"
 
 
@@ -142,8 +169,10 @@ def _squeeze(series: pd.DataFrame | None) -> tuple[float, float] | None:
 def _self_rho(series: pd.DataFrame | None) -> float:
     if series is None:
         return float("nan")
-    return spearman(series["occupancy_bytes"].to_numpy(dtype="float64", na_value=np.nan),
-                    series["bw_total_bytes_s"].to_numpy(dtype="float64", na_value=np.nan))
+    return spearman(
+        series["occupancy_bytes"].to_numpy(dtype="float64", na_value=np.nan),
+        series["bw_total_bytes_s"].to_numpy(dtype="float64", na_value=np.nan),
+    )
 
 
 def _rate(x: float) -> str:

@@ -28,22 +28,39 @@ import re
 import numpy as np
 import pandas as pd
 
-FIGURES = ["time", "host", "socket", "domid", "domain", "occupancy_bytes", "bw_total_bytes_s",
-           "bw_local_bytes_s", "bw_remote_bytes_s", "readings"]
-_METRIC_COLUMN = {"l3_occupancy": "occupancy_bytes", "mem_bw_total": "bw_total_bytes_s",
-                  "mem_bw_local": "bw_local_bytes_s"}
+FIGURES = [
+    "time",
+    "host",
+    "socket",
+    "domid",
+    "domain",
+    "occupancy_bytes",
+    "bw_total_bytes_s",
+    "bw_local_bytes_s",
+    "bw_remote_bytes_s",
+    "readings",
+]
+_METRIC_COLUMN = {
+    "l3_occupancy": "occupancy_bytes",
+    "mem_bw_total": "bw_total_bytes_s",
+    "mem_bw_local": "bw_local_bytes_s",
+}
 _KEY = ["host", "time", "socket", "domid"]
 
 
 def empty_figures() -> pd.DataFrame:
     """A `per_collection` frame with no rows."""
-    return pd.DataFrame({
-        "time": pd.Series(dtype="datetime64[ns, UTC]"), "host": pd.Series(dtype="string"),
-        "socket": pd.Series(dtype="int16"), "domid": pd.Series(dtype="int32"),
-        "domain": pd.Series(dtype="string"),
-        **{c: pd.Series(dtype="float64") for c in FIGURES[5:9]},
-        "readings": pd.Series(dtype="int16"),
-    })
+    return pd.DataFrame(
+        {
+            "time": pd.Series(dtype="datetime64[ns, UTC]"),
+            "host": pd.Series(dtype="string"),
+            "socket": pd.Series(dtype="int16"),
+            "domid": pd.Series(dtype="int32"),
+            "domain": pd.Series(dtype="string"),
+            **{c: pd.Series(dtype="float64") for c in FIGURES[5:9]},
+            "readings": pd.Series(dtype="int16"),
+        }
+    )
 
 
 def per_collection(samples: pd.DataFrame) -> pd.DataFrame:
@@ -81,8 +98,11 @@ def per_collection(samples: pd.DataFrame) -> pd.DataFrame:
             out[column] = np.nan
     out["domain"] = names
     out["bw_remote_bytes_s"] = (out["bw_total_bytes_s"] - out["bw_local_bytes_s"]).clip(lower=0)
-    out["readings"] = (readings.reindex(out.index).fillna(0).astype("int16") if readings is not None
-                       else np.zeros(len(out), dtype="int16"))
+    out["readings"] = (
+        readings.reindex(out.index).fillna(0).astype("int16")
+        if readings is not None
+        else np.zeros(len(out), dtype="int16")
+    )
     out = out.reset_index().sort_values(_KEY, kind="stable", ignore_index=True)
     return out[FIGURES].astype({"domain": "string", "host": "string", "socket": "int16", "domid": "int32"})
 
@@ -113,8 +133,9 @@ def in_hours(times: pd.Series, hours: tuple[int, int], tz: str = "UTC") -> np.nd
     return (hour >= start) | (hour < end)
 
 
-def bucket_size(first: pd.Timestamp, last: pd.Timestamp, step: pd.Timedelta,
-                points: int = 400) -> pd.Timedelta:
+def bucket_size(
+    first: pd.Timestamp, last: pd.Timestamp, step: pd.Timedelta, points: int = 400
+) -> pd.Timedelta:
     """A round bucket for time series of about `points` points over [first, last], never
     finer than the collection `step`: 1, 5, 15, 30 minutes, 1, 3, 6, 12 hours or 1 day."""
     span = max(last - first, pd.Timedelta(0))

@@ -30,8 +30,9 @@ class Profile:
     name: str = "profile"
 
 
-def socket_headroom(sockets: pd.DataFrame, profile: Profile, *, l3_threshold: float = 0.9,
-                    bandwidth_threshold: float = 0.8) -> pd.DataFrame:
+def socket_headroom(
+    sockets: pd.DataFrame, profile: Profile, *, l3_threshold: float = 0.9, bandwidth_threshold: float = 0.8
+) -> pd.DataFrame:
     """Per socket: how many more `profile` VMs fit, and which limit binds.
 
     `sockets` columns: host, socket, l3_bytes, occupancy_p95, bw_capacity_bytes_s,
@@ -44,9 +45,15 @@ def socket_headroom(sockets: pd.DataFrame, profile: Profile, *, l3_threshold: fl
     out["fit_bandwidth"] = _count(bw_room, profile.bandwidth_bytes_s)
     both = out[["fit_l3", "fit_bandwidth"]]
     out["fit"] = both.min(axis=1, skipna=True)
-    limit = np.where(out["fit_bandwidth"].isna(), "l3 (bandwidth capacity unknown)",
-                     np.where(out["fit_l3"].isna(), "bandwidth (L3 size unknown)",
-                              np.where(out["fit_bandwidth"] < out["fit_l3"], "bandwidth", "l3")))
+    limit = np.where(
+        out["fit_bandwidth"].isna(),
+        "l3 (bandwidth capacity unknown)",
+        np.where(
+            out["fit_l3"].isna(),
+            "bandwidth (L3 size unknown)",
+            np.where(out["fit_bandwidth"] < out["fit_l3"], "bandwidth", "l3"),
+        ),
+    )
     out["limit"] = np.where(both.isna().all(axis=1), "unknown", limit)
     return out
 

@@ -39,12 +39,12 @@ from rdtadvisor.model.classify import spearman
 
 @dataclass(frozen=True)
 class Rules:
-    swing: float = 1.25            # A's active bandwidth >= this x its median
+    swing: float = 1.25  # A's active bandwidth >= this x its median
     min_buckets: int = 3
-    occupancy_drop: float = 0.2    # V's occupancy lower by at least this share while A is active
+    occupancy_drop: float = 0.2  # V's occupancy lower by at least this share while A is active
     rho: float = -0.4
     bandwidth_floor: float = -0.05  # V's bandwidth may fall at most this much while A is active
-    min_occupancy: float = 1024 * 1024   # V must hold at least 1 MiB when A is quiet to be a victim
+    min_occupancy: float = 1024 * 1024  # V must hold at least 1 MiB when A is quiet to be a victim
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,15 @@ class Pair:
     victim: str
     severity: str
     score: float
-    occupancy_drop: float          # V's relative loss while A is active
-    bandwidth_change: float        # V's relative bandwidth change while A is active
+    occupancy_drop: float  # V's relative loss while A is active
+    bandwidth_change: float  # V's relative bandwidth change while A is active
     rho: float
     evidence: dict = field(default_factory=dict)
 
 
-def find_pairs(series: pd.DataFrame, *, capacity_bytes_s: float | None = None,
-               rules: Rules = Rules()) -> list[Pair]:
+def find_pairs(
+    series: pd.DataFrame, *, capacity_bytes_s: float | None = None, rules: Rules = Rules()
+) -> list[Pair]:
     """Aggressor/victim pairs on one socket, most severe first (see the module docstring).
 
     `series`: columns time (bucket start), domain, occupancy_bytes, bw_total_bytes_s.
@@ -94,38 +95,59 @@ def find_pairs(series: pd.DataFrame, *, capacity_bytes_s: float | None = None,
             if not quiet_occ >= rules.min_occupancy:
                 continue
             drop = -_rel(np.nanmedian(v_occ[active]), quiet_occ)
-            bw_change = _rel(np.nanmedian(v_bw[active]), np.nanmedian(v_bw[quiet])) \
-                if (~np.isnan(v_bw[active])).any() and (~np.isnan(v_bw[quiet])).any() else np.nan
+            bw_change = (
+                _rel(np.nanmedian(v_bw[active]), np.nanmedian(v_bw[quiet]))
+                if (~np.isnan(v_bw[active])).any() and (~np.isnan(v_bw[quiet])).any()
+                else np.nan
+            )
             rho = spearman(a_occ, v_occ)
             if not (drop >= rules.occupancy_drop and rho <= rules.rho):
                 continue
             if np.isfinite(bw_change) and bw_change < rules.bandwidth_floor:
                 continue
             tb = total_bw.to_numpy(dtype="float64", na_value=np.nan)
-            util = (float(np.nanmedian(tb[active])) / capacity_bytes_s
-                    if capacity_bytes_s and capacity_bytes_s > 0 else None)
+            util = (
+                float(np.nanmedian(tb[active])) / capacity_bytes_s
+                if capacity_bytes_s and capacity_bytes_s > 0
+                else None
+            )
             rise = bw_change if np.isfinite(bw_change) else 0.0
             score = float(min(1.0, drop * (1 + max(rise, 0.0))))
             critical = (drop >= 0.5 and rise > 0) or (util is not None and util >= 1.0)
-            pairs.append(Pair(
-                aggressor=str(a), victim=str(v), severity="critical" if critical else "warning",
-                score=round(score, 3), occupancy_drop=round(float(drop), 3),
-                bandwidth_change=round(float(bw_change), 3) if np.isfinite(bw_change) else float("nan"),
-                rho=round(rho, 3),
-                evidence={
-                    "aggressor_bandwidth_bytes_s": {"quiet": _f(np.nanmedian(a_bw[quiet])),
-                                                    "active": _f(np.nanmedian(a_bw[active]))},
-                    "aggressor_occupancy_bytes": {"quiet": _f(np.nanmedian(a_occ[quiet])),
-                                                  "active": _f(np.nanmedian(a_occ[active]))},
-                    "victim_occupancy_bytes": {"quiet": _f(quiet_occ),
-                                               "active": _f(np.nanmedian(v_occ[active]))},
-                    "victim_bandwidth_bytes_s": {"quiet": _f(np.nanmedian(v_bw[quiet])),
-                                                 "active": _f(np.nanmedian(v_bw[active]))},
-                    "occupancy_rho": round(rho, 3),
-                    "socket_bandwidth_utilisation_active": None if util is None else round(util, 3),
-                    "active_buckets": int(active.sum()), "quiet_buckets": int(quiet.sum()),
-                    "windows": _windows(occ.index, active, v_occ, quiet_occ, a_bw, v_bw),
-                }))
+            pairs.append(
+                Pair(
+                    aggressor=str(a),
+                    victim=str(v),
+                    severity="critical" if critical else "warning",
+                    score=round(score, 3),
+                    occupancy_drop=round(float(drop), 3),
+                    bandwidth_change=round(float(bw_change), 3) if np.isfinite(bw_change) else float("nan"),
+                    rho=round(rho, 3),
+                    evidence={
+                        "aggressor_bandwidth_bytes_s": {
+                            "quiet": _f(np.nanmedian(a_bw[quiet])),
+                            "active": _f(np.nanmedian(a_bw[active])),
+                        },
+                        "aggressor_occupancy_bytes": {
+                            "quiet": _f(np.nanmedian(a_occ[quiet])),
+                            "active": _f(np.nanmedian(a_occ[active])),
+                        },
+                        "victim_occupancy_bytes": {
+                            "quiet": _f(quiet_occ),
+                            "active": _f(np.nanmedian(v_occ[active])),
+                        },
+                        "victim_bandwidth_bytes_s": {
+                            "quiet": _f(np.nanmedian(v_bw[quiet])),
+                            "active": _f(np.nanmedian(v_bw[active])),
+                        },
+                        "occupancy_rho": round(rho, 3),
+                        "socket_bandwidth_utilisation_active": None if util is None else round(util, 3),
+                        "active_buckets": int(active.sum()),
+                        "quiet_buckets": int(quiet.sum()),
+                        "windows": _windows(occ.index, active, v_occ, quiet_occ, a_bw, v_bw),
+                    },
+                )
+            )
     return sorted(pairs, key=lambda p: (p.severity != "critical", -p.score, p.aggressor, p.victim))
 
 
@@ -137,8 +159,15 @@ def _f(x: float) -> float | None:
     return None if not np.isfinite(x) else round(float(x), 1)
 
 
-def _windows(times: pd.Index, active: np.ndarray, v_occ: np.ndarray, quiet_occ: float,
-             a_bw: np.ndarray, v_bw: np.ndarray, top: int = 3) -> list[dict]:
+def _windows(
+    times: pd.Index,
+    active: np.ndarray,
+    v_occ: np.ndarray,
+    quiet_occ: float,
+    a_bw: np.ndarray,
+    v_bw: np.ndarray,
+    top: int = 3,
+) -> list[dict]:
     """Contiguous runs of active buckets (gaps of one bucket bridged), the worst `top` for V."""
     idx = np.flatnonzero(active)
     if not len(idx):
@@ -154,11 +183,18 @@ def _windows(times: pd.Index, active: np.ndarray, v_occ: np.ndarray, quiet_occ: 
     for s, e in runs:
         sl = slice(s, e + 1)
         v = np.nanmedian(v_occ[sl]) if (~np.isnan(v_occ[sl])).any() else np.nan
-        out.append({"start": times[s].isoformat(), "end": (times[e] + step).isoformat(),
-                    "victim_occupancy_bytes": _f(v), "victim_occupancy_drop": _f(-_rel(v, quiet_occ)),
-                    "aggressor_bandwidth_bytes_s": _f(np.nanmedian(a_bw[sl])),
-                    "victim_bandwidth_bytes_s": _f(np.nanmedian(v_bw[sl]))
-                    if (~np.isnan(v_bw[sl])).any() else None})
+        out.append(
+            {
+                "start": times[s].isoformat(),
+                "end": (times[e] + step).isoformat(),
+                "victim_occupancy_bytes": _f(v),
+                "victim_occupancy_drop": _f(-_rel(v, quiet_occ)),
+                "aggressor_bandwidth_bytes_s": _f(np.nanmedian(a_bw[sl])),
+                "victim_bandwidth_bytes_s": _f(np.nanmedian(v_bw[sl]))
+                if (~np.isnan(v_bw[sl])).any()
+                else None,
+            }
+        )
     out.sort(key=lambda w: -(w["victim_occupancy_drop"] or 0))
     return out[:top]
 

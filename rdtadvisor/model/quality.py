@@ -52,8 +52,13 @@ def mask_changes(settings: pd.DataFrame) -> pd.DataFrame:
     previous collection's (domains appearing for the first time do not count)."""
     l3 = settings[settings["setting"].isin(["l3_cbm", "l3_code_cbm", "l3_data_cbm"])]
     if l3.empty:
-        return pd.DataFrame({"host": pd.Series(dtype="string"), "socket": pd.Series(dtype="int16"),
-                             "time": pd.Series(dtype="datetime64[ns, UTC]")})
+        return pd.DataFrame(
+            {
+                "host": pd.Series(dtype="string"),
+                "socket": pd.Series(dtype="int16"),
+                "time": pd.Series(dtype="datetime64[ns, UTC]"),
+            }
+        )
     l3 = l3.sort_values("time", kind="stable")
     prev = l3.groupby(["host", "socket", "domain", "setting"], observed=True)["value"].shift(1)
     changed = l3[prev.notna() & (prev != l3["value"])]

@@ -19,8 +19,9 @@ TREND_MIN_DAYS = 3
 VALUE_COLUMNS = ["occupancy_bytes", "bw_total_bytes_s", "bw_local_bytes_s", "bw_remote_bytes_s"]
 
 
-def grouped_quantiles(codes: np.ndarray, values: np.ndarray, n_groups: int,
-                      qs: Sequence[float] = QUANTILES) -> np.ndarray:
+def grouped_quantiles(
+    codes: np.ndarray, values: np.ndarray, n_groups: int, qs: Sequence[float] = QUANTILES
+) -> np.ndarray:
     """Per group: the `qs` quantiles, the max, the mean and the count of non-NaN `values`.
 
     `codes` are group numbers 0..n_groups-1. Returns an (n_groups, len(qs) + 3) array
@@ -99,7 +100,11 @@ def daily_trends(frame: pd.DataFrame, by: list[str], columns: Sequence[str]) -> 
     rows = []
     for key, g in daily.groupby(by, observed=True, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        slopes = [theil_sen(g["_x"].to_numpy(), g[c].to_numpy(dtype="float64", na_value=np.nan))
-                  if g[c].notna().sum() >= TREND_MIN_DAYS else np.nan for c in columns]
+        slopes = [
+            theil_sen(g["_x"].to_numpy(), g[c].to_numpy(dtype="float64", na_value=np.nan))
+            if g[c].notna().sum() >= TREND_MIN_DAYS
+            else np.nan
+            for c in columns
+        ]
         rows.append((*key, *slopes))
     return pd.DataFrame.from_records(rows, columns=[*by, *(f"{c}_per_day" for c in columns)])

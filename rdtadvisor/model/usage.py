@@ -55,16 +55,16 @@ class Usage:
     window: Window
     step: pd.Timedelta
     bucket: pd.Timedelta
-    collections: pd.DataFrame            # host, time (within the window)
-    figures: pd.DataFrame                # per_collection + ``settling``
+    collections: pd.DataFrame  # host, time (within the window)
+    figures: pd.DataFrame  # per_collection + ``settling``
     vm_socket: pd.DataFrame
     vm: pd.DataFrame
     sockets: pd.DataFrame
     series: pd.DataFrame
     pairs: dict[tuple[str, int], list[neighbours.Pair]]
-    hosts: pd.DataFrame                  # per-host quality and facts
-    settling: pd.DataFrame               # host, socket, since, until
-    masks: pd.DataFrame                  # latest L3 setting per (host, socket, domain)
+    hosts: pd.DataFrame  # per-host quality and facts
+    settling: pd.DataFrame  # host, socket, since, until
+    masks: pd.DataFrame  # latest L3 setting per (host, socket, domain)
     unmonitored: dict[str, list[str]]
 
 
@@ -97,17 +97,30 @@ def usage(tables: Mapping[str, pd.DataFrame], window: Window = Window(), limits:
     vs = stats.describe(stat_fig, ["host", "socket", "domain"])
     sockets = _sockets(totals, cap, limits)
     vs = _vm_socket(vs, fig, collections, cap, sockets, tables["events"], series, limits)
-    vm = _vm(stat_fig, fig)
+    vm = _vm(stat_fig, fig, tables.get("domains"))
     pairs = {}
     for (host, socket), s in series.groupby(["host", "socket"], observed=True, sort=True):
         bw_cap = cap.loc[(cap["host"] == host) & (cap["socket"] == socket), "bw_capacity_bytes_s"]
         pairs[(str(host), int(socket))] = neighbours.find_pairs(
-            s, capacity_bytes_s=float(bw_cap.iloc[0]) if len(bw_cap) and pd.notna(bw_cap.iloc[0]) else None)
+            s, capacity_bytes_s=float(bw_cap.iloc[0]) if len(bw_cap) and pd.notna(bw_cap.iloc[0]) else None
+        )
     hosts = _hosts(fig, collections, tables, cap)
-    return Usage(window=window, step=step, bucket=bucket, collections=collections, figures=fig,
-                 vm_socket=vs, vm=vm, sockets=sockets, series=series, pairs=pairs, hosts=hosts,
-                 settling=settling, masks=_masks(tables["settings"]),
-                 unmonitored=_unmonitored(tables.get("domains"), fig))
+    return Usage(
+        window=window,
+        step=step,
+        bucket=bucket,
+        collections=collections,
+        figures=fig,
+        vm_socket=vs,
+        vm=vm,
+        sockets=sockets,
+        series=series,
+        pairs=pairs,
+        hosts=hosts,
+        settling=settling,
+        masks=_masks(tables["settings"]),
+        unmonitored=_unmonitored(tables.get("domains"), fig),
+    )
 
 
 def _series(fig: pd.DataFrame, bucket: pd.Timedelta) -> pd.DataFrame:
@@ -120,13 +133,23 @@ def _series(fig: pd.DataFrame, bucket: pd.Timedelta) -> pd.DataFrame:
 
 
 def _sockets(totals: pd.DataFrame, cap: pd.DataFrame, limits: Limits) -> pd.DataFrame:
-    d = stats.describe(totals, ["host", "socket"], ["occupancy_bytes", "bw_total_bytes_s",
-                                                    "bw_local_bytes_s", "bw_remote_bytes_s"])
+    d = stats.describe(
+        totals,
+        ["host", "socket"],
+        ["occupancy_bytes", "bw_total_bytes_s", "bw_local_bytes_s", "bw_remote_bytes_s"],
+    )
     tr = stats.daily_trends(totals, ["host", "socket"], ["occupancy_bytes", "bw_total_bytes_s"])
     out = cap.merge(d, on=["host", "socket"], how="left").merge(tr, on=["host", "socket"], how="left")
     for q in ("p50", "p95", "max"):
         out[f"share_{q}"] = out[f"occupancy_bytes_{q}"] / out["l3_bytes"]
         out[f"utilisation_{q}"] = out[f"bw_total_bytes_s_{q}"] / out["bw_capacity_bytes_s"]
+    cap_of = totals.merge(cap[["host", "socket", "bw_capacity_bytes_s"]], on=["host", "socket"], how="left")
+    near = (
+        (cap_of["bw_total_bytes_s"] >= 0.95 * cap_of["bw_capacity_bytes_s"])
+        .groupby([cap_of["host"], cap_of["socket"]], observed=True)
+        .mean()
+    )
+    out["near_capacity_share"] = near.reindex(pd.MultiIndex.from_frame(out[["host", "socket"]])).to_numpy()
     limit = limits.bandwidth_threshold * out["bw_capacity_bytes_s"]
     slope = out["bw_total_bytes_s_per_day"]
     room = limit - out["bw_total_bytes_s_p95"]
@@ -138,9 +161,16 @@ def _sockets(totals: pd.DataFrame, cap: pd.DataFrame, limits: Limits) -> pd.Data
     return out
 
 
-def _vm_socket(vs: pd.DataFrame, fig: pd.DataFrame, collections: pd.DataFrame, cap: pd.DataFrame,
-               sockets: pd.DataFrame, events: pd.DataFrame, series: pd.DataFrame,
-               limits: Limits) -> pd.DataFrame:
+def _vm_socket(
+    vs: pd.DataFrame,
+    fig: pd.DataFrame,
+    collections: pd.DataFrame,
+    cap: pd.DataFrame,
+    sockets: pd.DataFrame,
+    events: pd.DataFrame,
+    series: pd.DataFrame,
+    limits: Limits,
+) -> pd.DataFrame:
     key = ["host", "socket", "domain"]
     last = fig.drop_duplicates(key, keep="last").set_index(key)
     span = fig.groupby(key, observed=True)["time"].agg(["min", "max"])
@@ -159,8 +189,10 @@ def _vm_socket(vs: pd.DataFrame, fig: pd.DataFrame, collections: pd.DataFrame, c
     dropped = quality.dropped_rows(events).set_index(["host", "domain"])["dropped"]
     vs["rows_dropped"] = [int(dropped.get((h, d), 0)) for h, _, d in vs.index]
     vs = vs.reset_index()
-    vs["confidence"] = [quality.confidence(c, n, r) for c, n, r in
-                        zip(vs["coverage"], vs["samples"], vs["readings"].fillna(0), strict=True)]
+    vs["confidence"] = [
+        quality.confidence(c, n, r)
+        for c, n, r in zip(vs["coverage"], vs["samples"], vs["readings"].fillna(0), strict=True)
+    ]
     vs = vs.merge(cap[["host", "socket", "l3_bytes", "cbm_len"]], on=["host", "socket"], how="left")
     for q in ("p50", "p95", "max"):
         vs[f"share_{q}"] = vs[f"occupancy_bytes_{q}"] / vs["l3_bytes"]
@@ -171,8 +203,12 @@ def _vm_socket(vs: pd.DataFrame, fig: pd.DataFrame, collections: pd.DataFrame, c
     where = pd.MultiIndex.from_frame(vs[["host", "socket"]])
     room = (limit - sk["bw_total_bytes_s_p95"]).reindex(where).to_numpy()
     slope = vs["bw_total_bytes_s_per_day"].to_numpy()
-    known = (sk["bw_capacity_source"] == "config").reindex(
-        pd.MultiIndex.from_frame(vs[["host", "socket"]])).fillna(False).to_numpy(dtype=bool)
+    known = (
+        (sk["bw_capacity_source"] == "config")
+        .reindex(pd.MultiIndex.from_frame(vs[["host", "socket"]]))
+        .fillna(False)
+        .to_numpy(dtype=bool)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         vs["days_to_limit"] = np.where((slope > 0) & known, np.maximum(room, 0) / slope, np.nan)
     by_vm = {k: g for k, g in series.groupby(key, observed=True, sort=False)}
@@ -180,31 +216,48 @@ def _vm_socket(vs: pd.DataFrame, fig: pd.DataFrame, collections: pd.DataFrame, c
     for row in vs.itertuples(index=False):
         s = sk.loc[(row.host, row.socket)]
         r = pd.Series(row._asdict())
-        classes.append(classlib.classify(r, float(s["occupancy_bytes_p50"]), float(s["bw_total_bytes_s_p50"]),
-                                         float(row.l3_bytes), float(row.cbm_len),
-                                         by_vm.get((row.host, row.socket, row.domain))))
+        classes.append(
+            classlib.classify(
+                r,
+                float(s["occupancy_bytes_p50"]),
+                float(s["bw_total_bytes_s_p50"]),
+                float(row.l3_bytes),
+                float(row.cbm_len),
+                by_vm.get((row.host, row.socket, row.domain)),
+            )
+        )
     vs["class"] = [c[0] for c in classes]
     vs["evidence"] = [c[1] for c in classes]
     vs["class_confidence"] = [c[2] for c in classes]
     return vs
 
 
-def _vm(stat_fig: pd.DataFrame, fig: pd.DataFrame) -> pd.DataFrame:
+def _vm(stat_fig: pd.DataFrame, fig: pd.DataFrame, domains: pd.DataFrame | None) -> pd.DataFrame:
     """Per VM over all its sockets: summed per collection, then described."""
     per_time = stat_fig.groupby(["host", "domain", "time"], observed=True)[
-        ["occupancy_bytes", "bw_total_bytes_s", "bw_local_bytes_s", "bw_remote_bytes_s"]].sum(min_count=1)
+        ["occupancy_bytes", "bw_total_bytes_s", "bw_local_bytes_s", "bw_remote_bytes_s"]
+    ].sum(min_count=1)
     out = stats.describe(per_time.reset_index(), ["host", "domain"])
     last = fig.drop_duplicates(["host", "domain"], keep="last").set_index(["host", "domain"])["domid"]
     socks = fig.groupby(["host", "domain"], observed=True)["socket"].agg(
-        lambda s: sorted({int(x) for x in s}))
+        lambda s: sorted({int(x) for x in s})
+    )
     out = out.set_index(["host", "domain"])
     out["domid"] = last
     out["sockets"] = socks
+    if domains is not None and len(domains):
+        d = domains.sort_values("time", kind="stable").drop_duplicates(["host", "domain"], keep="last")
+        d = d.set_index(["host", "domain"])
+        out["memory_bytes"] = d["memory_bytes"].reindex(out.index).to_numpy(dtype="float64", na_value=np.nan)
+        out["vcpus"] = d["vcpus"].reindex(out.index).to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        out["memory_bytes"] = out["vcpus"] = np.nan
     return out.reset_index()
 
 
-def _hosts(fig: pd.DataFrame, collections: pd.DataFrame, tables: Mapping[str, pd.DataFrame],
-           cap: pd.DataFrame) -> pd.DataFrame:
+def _hosts(
+    fig: pd.DataFrame, collections: pd.DataFrame, tables: Mapping[str, pd.DataFrame], cap: pd.DataFrame
+) -> pd.DataFrame:
     events = tables["events"]
     facts = tables["facts"]
     rows = []
@@ -218,16 +271,23 @@ def _hosts(fig: pd.DataFrame, collections: pd.DataFrame, tables: Mapping[str, pd
             lim = l3.reindex(occ.index.get_level_values("socket")).to_numpy()
             over = int((occ.to_numpy() > lim).sum())
         ev = events[events["host"] == host]
-        rows.append({
-            "host": str(host), "xen_version": str(xen.iloc[-1]) if len(xen) else None,
-            "collections": int(c["time"].nunique()), "seen": int(f["time"].nunique()),
-            "first": c["time"].min(), "last": c["time"].max(),
-            "rows_dropped": int(len(quality.dropped_rows(ev)) and quality.dropped_rows(ev)["dropped"].sum()),
-            "overflows": int((ev["kind"] == "counter-overflow").sum()),
-            "sample_failures": int((ev["kind"] == "sample-failed").sum()),
-            "occupancy_over_l3": over,
-            "settling_samples": int(f["settling"].sum()) if len(f) else 0,
-        })
+        rows.append(
+            {
+                "host": str(host),
+                "xen_version": str(xen.iloc[-1]) if len(xen) else None,
+                "collections": int(c["time"].nunique()),
+                "seen": int(f["time"].nunique()),
+                "first": c["time"].min(),
+                "last": c["time"].max(),
+                "rows_dropped": int(
+                    len(quality.dropped_rows(ev)) and quality.dropped_rows(ev)["dropped"].sum()
+                ),
+                "overflows": int((ev["kind"] == "counter-overflow").sum()),
+                "sample_failures": int((ev["kind"] == "sample-failed").sum()),
+                "occupancy_over_l3": over,
+                "settling_samples": int(f["settling"].sum()) if len(f) else 0,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -237,8 +297,9 @@ def _masks(settings: pd.DataFrame) -> pd.DataFrame:
     if l3.empty:
         return pd.DataFrame(columns=["host", "socket", "domain", "l3_cbm", "l3_code_cbm", "l3_data_cbm"])
     l3 = l3[l3["time"] == l3.groupby("host", observed=True)["time"].transform("max")]
-    wide = l3.pivot_table(index=["host", "socket", "domain"], columns="setting", values="value",
-                          aggfunc="last", observed=True)
+    wide = l3.pivot_table(
+        index=["host", "socket", "domain"], columns="setting", values="value", aggfunc="last", observed=True
+    )
     for c in ("l3_cbm", "l3_code_cbm", "l3_data_cbm"):
         if c not in wide:
             wide[c] = np.nan
