@@ -35,3 +35,21 @@ def sshd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store holding the demo fleet (samples/demo-fleet.toml) simulated for 14 hours at 5-minute
+    steps: two of etl-burst's bursts (02:00 and 08:00), the streaming and saturated hosts, the
+    unattached domain. Shared by the report tests; never written to by them."""
+    from pathlib import Path
+
+    from tests.clirun import run
+
+    root = tmp_path_factory.mktemp("demo")
+    scenario = Path(__file__).resolve().parent.parent / "samples" / "demo-fleet.toml"
+    r = run("simulate", str(scenario), "--out", str(root / "caps"), "--duration", "14h", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    r = run("--store", str(root / "store"), "collect", "--replay", str(root / "caps"))
+    assert r.exit_code == 0, r.stderr
+    return str(root / "store")

@@ -148,7 +148,7 @@ def bucket_size(
 
 def collection_step(times: pd.Series) -> pd.Timedelta:
     """The usual interval between collections: the median gap between distinct times."""
-    t = np.unique(pd.DatetimeIndex(times).asi8)
+    t = np.unique(pd.DatetimeIndex(times).as_unit("ns").asi8)
     if len(t) < 2:
         return pd.Timedelta(minutes=1)
     return pd.Timedelta(int(np.median(np.diff(t))), "ns")

@@ -47,7 +47,7 @@ def socket_headroom(
     out["fit"] = both.min(axis=1, skipna=True)
     limit = np.where(
         out["fit_bandwidth"].isna(),
-        "l3 (bandwidth capacity unknown)",
+        "l3 (bandwidth capacity not configured)",
         np.where(
             out["fit_l3"].isna(),
             "bandwidth (L3 size unknown)",

@@ -185,8 +185,8 @@ def _windows(
         v = np.nanmedian(v_occ[sl]) if (~np.isnan(v_occ[sl])).any() else np.nan
         out.append(
             {
-                "start": times[s].isoformat(),
-                "end": (times[e] + step).isoformat(),
+                "start": _iso(times[s]),
+                "end": _iso(times[e] + step),
                 "victim_occupancy_bytes": _f(v),
                 "victim_occupancy_drop": _f(-_rel(v, quiet_occ)),
                 "aggressor_bandwidth_bytes_s": _f(np.nanmedian(a_bw[sl])),
@@ -197,6 +197,10 @@ def _windows(
         )
     out.sort(key=lambda w: -(w["victim_occupancy_drop"] or 0))
     return out[:top]
+
+
+def _iso(t: pd.Timestamp) -> str:
+    return pd.Timestamp(t).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def watcher_pairs(series: pd.DataFrame, threshold: float = 0.35) -> set[tuple[str, str]]:

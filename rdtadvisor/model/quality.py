@@ -70,14 +70,14 @@ def settling_mask(figures: pd.DataFrame, changes: pd.DataFrame, settle_for: pd.T
     out = np.zeros(len(figures), dtype=bool)
     if changes.empty or figures.empty:
         return out
-    t = pd.DatetimeIndex(figures["time"]).asi8
+    t = pd.DatetimeIndex(figures["time"]).as_unit("ns").asi8
     host = figures["host"].to_numpy()
     sock = figures["socket"].to_numpy()
     for (h, s), rows in changes.groupby(["host", "socket"], observed=True):
         sel = (host == h) & (sock == s)
         if not sel.any():
             continue
-        starts = np.sort(pd.DatetimeIndex(rows["time"]).asi8)
+        starts = np.sort(pd.DatetimeIndex(rows["time"]).as_unit("ns").asi8)
         ends = starts + int(settle_for.value)
         ts = t[sel]
         i = np.searchsorted(starts, ts, side="right") - 1

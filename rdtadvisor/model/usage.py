@@ -154,10 +154,10 @@ def _sockets(totals: pd.DataFrame, cap: pd.DataFrame, limits: Limits) -> pd.Data
     slope = out["bw_total_bytes_s_per_day"]
     room = limit - out["bw_total_bytes_s_p95"]
     with np.errstate(divide="ignore", invalid="ignore"):
-        days = np.where(slope > 0, room / slope, np.nan)
+        days = np.where(slope > 0, np.maximum(room, 0) / slope, np.nan)
     # Against an observed peak "capacity" a trend says nothing about the real limit.
-    known = out["bw_capacity_source"] == "config"
-    out["days_to_limit"] = np.where(known, np.where(room <= 0, 0.0, days), np.nan)
+    known = (out["bw_capacity_source"] == "config").to_numpy(dtype=bool)
+    out["days_to_limit"] = np.where(known, days, np.nan)
     return out
 
 

@@ -414,7 +414,8 @@ def _socket_findings(host: str, s: dict, limits: Limits) -> list[dict]:
                     [v["name"] for v in streamers] + sensitive,
                     held,
                     f"socket {sock}'s L3 is full ({share:.0%} at p50) and streaming "
-                    f"{', '.join(v['name'] for v in streamers)} hold {held:.0%} of it while "
+                    f"{', '.join(v['name'] for v in streamers)} {'hold' if len(streamers) > 1 else 'holds'} "
+                    f"{held:.0%} of it while "
                     f"cache-sensitive {', '.join(sensitive)} compete for the rest: a partition "
                     "(rdtadvisor advise cat) would protect them",
                     {"occupancy_share": s["occupancy_share"], "streaming_share_p50": round(held, 3)},

@@ -1,0 +1,278 @@
+"""``rdtadvisor report``: the usage model over a window of history, for people and for cron.
+
+    rdtadvisor report                              # last 7 days, every host, text
+    rdtadvisor report --host xen01 --since 24h --hours 09-17 --format markdown
+    rdtadvisor report --format html --output weekly.html
+    rdtadvisor report --format json --output today.json --diff yesterday.json --fail-on warning
+
+Exit status (stable, for cron): 0 ok (or no ``--fail-on``), 1 a warning at or above the
+``--fail-on`` level, 2 a critical finding, 3 usage or data error (bad option, no history in
+the window, unreadable store or previous report). The JSON is the contract of
+``docs/report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+
+from rdtadvisor.check import check
+from rdtadvisor.cli import settings_of
+from rdtadvisor.cli.output import dump_json
+from rdtadvisor.config import Settings
+from rdtadvisor.errors import ConfigError, RdtError
+from rdtadvisor.model.capacity import BandwidthCapacity
+from rdtadvisor.model.figures import parse_hours
+from rdtadvisor.model.usage import Limits, Usage, Window, usage
+from rdtadvisor.report.build import build_report
+from rdtadvisor.report.diff import diff_reports
+from rdtadvisor.store import Store
+from rdtadvisor.timewindow import parse_when
+
+EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_ERROR = 0, 1, 2, 3
+SAMPLE_COLUMNS = ["time", "host", "socket", "domid", "domain", "metric", "reading", "value"]
+
+
+class CronCommand(click.Command):
+    """A command whose usage errors exit 3, as its documented exit codes promise."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            e.exit_code = EXIT_ERROR
+            raise
+
+
+def usage_error(message: str) -> click.UsageError:
+    """A usage error with the cron exit status 3."""
+    e = click.UsageError(message)
+    e.exit_code = EXIT_ERROR
+    return e
+
+
+class DataError(click.ClickException):
+    """No usable history, unreadable store or file: one line, exit 3."""
+
+    exit_code = EXIT_ERROR
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"rdtadvisor: error: {self.format_message()}", err=True)
+
+
+def window_options(f: Any) -> Any:
+    """--host/--since/--until/--hours, shared by report and headroom."""
+    for opt in reversed(
+        [
+            click.option("--host", "hosts", multiple=True, help="Only this host (repeatable; default: all)."),
+            click.option(
+                "--since",
+                default="7d",
+                show_default=True,
+                help="Start of the window: a span before now (24h, 7d) or ISO 8601.",
+            ),
+            click.option("--until", default=None, help="End of the window (default: now)."),
+            click.option(
+                "--hours",
+                default=None,
+                help="Only these hours of each day, e.g. 09-17 (in the "
+                "config's [report] timezone, default UTC).",
+            ),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+def cron_settings(ctx: click.Context) -> Settings:
+    """The settings, with a config error reported as a data error (exit 3)."""
+    try:
+        return settings_of(ctx)
+    except ConfigError as e:
+        raise DataError(str(e)) from None
+
+
+def limits_of(settings: Settings) -> Limits:
+    r = settings.report
+    return Limits(
+        bandwidth=BandwidthCapacity(r.bandwidth_capacity, dict(r.host_bandwidth_capacity)),
+        l3_threshold=r.l3_threshold,
+        bandwidth_threshold=r.bandwidth_threshold,
+    )
+
+
+def load_usage(
+    settings: Settings, hosts: Sequence[str], since: str, until: str | None, hours: str | None
+) -> tuple[Usage, dict[str, pd.DataFrame]]:
+    """Read the window's tables from the store and build the usage model (DataError if empty)."""
+    try:
+        lo = parse_when(since)
+        hi = parse_when(until) if until else None
+        hour_range = parse_hours(hours) if hours else None
+    except ValueError as e:
+        raise usage_error(str(e)) from None
+    try:
+        store = Store(settings.store, create=False)
+        known = store.hosts()
+        unknown = [h for h in hosts if h not in known]
+        if unknown:
+            raise DataError(
+                f"{settings.store}: host(s) not in the store: {', '.join(unknown)} "
+                f"(known: {', '.join(known) or 'none'})"
+            )
+        wanted = list(hosts) or known
+        tables = {"samples": store.read("samples", hosts=wanted, since=lo, until=hi, columns=SAMPLE_COLUMNS)}
+        for t in ("settings", "facts", "domains", "events"):
+            tables[t] = store.read(t, hosts=wanted, since=lo, until=hi)
+        tables["collections"] = store.collections(wanted, since=lo, until=hi)
+    except RdtError as e:
+        raise DataError(str(e)) from None
+    if tables["samples"].empty:
+        raise DataError(
+            f"{settings.store}: no samples between {lo:%Y-%m-%d %H:%M} and "
+            f"{'now' if hi is None else f'{hi:%Y-%m-%d %H:%M}'} UTC"
+            + (f" for {', '.join(hosts)}" if hosts else "")
+            + " (try a longer --since)"
+        )
+    window = Window(since=lo, until=hi, hours=hour_range, tz=settings.report.timezone)
+    return usage(tables, window, limits_of(settings)), tables
+
+
+def latest_of(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Each host's latest collection within the window, table by table (for the mask checks)."""
+    last = tables["collections"].groupby("host", observed=True)["time"].max()
+    out = {}
+    for t in ("settings", "facts", "samples", "domains"):
+        df = tables[t]
+        out[t] = df[df["time"] == df["host"].map(last)] if len(df) else df
+    return out
+
+
+@click.command("report", cls=CronCommand)
+@window_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "csv", "markdown", "html"]),
+    default="text",
+    show_default=True,
+    help="Output format (json: the contract of docs/report.md).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file (atomically) instead of standard output.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["warning", "critical"]),
+    default=None,
+    help="Exit 1 on a warning (if 'warning') and 2 on a critical finding.",
+)
+@click.option(
+    "--diff",
+    "previous",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A previous JSON report: add what changed since it.",
+)
+@click.option("--series/--no-series", default=None, help="Include time series (default: only for html).")
+@click.pass_context
+def command(
+    ctx: click.Context,
+    hosts: tuple[str, ...],
+    since: str,
+    until: str | None,
+    hours: str | None,
+    fmt: str,
+    output: Path | None,
+    fail_on: str | None,
+    previous: Path | None,
+    series: bool | None,
+) -> int:
+    """Per host, socket and VM: L3 occupancy, bandwidth, classes, noisy neighbours, data quality."""
+    settings = cron_settings(ctx)
+    prev = _read_previous(previous) if previous else None
+    u, tables = load_usage(settings, hosts, since, until, hours)
+    report = build_report(
+        u,
+        checks=check(latest_of(tables)),
+        limits=limits_of(settings),
+        series=series if series is not None else fmt == "html",
+        hours=hours,
+    )
+    if prev is not None:
+        report["diff"] = diff_reports(prev, report)
+    write_output(render(report, fmt), output)
+    return exit_status(report, fail_on)
+
+
+def render(report: dict[str, Any], fmt: str) -> str:
+    """The report in `fmt`."""
+    if fmt == "json":
+        return dump_json(report)
+    if fmt == "html":
+        from rdtadvisor.render.report_html import render_html
+
+        return render_html(report)
+    from rdtadvisor.render import report_text
+
+    return {
+        "text": report_text.render_text,
+        "markdown": report_text.render_markdown,
+        "csv": report_text.render_csv,
+    }[fmt](report)
+
+
+def exit_status(report: dict[str, Any], fail_on: str | None) -> int:
+    """0 unless `fail_on` is set and the report has a finding at or above it (1 warning, 2 critical)."""
+    if fail_on is None:
+        return EXIT_OK
+    counts = report["summary"]["findings"]
+    if counts["critical"]:
+        return EXIT_CRITICAL
+    if fail_on == "warning" and counts["warning"]:
+        return EXIT_WARNING
+    return EXIT_OK
+
+
+def write_output(text: str, output: Path | None) -> None:
+    """Standard output, or `output` replaced atomically (a cron job's reader never sees half a file)."""
+    if output is None or str(output) == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=output.parent or Path("."), prefix=f".{output.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)     # mkstemp's 0600 would hide the report from its readers
+            os.replace(tmp, output)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as e:
+        raise DataError(f"{output}: cannot write the report: {e.strerror or e}") from None
+
+
+def _read_previous(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the previous report: {e.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a JSON report: {e}") from None
+    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("rdtadvisor.report/"):
+        raise DataError(f"{path}: not an rdtadvisor report (no 'schema': 'rdtadvisor.report/1')")
+    return data
