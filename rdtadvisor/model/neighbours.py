@@ -100,8 +100,10 @@ def find_pairs(
                 if (~np.isnan(v_bw[active])).any() and (~np.isnan(v_bw[quiet])).any()
                 else np.nan
             )
-            rho = spearman(a_occ, v_occ)
-            if not (drop >= rules.occupancy_drop and rho <= rules.rho):
+            if not drop >= rules.occupancy_drop:
+                continue
+            rho = spearman(a_occ, v_occ)     # the costly test last
+            if not rho <= rules.rho:
                 continue
             if np.isfinite(bw_change) and bw_change < rules.bandwidth_floor:
                 continue

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 QUANTILES = (0.5, 0.95)
+_KEY_LIMIT = 2.0**41  # B or B/s: 2 TiB(/s), far above any L3 or memory bandwidth
 TREND_MIN_DAYS = 3
 VALUE_COLUMNS = ["occupancy_bytes", "bw_total_bytes_s", "bw_local_bytes_s", "bw_remote_bytes_s"]
 
@@ -30,8 +31,20 @@ def grouped_quantiles(
     """
     ok = ~np.isnan(values)
     c, v = codes[ok], values[ok]
-    order = np.lexsort((v, c))
-    c, v = c[order], v[order]
+    if (
+        len(v)
+        and v.min() >= 0
+        and v.max() < _KEY_LIMIT
+        and n_groups < 2**20
+        and np.all(v * 2 == np.round(v * 2))
+    ):
+        # Figures are whole bytes (or halves: medians of two readings): one int64 sort of
+        # (group << 42 | 2 v) orders by group then value, ~3x faster than a two-key lexsort.
+        key = np.sort((c.astype(np.int64) << 42) | (v * 2).astype(np.int64))
+        c, v = key >> 42, (key & (2**42 - 1)) / 2.0
+    else:
+        order = np.lexsort((v, c))
+        c, v = c[order], v[order]
     counts = np.bincount(c, minlength=n_groups)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     out = np.full((n_groups, len(qs) + 3), np.nan)
