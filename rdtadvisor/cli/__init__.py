@@ -52,9 +52,17 @@ def settings_of(ctx: click.Context) -> Settings:
 
 def _attach_commands() -> None:
     from rdtadvisor.cli import advise, attach, bench_advice, check, collect, parse, simulate, store, whatif
+    from rdtadvisor.cli import export as export_cli
+    from rdtadvisor.cli import top as top_cli
 
     for module in (parse, collect, attach, store, check, advise, simulate, whatif, bench_advice):
         cli.add_command(module.command)
+    cli.add_command(export_cli.command)
+    cli.add_command(top_cli.command)
+    from rdtadvisor.cli import headroom, report
+
+    cli.add_command(report.command)
+    cli.add_command(headroom.command)
 
 
 _attach_commands()
@@ -69,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except click.ClickException as e:
         e.show()
-        sys.exit(EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code)
+        sys.exit(e.exit_code)   # UsageError: 2 (EXIT_USAGE), or 3 for report's cron contract
     except ConfigError as e:
         click.echo(f"rdtadvisor: error: {e}", err=True)
         sys.exit(EXIT_USAGE)
