@@ -128,9 +128,23 @@ def load_usage(
                 f"(known: {', '.join(known) or 'none'})"
             )
         wanted = list(hosts) or known
-        tables = {"samples": store.read("samples", hosts=wanted, since=lo, until=hi, columns=SAMPLE_COLUMNS)}
-        for t in ("settings", "facts", "domains", "events"):
-            tables[t] = store.read(t, hosts=wanted, since=lo, until=hi)
+        # Categorical names and no sort: the model builds its cubes from any row order.
+        tables = {
+            "samples": store.read(
+                "samples",
+                hosts=wanted,
+                since=lo,
+                until=hi,
+                columns=SAMPLE_COLUMNS,
+                categorical=("host", "domain", "metric"),
+                sort=False,
+            )
+        }
+        for t, names in (("settings", ("host", "domain", "setting")), ("facts", ("host", "fact")),
+                         ("domains", ("host", "domain", "state")), ("events", ("host", "command", "kind"))):
+            # settings: millions of rows a month; every reader of it is order-independent
+            tables[t] = store.read(t, hosts=wanted, since=lo, until=hi, categorical=names,
+                                   sort=t != "settings")
         tables["collections"] = store.collections(wanted, since=lo, until=hi)
     except RdtError as e:
         raise DataError(str(e)) from None
@@ -257,7 +271,7 @@ def write_output(text: str, output: Path | None) -> None:
                 f.write(text)
             umask = os.umask(0)
             os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)     # mkstemp's 0600 would hide the report from its readers
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from its readers
             os.replace(tmp, output)
         except BaseException:
             os.unlink(tmp)

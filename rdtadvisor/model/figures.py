@@ -66,44 +66,15 @@ def empty_figures() -> pd.DataFrame:
 def per_collection(samples: pd.DataFrame) -> pd.DataFrame:
     """The figures of every (host, time, socket, domid): see the module docstring.
 
-    `samples` is the store's ``samples`` table (any subset of its rows). Rows come back
-    sorted by host, time, socket, domid.
+    `samples` is the store's ``samples`` table (any subset of its rows, any order). Rows
+    come back sorted by host, time, socket, domid.
     """
-    if samples.empty:
+    from rdtadvisor.model.cube import cubes
+
+    parts = [c.to_long() for c in cubes(samples)]
+    if not parts:
         return empty_figures()
-    df = samples[["host", "time", "socket", "domid", "domain", "metric", "reading", "value"]]
-    metric = df["metric"].astype("category")
-    parts = {}
-    readings = None
-    for name, column in _METRIC_COLUMN.items():
-        if name not in metric.cat.categories:
-            continue
-        rows = df[(metric == name).to_numpy()]
-        if rows.empty:
-            continue
-        if (rows["reading"].to_numpy() == 0).all():
-            # One reading per collection (the usual case for occupancy): no median needed.
-            s = rows.set_index(_KEY)["value"].astype("float64")
-            count = pd.Series(1, index=s.index, dtype="int16")
-        else:
-            g = rows.groupby(_KEY, sort=False, observed=True)["value"]
-            s, count = g.median(), g.size().astype("int16")
-        parts[column] = s[~s.index.duplicated(keep="last")]
-        if column == "bw_total_bytes_s":
-            readings = count[~count.index.duplicated(keep="last")]
-    names = df.drop_duplicates(_KEY, keep="last").set_index(_KEY)["domain"]
-    out = pd.DataFrame(parts, index=names.index)
-    for column in FIGURES[5:8]:
-        if column not in out:
-            out[column] = np.nan
-    out["domain"] = names
-    out["bw_remote_bytes_s"] = (out["bw_total_bytes_s"] - out["bw_local_bytes_s"]).clip(lower=0)
-    out["readings"] = (
-        readings.reindex(out.index).fillna(0).astype("int16")
-        if readings is not None
-        else np.zeros(len(out), dtype="int16")
-    )
-    out = out.reset_index().sort_values(_KEY, kind="stable", ignore_index=True)
+    out = pd.concat(parts, ignore_index=True).sort_values(_KEY, kind="stable", ignore_index=True)
     return out[FIGURES].astype({"domain": "string", "host": "string", "socket": "int16", "domid": "int32"})
 
 

@@ -49,20 +49,44 @@ def event_counts(events: pd.DataFrame, kind: str) -> pd.Series:
 
 def mask_changes(settings: pd.DataFrame) -> pd.DataFrame:
     """(host, socket, time) of every collection where some domain's L3 setting differed from its
-    previous collection's (domains appearing for the first time do not count)."""
-    l3 = settings[settings["setting"].isin(["l3_cbm", "l3_code_cbm", "l3_data_cbm"])]
+    previous collection's (domains appearing for the first time do not count).
+
+    A month of per-minute settings is millions of rows, so this lays them on a grid
+    (collections x (host, socket, domain, setting)) and compares each collection with the
+    last value seen before it, instead of sorting and grouping the rows.
+    """
+    l3 = settings[settings["setting"].isin(list(_L3_SETTINGS))]
     if l3.empty:
-        return pd.DataFrame(
-            {
-                "host": pd.Series(dtype="string"),
-                "socket": pd.Series(dtype="int16"),
-                "time": pd.Series(dtype="datetime64[ns, UTC]"),
-            }
-        )
-    l3 = l3.sort_values("time", kind="stable")
-    prev = l3.groupby(["host", "socket", "domain", "setting"], observed=True)["value"].shift(1)
-    changed = l3[prev.notna() & (prev != l3["value"])]
-    return changed[["host", "socket", "time"]].drop_duplicates().reset_index(drop=True)
+        return pd.DataFrame({"host": pd.Series(dtype="string"), "socket": pd.Series(dtype="int16"),
+                             "time": pd.Series(dtype="datetime64[ns, UTC]")})
+    t = pd.DatetimeIndex(l3["time"]).as_unit("ns").asi8
+    tcode, tuniq = pd.factorize(t)
+    order = np.argsort(tuniq)
+    rank = np.empty(len(tuniq), dtype=np.int64)
+    rank[order] = np.arange(len(tuniq))
+    tcode = rank[tcode]
+    key = np.zeros(len(l3), dtype=np.int64)
+    for col in ("host", "socket", "domain", "setting"):
+        codes, cats = pd.factorize(l3[col])
+        key *= len(cats) + 1
+        key += codes + 1
+    slot, uniq = pd.factorize(key)
+    first = np.empty(len(uniq), dtype=np.int64)
+    first[slot[::-1]] = np.arange(len(slot))[::-1]           # a row of each slot, to name it
+    grid = np.full((len(tuniq), len(uniq)), np.nan)
+    grid[tcode, slot] = l3["value"].to_numpy(dtype="float64", na_value=np.nan)
+    prev = pd.DataFrame(grid).ffill().shift(1).to_numpy()
+    changed = ~np.isnan(grid) & ~np.isnan(prev) & (grid != prev)
+    t_idx, s_idx = np.nonzero(changed)
+    rows = first[s_idx]
+    out = pd.DataFrame({"host": l3["host"].to_numpy()[rows].astype(str),
+                        "socket": l3["socket"].to_numpy()[rows].astype("int16"),
+                        "time": pd.DatetimeIndex(tuniq[order][t_idx]).tz_localize("UTC")})
+    return out.drop_duplicates().sort_values(["host", "socket", "time"], ignore_index=True) \
+        .astype({"host": "string"})
+
+
+_L3_SETTINGS = ("l3_cbm", "l3_code_cbm", "l3_data_cbm")
 
 
 def settling_mask(figures: pd.DataFrame, changes: pd.DataFrame, settle_for: pd.Timedelta) -> np.ndarray:

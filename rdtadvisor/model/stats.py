@@ -86,6 +86,31 @@ def _factorize(keys: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     return codes, uniq
 
 
+def column_stats(a: np.ndarray, qs: Sequence[float] = QUANTILES) -> np.ndarray:
+    """Per column of a 2-D array: the `qs` quantiles, max, mean and count of its non-NaN values.
+
+    Returns (n_columns, len(qs) + 3), NaN for empty columns (count 0). One column-wise sort
+    (NaN sorts last), then the quantiles are read off by position: numpy's linear method.
+    """
+    n_cols = a.shape[1]
+    out = np.full((n_cols, len(qs) + 3), np.nan)
+    if n_cols == 0:
+        return out
+    srt = np.sort(a, axis=0)
+    n = (~np.isnan(a)).sum(axis=0)
+    has = n > 0
+    cols = np.flatnonzero(has)
+    for j, q in enumerate(qs):
+        pos = q * (n[has] - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, n[has] - 1)
+        out[has, j] = srt[lo, cols] + (srt[hi, cols] - srt[lo, cols]) * (pos - lo)
+    out[has, len(qs)] = srt[n[has] - 1, cols]
+    out[has, len(qs) + 1] = np.nansum(a[:, has], axis=0) / n[has]
+    out[:, len(qs) + 2] = n
+    return out
+
+
 def theil_sen(x: np.ndarray, y: np.ndarray) -> float:
     """The median of the pairwise slopes dy/dx (NaN pairs and equal x skipped); NaN if none."""
     ok = ~(np.isnan(x) | np.isnan(y))

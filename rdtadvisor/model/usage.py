@@ -4,21 +4,25 @@
 ``facts``, ``domains``, ``events``, ``collections``; already limited to the window's
 time range by the reader), a `Usage` of tidy frames out. Steps, each a module of its own:
 
-figures.per_collection -> quality (settling, coverage) -> stats.describe (percentiles)
--> stats.daily_trends -> capacity.socket_capacity -> classify -> neighbours.find_pairs
+cube.cubes (per-collection figures, median of readings, as dense per-host arrays)
+-> quality (settling, coverage) -> stats.column_stats (percentiles) -> stats trends
+-> capacity.socket_capacity -> classify -> neighbours.find_pairs
 
 Frames (units in column names; see each module for definitions):
 
 ``vm_socket``  host, socket, domain, domid, <figure>_p50/_p95/_max/_mean/_n, share_*,
                trend columns, samples, expected, coverage, readings, confidence, class,
-               evidence, class_confidence, cbm
+               evidence, class_confidence
 ``vm``         host, domain, domid, sockets, occupancy/bandwidth totals over sockets
 ``sockets``    socket_capacity's columns + summed figures' p50/p95/max + trend
-``series``     host, socket, domain, time (bucket start), occupancy_bytes, bw_total_bytes_s
+``series``     host, socket, domain, time (bucket start), occupancy_bytes, bw_total_bytes_s,
+               others_bw_bytes_s (the rest of the socket's bandwidth in that bucket)
 """
 
 from __future__ import annotations
 
+import itertools
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -28,7 +32,10 @@ import pandas as pd
 from rdtadvisor.model import capacity as caplib
 from rdtadvisor.model import classify as classlib
 from rdtadvisor.model import neighbours, quality, stats
-from rdtadvisor.model.figures import bucket_size, collection_step, in_hours, per_collection
+from rdtadvisor.model.cube import FIGURE_NAMES, Cube, cubes
+from rdtadvisor.model.figures import bucket_size, collection_step, in_hours
+
+STAT_NAMES = ("p50", "p95", "max", "mean", "n")
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class Usage:
     step: pd.Timedelta
     bucket: pd.Timedelta
     collections: pd.DataFrame  # host, time (within the window)
-    figures: pd.DataFrame  # per_collection + ``settling``
+    cubes: list[Cube]
     vm_socket: pd.DataFrame
     vm: pd.DataFrame
     sockets: pd.DataFrame
@@ -68,49 +75,70 @@ class Usage:
     unmonitored: dict[str, list[str]]
 
 
+@dataclass
+class _HostParts:
+    """What one host contributes to the frames, before concatenation."""
+
+    vm_socket: pd.DataFrame
+    vm: pd.DataFrame
+    totals: pd.DataFrame  # host, socket, time, summed figures
+    socket_stats: pd.DataFrame
+    series: pd.DataFrame
+    latest: pd.DataFrame  # per_collection rows of the latest collection
+    quality: dict
+
+
 def usage(tables: Mapping[str, pd.DataFrame], window: Window = Window(), limits: Limits = Limits()) -> Usage:
     """Build every frame of the model (see the module docstring)."""
     samples = tables["samples"]
     collections = tables.get("collections")
     if collections is None or collections.empty:
         collections = samples[["host", "time"]].drop_duplicates()
+    collections = collections[["host", "time"]].astype({"host": "string"})
     if window.hours is not None:
         samples = samples[in_hours(samples["time"], window.hours, window.tz)]
         collections = collections[in_hours(collections["time"], window.hours, window.tz)]
-    fig = per_collection(samples)
+    host_cubes = cubes(samples)
     step = collection_step(collections["time"]) if len(collections) else pd.Timedelta(minutes=1)
     changes = quality.mask_changes(tables["settings"])
     settle_for = max(2 * step, pd.Timedelta(minutes=10))
-    fig["settling"] = quality.settling_mask(fig, changes, settle_for)
     settling = quality.settling_windows(changes, settle_for)
-
-    # Occupancy right after a mask change is the old partition's, not the new one's.
-    stat_fig = fig.assign(occupancy_bytes=fig["occupancy_bytes"].mask(fig["settling"]))
-    totals = caplib.socket_totals(stat_fig)
-    cap = caplib.socket_capacity(fig, tables["facts"], tables["settings"], limits.bandwidth, totals=totals)
-
-    first = fig["time"].min() if len(fig) else pd.Timestamp.now(tz="UTC")
-    last = fig["time"].max() if len(fig) else first
+    times = [c.times for c in host_cubes if len(c.times)]
+    first = pd.Timestamp(min(t[0] for t in times), tz="UTC") if times else pd.Timestamp.now(tz="UTC")
+    last = pd.Timestamp(max(t[-1] for t in times), tz="UTC") if times else first
     bucket = bucket_size(first, last, step)
-    series = _series(fig, bucket)
+    l3 = _latest_l3(tables["facts"])
+    ctimes = {
+        str(h): np.sort(pd.DatetimeIndex(g["time"]).as_unit("ns").tz_convert(None).to_numpy())
+        for h, g in collections.groupby("host", observed=True)
+    }
+    dropped = quality.dropped_rows(tables["events"]).set_index(["host", "domain"])["dropped"]
+    parts = {
+        c.host: _host_parts(c, changes, settle_for, bucket, ctimes.get(c.host), l3, dropped)
+        for c in host_cubes
+    }
 
-    vs = stats.describe(stat_fig, ["host", "socket", "domain"])
-    sockets = _sockets(totals, cap, limits)
-    vs = _vm_socket(vs, fig, collections, cap, sockets, tables["events"], series, limits)
-    vm = _vm(stat_fig, fig, tables.get("domains"))
+    totals = _concat([p.totals for p in parts.values()])
+    latest = _concat([p.latest for p in parts.values()])
+    cap = caplib.socket_capacity(latest, tables["facts"], tables["settings"], limits.bandwidth, totals=totals)
+    sockets = _sockets(_concat([p.socket_stats for p in parts.values()]), totals, cap, limits)
+    series = _concat([p.series for p in parts.values()])
+    vs = _vm_socket(_concat([p.vm_socket for p in parts.values()]), cap, sockets, series, limits)
+    vm = _vm(_concat([p.vm for p in parts.values()]), tables.get("domains"))
     pairs = {}
     for (host, socket), s in series.groupby(["host", "socket"], observed=True, sort=True):
         bw_cap = cap.loc[(cap["host"] == host) & (cap["socket"] == socket), "bw_capacity_bytes_s"]
+        known = len(bw_cap) and pd.notna(bw_cap.iloc[0])
         pairs[(str(host), int(socket))] = neighbours.find_pairs(
-            s, capacity_bytes_s=float(bw_cap.iloc[0]) if len(bw_cap) and pd.notna(bw_cap.iloc[0]) else None
+            s, capacity_bytes_s=float(bw_cap.iloc[0]) if known else None
         )
-    hosts = _hosts(fig, collections, tables, cap)
+    hosts = _hosts(parts, collections, tables)
     return Usage(
         window=window,
         step=step,
         bucket=bucket,
         collections=collections,
-        figures=fig,
+        cubes=host_cubes,
         vm_socket=vs,
         vm=vm,
         sockets=sockets,
@@ -119,37 +147,237 @@ def usage(tables: Mapping[str, pd.DataFrame], window: Window = Window(), limits:
         hosts=hosts,
         settling=settling,
         masks=_masks(tables["settings"]),
-        unmonitored=_unmonitored(tables.get("domains"), fig),
+        unmonitored=_unmonitored(tables.get("domains"), latest),
     )
 
 
-def _series(fig: pd.DataFrame, bucket: pd.Timedelta) -> pd.DataFrame:
-    b = fig["time"].dt.floor(bucket)
-    g = fig[["host", "socket", "domain", "occupancy_bytes", "bw_total_bytes_s"]].assign(time=b)
-    out = g.groupby(["host", "socket", "domain", "time"], observed=True, sort=True).median().reset_index()
-    total = out.groupby(["host", "socket", "time"], observed=True)["bw_total_bytes_s"].transform("sum")
-    out["others_bw_bytes_s"] = total - out["bw_total_bytes_s"].fillna(0)
+# --- one host --------------------------------------------------------------------------------
+
+
+def _host_parts(
+    c: Cube,
+    changes: pd.DataFrame,
+    settle_for: pd.Timedelta,
+    bucket: pd.Timedelta,
+    ctimes: np.ndarray | None,
+    l3: Mapping[tuple[str, int], float],
+    dropped: pd.Series,
+) -> _HostParts:
+    n_t, n_v = c.occupancy.shape
+    socks = np.unique(c.sockets)
+    # Occupancy right after a mask change is the old partition's, not the new one's.
+    settle = np.zeros((n_t, n_v), dtype=bool)
+    ch = changes[changes["host"] == c.host]
+    if len(ch):
+        t_ns = c.times.view("int64")
+        for s in socks:
+            starts = np.sort(pd.DatetimeIndex(ch.loc[ch["socket"] == s, "time"]).as_unit("ns").asi8)
+            if len(starts):
+                i = np.searchsorted(starts, t_ns, side="right") - 1
+                inside = (i >= 0) & (t_ns < starts[np.maximum(i, 0)] + settle_for.value)
+                settle[:, c.sockets == s] = inside[:, None]
+    figs = {
+        "occupancy_bytes": np.where(settle, np.nan, c.occupancy),
+        "bw_total_bytes_s": c.bw_total,
+        "bw_local_bytes_s": c.bw_local,
+        "bw_remote_bytes_s": c.bw_remote,
+    }
+    present = c.present()
+
+    # per VM x socket
+    vm = pd.DataFrame(
+        {
+            "host": c.host,
+            "socket": c.sockets.astype(int),
+            "domain": c.names.astype(str),
+            "domid": c.domids.astype(int),
+        }
+    )
+    for name in FIGURE_NAMES:
+        st = stats.column_stats(figs[name])
+        for j, s in enumerate(STAT_NAMES):
+            vm[f"{name}_{s}"] = st[:, j]
+    seen = present.any(axis=0)
+    first = np.argmax(present, axis=0)
+    last = n_t - 1 - np.argmax(present[::-1], axis=0)
+    vm["samples"] = present.sum(axis=0)
+    if ctimes is not None and len(ctimes):
+        expected = np.searchsorted(ctimes, c.times[last], side="right") - np.searchsorted(
+            ctimes, c.times[first], side="left"
+        )
+    else:
+        expected = last - first + 1
+    vm["expected"] = np.where(seen, np.maximum(expected, 1), 0)
+    vm["coverage"] = np.clip(vm["samples"] / vm["expected"].clip(lower=1), 0, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no readings
+        r = np.where(c.readings > 0, c.readings.astype(float), np.nan)
+        vm["readings"] = np.nanmedian(r, axis=0) if n_t else np.nan
+    vm["rows_dropped"] = [int(dropped.get((c.host, d), 0)) for d in vm["domain"]]
+    days = _daily(c.times, {k: figs[k] for k in ("occupancy_bytes", "bw_total_bytes_s")})
+    for name, slopes in days.items():
+        vm[f"{name}_per_day"] = slopes
+
+    # per socket: figures summed over the socket's VMs at each collection
+    tot = {
+        name: np.column_stack([_sum(figs[name][:, c.sockets == s]) for s in socks])
+        if len(socks)
+        else np.zeros((n_t, 0))
+        for name in FIGURE_NAMES
+    }
+    raw_occ = np.column_stack([_sum(c.occupancy[:, c.sockets == s]) for s in socks]) if len(socks) else None
+    totals = pd.DataFrame(
+        {
+            "host": c.host,
+            "socket": np.tile(socks.astype(int), n_t),
+            "time": pd.DatetimeIndex(np.repeat(c.times, len(socks))).tz_localize("UTC"),
+            **{name: tot[name].ravel() for name in FIGURE_NAMES},
+            "domains": np.column_stack([present[:, c.sockets == s].sum(axis=1) for s in socks]).ravel()
+            if len(socks)
+            else np.zeros(0),
+        }
+    )
+    sock = pd.DataFrame({"host": c.host, "socket": socks.astype(int)})
+    for name in FIGURE_NAMES:
+        st = stats.column_stats(tot[name])
+        for j, s in enumerate(STAT_NAMES):
+            sock[f"{name}_{s}"] = st[:, j]
+    for name, slopes in _daily(c.times, {k: tot[k] for k in ("occupancy_bytes", "bw_total_bytes_s")}).items():
+        sock[f"{name}_per_day"] = slopes
+
+    # per VM over its sockets
+    names, inverse = np.unique(c.names.astype(str), return_inverse=True)
+    vmt = pd.DataFrame({"host": c.host, "domain": names})
+    for name in FIGURE_NAMES:
+        summed = (
+            np.column_stack([_sum(figs[name][:, inverse == k]) for k in range(len(names))])
+            if len(names)
+            else np.zeros((n_t, 0))
+        )
+        st = stats.column_stats(summed)
+        for j, s in enumerate(STAT_NAMES):
+            vmt[f"{name}_{s}"] = st[:, j]
+    last_seen = np.where(seen, last, -1)
+    vmt["domid"] = [
+        int(c.domids[np.flatnonzero(inverse == k)[np.argmax(last_seen[inverse == k])]])
+        for k in range(len(names))
+    ]
+    vmt["sockets"] = [sorted({int(s) for s in c.sockets[(inverse == k) & seen]}) for k in range(len(names))]
+
+    # buckets: medians per bucket, for charts, classes and neighbours
+    series = _series(c, figs, bucket)
+
+    # the latest collection, as long rows (capacity, unmonitored domains)
+    latest = c.to_long(last=True)
+
+    over = 0
+    if raw_occ is not None:
+        lim = np.array([l3.get((c.host, int(s)), np.inf) for s in socks])
+        over = int((raw_occ > lim[None, :]).sum())
+    q = {
+        "seen": int(present.any(axis=1).sum()),
+        "occupancy_over_l3": over,
+        "settling_samples": int((settle & ~np.isnan(c.occupancy)).sum()),
+    }
+    return _HostParts(
+        vm_socket=vm, vm=vmt, totals=totals, socket_stats=sock, series=series, latest=latest, quality=q
+    )
+
+
+def _sum(a: np.ndarray) -> np.ndarray:
+    """Row sums skipping NaN; NaN where the whole row is NaN (pandas' sum(min_count=1))."""
+    if a.shape[1] == 0:
+        return np.full(a.shape[0], np.nan)
+    out = np.nansum(a, axis=1)
+    out[np.isnan(a).all(axis=1)] = np.nan
     return out
 
 
-def _sockets(totals: pd.DataFrame, cap: pd.DataFrame, limits: Limits) -> pd.DataFrame:
-    d = stats.describe(
-        totals,
-        ["host", "socket"],
-        ["occupancy_bytes", "bw_total_bytes_s", "bw_local_bytes_s", "bw_remote_bytes_s"],
-    )
-    tr = stats.daily_trends(totals, ["host", "socket"], ["occupancy_bytes", "bw_total_bytes_s"])
-    out = cap.merge(d, on=["host", "socket"], how="left").merge(tr, on=["host", "socket"], how="left")
+def _daily(times: np.ndarray, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Theil-Sen slope per day of each column's daily medians (NaN with < TREND_MIN_DAYS days)."""
+    day = times.astype("datetime64[D]")
+    bounds = np.flatnonzero(np.r_[True, day[1:] != day[:-1], True])
+    out = {}
+    x = (day[bounds[:-1]] - day[0]).astype(float)
+    for name, a in arrays.items():
+        if len(bounds) - 1 < stats.TREND_MIN_DAYS:
+            out[name] = np.full(a.shape[1], np.nan)
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.vstack([np.nanmedian(a[lo:hi], axis=0) for lo, hi in itertools.pairwise(bounds)])
+        out[name] = np.array(
+            [
+                stats.theil_sen(x, med[:, j])
+                if (~np.isnan(med[:, j])).sum() >= stats.TREND_MIN_DAYS
+                else np.nan
+                for j in range(a.shape[1])
+            ]
+        )
+    return out
+
+
+def _series(c: Cube, figs: Mapping[str, np.ndarray], bucket: pd.Timedelta) -> pd.DataFrame:
+    b = c.times.view("int64") // bucket.value
+    bounds = np.flatnonzero(np.r_[True, b[1:] != b[:-1], True])
+    starts = pd.DatetimeIndex((b[bounds[:-1]] * bucket.value).view("datetime64[ns]")).tz_localize("UTC")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        occ = np.vstack(
+            [np.nanmedian(figs["occupancy_bytes"][lo:hi], axis=0) for lo, hi in itertools.pairwise(bounds)]
+        )
+        bw = np.vstack(
+            [np.nanmedian(figs["bw_total_bytes_s"][lo:hi], axis=0) for lo, hi in itertools.pairwise(bounds)]
+        )
+    others = np.empty_like(bw)
+    for s in np.unique(c.sockets):
+        cols = c.sockets == s
+        total = np.nansum(bw[:, cols], axis=1)
+        others[:, cols] = total[:, None] - np.nan_to_num(bw[:, cols])
+    n_b, n_v = occ.shape
+    keep = ~(np.isnan(occ) & np.isnan(bw)).ravel()
+    return pd.DataFrame(
+        {
+            "host": c.host,
+            "socket": np.tile(c.sockets.astype(int), n_b),
+            "domain": np.tile(c.names.astype(str), n_b),
+            "time": np.repeat(starts, n_v),
+            "occupancy_bytes": occ.ravel(),
+            "bw_total_bytes_s": bw.ravel(),
+            "others_bw_bytes_s": others.ravel(),
+        }
+    )[keep].reset_index(drop=True)
+
+
+# --- joining hosts ---------------------------------------------------------------------------
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _sockets(
+    stats_frame: pd.DataFrame, totals: pd.DataFrame, cap: pd.DataFrame, limits: Limits
+) -> pd.DataFrame:
+    out = cap.merge(stats_frame, on=["host", "socket"], how="left") if len(stats_frame) else cap.copy()
+    for name in FIGURE_NAMES:
+        for s in (*STAT_NAMES, "per_day"):
+            if f"{name}_{s}" not in out:
+                out[f"{name}_{s}"] = np.nan
     for q in ("p50", "p95", "max"):
         out[f"share_{q}"] = out[f"occupancy_bytes_{q}"] / out["l3_bytes"]
         out[f"utilisation_{q}"] = out[f"bw_total_bytes_s_{q}"] / out["bw_capacity_bytes_s"]
-    cap_of = totals.merge(cap[["host", "socket", "bw_capacity_bytes_s"]], on=["host", "socket"], how="left")
-    near = (
-        (cap_of["bw_total_bytes_s"] >= 0.95 * cap_of["bw_capacity_bytes_s"])
-        .groupby([cap_of["host"], cap_of["socket"]], observed=True)
-        .mean()
-    )
-    out["near_capacity_share"] = near.reindex(pd.MultiIndex.from_frame(out[["host", "socket"]])).to_numpy()
+    near = []
+    for h, s, capacity in zip(out["host"], out["socket"], out["bw_capacity_bytes_s"], strict=True):
+        t = (
+            totals[(totals["host"] == h) & (totals["socket"] == s)]["bw_total_bytes_s"].to_numpy()
+            if len(totals)
+            else np.zeros(0)
+        )
+        t = t[~np.isnan(t)]
+        near.append(float((t >= 0.95 * capacity).mean()) if len(t) and capacity == capacity else np.nan)
+    out["near_capacity_share"] = near
     limit = limits.bandwidth_threshold * out["bw_capacity_bytes_s"]
     slope = out["bw_total_bytes_s_per_day"]
     room = limit - out["bw_total_bytes_s_p95"]
@@ -162,63 +390,38 @@ def _sockets(totals: pd.DataFrame, cap: pd.DataFrame, limits: Limits) -> pd.Data
 
 
 def _vm_socket(
-    vs: pd.DataFrame,
-    fig: pd.DataFrame,
-    collections: pd.DataFrame,
-    cap: pd.DataFrame,
-    sockets: pd.DataFrame,
-    events: pd.DataFrame,
-    series: pd.DataFrame,
-    limits: Limits,
+    vs: pd.DataFrame, cap: pd.DataFrame, sockets: pd.DataFrame, series: pd.DataFrame, limits: Limits
 ) -> pd.DataFrame:
+    if vs.empty:
+        return vs
     key = ["host", "socket", "domain"]
-    last = fig.drop_duplicates(key, keep="last").set_index(key)
-    span = fig.groupby(key, observed=True)["time"].agg(["min", "max"])
-    vs = vs.set_index(key)
-    vs["domid"] = last["domid"]
-    vs["readings"] = fig.groupby(key, observed=True)["readings"].median()
-    # expected: the host's collections between the VM's first and last appearance
-    expected = []
-    ctimes = {h: np.sort(g["time"].to_numpy()) for h, g in collections.groupby("host", observed=True)}
-    for (h, _, _), (lo, hi) in zip(span.index, span.to_numpy(), strict=True):
-        t = ctimes.get(h, np.array([], dtype="datetime64[ns]"))
-        expected.append(int(np.searchsorted(t, hi, side="right") - np.searchsorted(t, lo, side="left")))
-    vs["expected"] = pd.Series(expected, index=span.index)
-    vs["samples"] = fig.groupby(key, observed=True).size()
-    vs["coverage"] = (vs["samples"] / vs["expected"].clip(lower=1)).clip(upper=1.0)
-    dropped = quality.dropped_rows(events).set_index(["host", "domain"])["dropped"]
-    vs["rows_dropped"] = [int(dropped.get((h, d), 0)) for h, _, d in vs.index]
-    vs = vs.reset_index()
+    vs = vs.merge(
+        cap[["host", "socket", "l3_bytes", "cbm_len"]].astype({"host": object}),
+        on=["host", "socket"],
+        how="left",
+    )
     vs["confidence"] = [
         quality.confidence(c, n, r)
         for c, n, r in zip(vs["coverage"], vs["samples"], vs["readings"].fillna(0), strict=True)
     ]
-    vs = vs.merge(cap[["host", "socket", "l3_bytes", "cbm_len"]], on=["host", "socket"], how="left")
     for q in ("p50", "p95", "max"):
         vs[f"share_{q}"] = vs[f"occupancy_bytes_{q}"] / vs["l3_bytes"]
-    tr = stats.daily_trends(fig, key, ["occupancy_bytes", "bw_total_bytes_s"])
-    vs = vs.merge(tr, on=key, how="left")
-    sk = sockets.set_index(["host", "socket"])
-    limit = limits.bandwidth_threshold * sk["bw_capacity_bytes_s"]
+    sk = sockets.astype({"host": object}).set_index(["host", "socket"])
     where = pd.MultiIndex.from_frame(vs[["host", "socket"]])
-    room = (limit - sk["bw_total_bytes_s_p95"]).reindex(where).to_numpy()
-    slope = vs["bw_total_bytes_s_per_day"].to_numpy()
-    known = (
-        (sk["bw_capacity_source"] == "config")
-        .reindex(pd.MultiIndex.from_frame(vs[["host", "socket"]]))
-        .fillna(False)
-        .to_numpy(dtype=bool)
+    room = (limits.bandwidth_threshold * sk["bw_capacity_bytes_s"] - sk["bw_total_bytes_s_p95"]).reindex(
+        where
     )
+    known = (sk["bw_capacity_source"] == "config").reindex(where).fillna(False).to_numpy(dtype=bool)
+    slope = vs["bw_total_bytes_s_per_day"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        vs["days_to_limit"] = np.where((slope > 0) & known, np.maximum(room, 0) / slope, np.nan)
-    by_vm = {k: g for k, g in series.groupby(key, observed=True, sort=False)}
+        vs["days_to_limit"] = np.where((slope > 0) & known, np.maximum(room.to_numpy(), 0) / slope, np.nan)
+    by_vm = dict(iter(series.groupby(key, observed=True, sort=False))) if len(series) else {}
     classes = []
     for row in vs.itertuples(index=False):
         s = sk.loc[(row.host, row.socket)]
-        r = pd.Series(row._asdict())
         classes.append(
             classlib.classify(
-                r,
+                pd.Series(row._asdict()),
                 float(s["occupancy_bytes_p50"]),
                 float(s["bw_total_bytes_s_p50"]),
                 float(row.l3_bytes),
@@ -232,63 +435,59 @@ def _vm_socket(
     return vs
 
 
-def _vm(stat_fig: pd.DataFrame, fig: pd.DataFrame, domains: pd.DataFrame | None) -> pd.DataFrame:
-    """Per VM over all its sockets: summed per collection, then described."""
-    per_time = stat_fig.groupby(["host", "domain", "time"], observed=True)[
-        ["occupancy_bytes", "bw_total_bytes_s", "bw_local_bytes_s", "bw_remote_bytes_s"]
-    ].sum(min_count=1)
-    out = stats.describe(per_time.reset_index(), ["host", "domain"])
-    last = fig.drop_duplicates(["host", "domain"], keep="last").set_index(["host", "domain"])["domid"]
-    socks = fig.groupby(["host", "domain"], observed=True)["socket"].agg(
-        lambda s: sorted({int(x) for x in s})
-    )
-    out = out.set_index(["host", "domain"])
-    out["domid"] = last
-    out["sockets"] = socks
+def _vm(vm: pd.DataFrame, domains: pd.DataFrame | None) -> pd.DataFrame:
+    """Add each VM's memory and vCPUs from its latest ``xl list`` row."""
+    if vm.empty:
+        return vm
     if domains is not None and len(domains):
         d = domains.sort_values("time", kind="stable").drop_duplicates(["host", "domain"], keep="last")
-        d = d.set_index(["host", "domain"])
-        out["memory_bytes"] = d["memory_bytes"].reindex(out.index).to_numpy(dtype="float64", na_value=np.nan)
-        out["vcpus"] = d["vcpus"].reindex(out.index).to_numpy(dtype="float64", na_value=np.nan)
+        d = d.astype({"host": object, "domain": object}).set_index(["host", "domain"])
+        where = pd.MultiIndex.from_frame(vm[["host", "domain"]].astype(object))
+        vm["memory_bytes"] = d["memory_bytes"].reindex(where).to_numpy(dtype="float64", na_value=np.nan)
+        vm["vcpus"] = d["vcpus"].reindex(where).to_numpy(dtype="float64", na_value=np.nan)
     else:
-        out["memory_bytes"] = out["vcpus"] = np.nan
-    return out.reset_index()
+        vm["memory_bytes"] = vm["vcpus"] = np.nan
+    return vm
 
 
 def _hosts(
-    fig: pd.DataFrame, collections: pd.DataFrame, tables: Mapping[str, pd.DataFrame], cap: pd.DataFrame
+    parts: Mapping[str, _HostParts], collections: pd.DataFrame, tables: Mapping[str, pd.DataFrame]
 ) -> pd.DataFrame:
     events = tables["events"]
     facts = tables["facts"]
+    dropped = quality.dropped_rows(events).groupby("host", observed=True)["dropped"].sum()
     rows = []
     for host, c in collections.groupby("host", observed=True, sort=True):
-        f = fig[fig["host"] == host]
+        host = str(host)
+        q = (
+            parts[host].quality
+            if host in parts
+            else {"seen": 0, "occupancy_over_l3": 0, "settling_samples": 0}
+        )
         xen = facts[(facts["host"] == host) & (facts["fact"] == "xen_version")]["text"]
-        over = 0
-        if len(f):
-            occ = f.groupby(["time", "socket"], observed=True)["occupancy_bytes"].sum()
-            l3 = cap[cap["host"] == host].set_index("socket")["l3_bytes"]
-            lim = l3.reindex(occ.index.get_level_values("socket")).to_numpy()
-            over = int((occ.to_numpy() > lim).sum())
         ev = events[events["host"] == host]
         rows.append(
             {
-                "host": str(host),
+                "host": host,
                 "xen_version": str(xen.iloc[-1]) if len(xen) else None,
                 "collections": int(c["time"].nunique()),
-                "seen": int(f["time"].nunique()),
+                "seen": q["seen"],
                 "first": c["time"].min(),
                 "last": c["time"].max(),
-                "rows_dropped": int(
-                    len(quality.dropped_rows(ev)) and quality.dropped_rows(ev)["dropped"].sum()
-                ),
+                "rows_dropped": int(dropped.get(host, 0)),
                 "overflows": int((ev["kind"] == "counter-overflow").sum()),
                 "sample_failures": int((ev["kind"] == "sample-failed").sum()),
-                "occupancy_over_l3": over,
-                "settling_samples": int(f["settling"].sum()) if len(f) else 0,
+                "occupancy_over_l3": q["occupancy_over_l3"],
+                "settling_samples": q["settling_samples"],
             }
         )
     return pd.DataFrame(rows)
+
+
+def _latest_l3(facts: pd.DataFrame) -> dict[tuple[str, int], float]:
+    f = facts[(facts["fact"] == "l3_cache_bytes") & facts["socket"].notna() & facts["value"].notna()]
+    f = f.sort_values("time", kind="stable").drop_duplicates(["host", "socket"], keep="last")
+    return {(str(h), int(s)): float(v) for h, s, v in zip(f["host"], f["socket"], f["value"], strict=True)}
 
 
 def _masks(settings: pd.DataFrame) -> pd.DataFrame:
@@ -306,18 +505,17 @@ def _masks(settings: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def _unmonitored(domains: pd.DataFrame | None, fig: pd.DataFrame) -> dict[str, list[str]]:
-    """Per host: running domains in the latest ``xl list`` with no CMT figures at that time."""
-    if domains is None or domains.empty:
+def _unmonitored(domains: pd.DataFrame | None, latest: pd.DataFrame) -> dict[str, list[str]]:
+    """Per host: domains in the latest ``xl list`` with no CMT figures in the latest collection."""
+    if domains is None or domains.empty or latest.empty:
         return {}
-    latest = domains[domains["time"] == domains.groupby("host", observed=True)["time"].transform("max")]
+    last = domains[domains["time"] == domains.groupby("host", observed=True)["time"].transform("max")]
     out = {}
-    for host, d in latest.groupby("host", observed=True):
-        f = fig[fig["host"] == host]
+    for host, d in last.groupby("host", observed=True):
+        f = latest[latest["host"] == host]
         if f.empty:
             continue
-        seen = set(f[f["time"] == f["time"].max()]["domain"].astype(str))
-        missing = sorted(set(d["domain"].astype(str)) - seen)
+        missing = sorted(set(d["domain"].astype(str)) - set(f["domain"].astype(str)))
         if missing:
             out[str(host)] = missing
     return out
