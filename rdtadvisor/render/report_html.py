@@ -24,8 +24,20 @@ from rdtadvisor.units import GIB, MIB
 
 TOP_N = 8  # series charted by name; the rest is summed into "others" so legends stay short
 # Categorical palette (Tableau 10 without its grey, plus three): neighbours stay distinct.
-PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
-           "#ff9da7", "#9c755f", "#1f3b73", "#8f9e2b", "#d37295"]
+PALETTE = [
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#1f3b73",
+    "#8f9e2b",
+    "#d37295",
+]
 OTHERS_COLOUR = "#b5b5b5"
 NA = "—"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -64,6 +76,7 @@ table.heat td.cell{text-align:center;min-width:70px;font-variant-numeric:tabular
 
 
 # -- formatting --------------------------------------------------------------------------
+
 
 def _num(value: Any) -> float | None:
     """A finite number or None: bools and strings are not figures."""
@@ -176,7 +189,7 @@ def _figure(key: str, value: Any) -> str:
             return _dict_table(value)
         return ", ".join(_figure(key, x) for x in value) or NA
     if isinstance(value, Mapping):
-        return _evidence(value)
+        return _evidence(value, parent=key)
     return when(value)
 
 
@@ -191,14 +204,21 @@ def _dict_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _evidence(ev: Any) -> str:
+def _evidence(ev: Any, parent: str = "") -> str:
+    """A definition list; keys without a unit of their own (``quiet``, ``p95``) take their
+    parent's (``victim_occupancy_bytes: {quiet, active}`` is in bytes)."""
     if not isinstance(ev, Mapping) or not ev:
         return ""
-    items = "".join(f"<dt>{_label(k)}</dt><dd>{_figure(str(k), v)}</dd>" for k, v in ev.items())
+    units = (*_SUFFIXES, "_share", "utilisation", "coverage")
+    items = "".join(
+        f"<dt>{_label(k)}</dt><dd>{_figure(str(k) if str(k).endswith(units) else parent or str(k), v)}</dd>"
+        for k, v in ev.items()
+    )
     return f'<dl class="ev">{items}</dl>'
 
 
 # -- sections ----------------------------------------------------------------------------
+
 
 def _header(report: Mapping[str, Any]) -> str:
     win = report.get("window") or {}
@@ -206,9 +226,7 @@ def _header(report: Mapping[str, Any]) -> str:
     counts = summary.get("findings") or {}
     hours = win.get("hours")
     hours_text = f"hours {esc(hours)} {esc(win.get('tz') or 'UTC')}" if hours else "all hours"
-    finding_counts = " ".join(
-        f"{_badge(s)} {esc(counts.get(s, 0))}" for s in SEVERITIES
-    )
+    finding_counts = " ".join(f"{_badge(s)} {esc(counts.get(s, 0))}" for s in SEVERITIES)
     return f"""<header>
 <h1>RDT cache &amp; bandwidth report {_badge(report.get("status"))}</h1>
 <div class="facts"><span><b>Window</b> {when(win.get("since"))} → {when(win.get("until"))}</span>
@@ -236,9 +254,9 @@ def _findings(findings: Any) -> str:
         score = _num(f.get("score"))
         out.append(
             f'<article class="finding sev-{esc(f.get("severity"))}"><p>{_badge(f.get("severity"))} '
-            f"<b>{esc(f.get('kind', NA))}</b> <span class=\"muted\">{where}"
+            f'<b>{esc(f.get("kind", NA))}</b> <span class="muted">{where}'
             f"{f' · score {score:.2f}' if score is not None else ''}</span></p>"
-            f"<p>{esc(f.get('summary', ''))}</p><p class=\"small\">VMs: {_chips(f.get('vms'))}</p>"
+            f'<p>{esc(f.get("summary", ""))}</p><p class="small">VMs: {_chips(f.get("vms"))}</p>'
             f"{_evidence(f.get('evidence'))}</article>"
         )
     out.append("</section>")
@@ -303,25 +321,46 @@ def _socket_charts(host: str, sock: Mapping[str, Any], sser: Mapping[str, Any], 
     sid = sock.get("socket")
     l3 = _num(sock.get("l3_bytes"))
     if occ:
-        series = [Series(lbl, [None if v is None else v / MIB for v in vals], colour(lbl, m))
-                  for lbl, vals, m in occ]
+        series = [
+            Series(lbl, [None if v is None else v / MIB for v in vals], colour(lbl, m))
+            for lbl, vals, m in occ
+        ]
         ref = (l3 / MIB, f"L3 {mib(l3)} MiB") if l3 else None
         title = f"{host} socket {sid}: L3 occupancy per VM, stacked (MiB)"
         out.append(f"<h4>L3 occupancy per VM, stacked (MiB){' · dashed line: L3 size' if ref else ''}</h4>")
-        out.append(time_chart(ts, bucket_s, series, title=title, y_title="occupancy (MiB)",
-                              stacked=True, reference=ref))
-        out.append(_legend([(s.name, s.colour, f"p95 {_p95(s.values):,.1f} MiB{tail(m)}")
-                            for s, (_, _, m) in zip(series, occ, strict=True)]))
+        out.append(
+            time_chart(
+                ts, bucket_s, series, title=title, y_title="occupancy (MiB)", stacked=True, reference=ref
+            )
+        )
+        out.append(
+            _legend(
+                [
+                    (s.name, s.colour, f"p95 {_p95(s.values):,.1f} MiB{tail(m)}")
+                    for s, (_, _, m) in zip(series, occ, strict=True)
+                ]
+            )
+        )
     if bw:
-        series = [Series(lbl + (" summed" if len(m) > 1 else ""),
-                         [None if v is None else v / GIB for v in vals], colour(lbl, m))
-                  for lbl, vals, m in bw]
+        series = [
+            Series(
+                lbl + (" summed" if len(m) > 1 else ""),
+                [None if v is None else v / GIB for v in vals],
+                colour(lbl, m),
+            )
+            for lbl, vals, m in bw
+        ]
         title = f"{host} socket {sid}: total memory bandwidth per VM (GiB/s)"
         out.append("<h4>Total memory bandwidth per VM (GiB/s)</h4>")
-        out.append(time_chart(ts, bucket_s, series, title=title, y_title="bandwidth (GiB/s)",
-                              stacked=False))
-        out.append(_legend([(s.name, s.colour, f"p95 {_p95(s.values):,.2f} GiB/s{tail(m)}")
-                            for s, (_, _, m) in zip(series, bw, strict=True)]))
+        out.append(time_chart(ts, bucket_s, series, title=title, y_title="bandwidth (GiB/s)", stacked=False))
+        out.append(
+            _legend(
+                [
+                    (s.name, s.colour, f"p95 {_p95(s.values):,.2f} GiB/s{tail(m)}")
+                    for s, (_, _, m) in zip(series, bw, strict=True)
+                ]
+            )
+        )
     return "\n".join(out) or '<p class="muted">No VM series for this socket.</p>'
 
 
@@ -330,8 +369,10 @@ def _trend(t: Any) -> str:
         return NA
     occ = _num(t.get("occupancy_bytes_per_day"))
     bw = _num(t.get("bandwidth_bytes_s_per_day"))
-    parts = [_signed(None if occ is None else occ / MIB, 1, "MiB/day"),
-             _signed(None if bw is None else bw / GIB, 2, "GiB/s/day")]
+    parts = [
+        _signed(None if occ is None else occ / MIB, 1, "MiB/day"),
+        _signed(None if bw is None else bw / GIB, 2, "GiB/s/day"),
+    ]
     days = _num(t.get("days_to_limit"))
     if days is not None:
         parts.append(f"<b>{days:.0f} days</b> to {esc(t.get('limit') or 'limit')}")
@@ -342,16 +383,20 @@ def _vm_table(vms: Any) -> str:
     if not vms:
         return '<p class="muted">No VMs on this socket.</p>'
     rows = sorted(vms, key=lambda v: -(_num(_get(v, "occupancy_bytes", "p95")) or -1.0))
-    head = ("<tr><th>VM</th><th>class</th><th class=n>occ. p50<span class=sub>MiB (share)</span></th>"
-            "<th class=n>occ. p95<span class=sub>MiB (share)</span></th>"
-            "<th class=n>occ. max<span class=sub>MiB (share)</span></th>"
-            "<th class=n>bandwidth p95<span class=sub>GiB/s</span></th>"
-            "<th class=n>local p95<span class=sub>GiB/s</span></th>"
-            "<th class=n>remote p95<span class=sub>GiB/s</span></th><th>trend</th><th>confidence</th></tr>")
+    head = (
+        "<tr><th>VM</th><th>class</th><th class=n>occ. p50<span class=sub>MiB (share)</span></th>"
+        "<th class=n>occ. p95<span class=sub>MiB (share)</span></th>"
+        "<th class=n>occ. max<span class=sub>MiB (share)</span></th>"
+        "<th class=n>bandwidth p95<span class=sub>GiB/s</span></th>"
+        "<th class=n>local p95<span class=sub>GiB/s</span></th>"
+        "<th class=n>remote p95<span class=sub>GiB/s</span></th><th>trend</th><th>confidence</th></tr>"
+    )
     body = []
     for v in rows:
-        occ = [f"{mib(_get(v, 'occupancy_bytes', q))}<span class=sub>{pct(_get(v, 'occupancy_share', q))}"
-               "</span>" for q in ("p50", "p95", "max")]
+        occ = [
+            f"{mib(_get(v, 'occupancy_bytes', q))}<span class=sub>{pct(_get(v, 'occupancy_share', q))}</span>"
+            for q in ("p50", "p95", "max")
+        ]
         q = v.get("quality") or {}
         ident = f"domid {esc(v.get('domid', NA))}" + (f" · CBM {esc(v['cbm'])}" if v.get("cbm") else "")
         body.append(
@@ -362,20 +407,22 @@ def _vm_table(vms: Any) -> str:
             + f"<td class=n>{gibs(_get(v, 'bandwidth_bytes_s', 'p95'))}</td>"
             f"<td class=n>{gibs(_get(v, 'local_bandwidth_bytes_s', 'p95'))}</td>"
             f"<td class=n>{gibs(_get(v, 'remote_bandwidth_bytes_s', 'p95'))}</td>"
-            f"<td class=\"small trend\">{_trend(v.get('trend'))}</td>"
+            f'<td class="small trend">{_trend(v.get("trend"))}</td>'
             f"<td>{_badge(q.get('confidence'))}<span class=sub>{pct(q.get('coverage'))} coverage, "
             f"{esc(q.get('samples', NA))}/{esc(q.get('expected', NA))}</span></td></tr>"
         )
     return f"<table>{head}{''.join(body)}</table>"
 
 
-def _socket(host: str, sock: Mapping[str, Any], sser: Mapping[str, Any] | None,
-            bucket_s: float, with_series: bool) -> str:
+def _socket(
+    host: str, sock: Mapping[str, Any], sser: Mapping[str, Any] | None, bucket_s: float, with_series: bool
+) -> str:
     cos = sock.get("cos") or {}
     masks = "; ".join(
         f"{esc(m.get('cbm'))} ({esc(m.get('ways', NA))} ways): "
         + ", ".join(esc(d) for d in m.get("domains") or [])
-        for m in sock.get("masks") or [] if isinstance(m, Mapping)
+        for m in sock.get("masks") or []
+        if isinstance(m, Mapping)
     )
     out = [
         f"<h3>Socket {esc(sock.get('socket', NA))}</h3>",
@@ -388,7 +435,8 @@ def _socket(host: str, sock: Mapping[str, Any], sser: Mapping[str, Any] | None,
         f"{pct(_get(sock, 'bandwidth_utilisation', 'p95'))}</span>"
         f"<span><b>COS</b> {esc(cos.get('used', NA))}/{esc(cos.get('available', NA))}"
         f"{' CDP' if cos.get('cdp') else ''}</span>"
-        + (f"<span><b>masks</b> {masks}</span>" if masks else "") + "</div>",
+        + (f"<span><b>masks</b> {masks}</span>" if masks else "")
+        + "</div>",
     ]
     if with_series:
         if sser is None:
@@ -409,18 +457,21 @@ def _hosts(report: Mapping[str, Any]) -> str:
     }
     out = ['<section id="hosts"><h2>Hosts and sockets</h2>']
     if not with_series:
-        out.append('<p class="note">This report was built without series (<code>--series</code>), '
-                   "so there are no charts over time.</p>")
+        out.append(
+            '<p class="note">This report was built without series (<code>--series</code>), '
+            "so there are no charts over time.</p>"
+        )
     for h in report.get("hosts") or []:
         name = str(h.get("host", NA))
         rmid = h.get("rmid") or {}
         unmon = h.get("unmonitored") or []
         out.append(
-            f"<h2>{esc(name)}</h2><div class=\"facts small\"><span><b>Xen</b> {esc(h.get('xen_version', NA))}"
+            f'<h2>{esc(name)}</h2><div class="facts small"><span><b>Xen</b> {esc(h.get("xen_version", NA))}'
             f"</span><span><b>collections</b> {esc(h.get('collections', NA))}, {when(h.get('first'))} → "
             f"{when(h.get('last'))}</span><span><b>RMIDs</b> {esc(rmid.get('used', NA))}/"
             f"{esc(rmid.get('total', NA))}</span>"
-            + (f"<span><b>unmonitored</b> {_chips(unmon)}</span>" if unmon else "") + "</div>"
+            + (f"<span><b>unmonitored</b> {_chips(unmon)}</span>" if unmon else "")
+            + "</div>"
         )
         sockets = by_host.get(name, {})
         for sock in h.get("sockets") or []:
@@ -449,8 +500,10 @@ def _heat(report: Mapping[str, Any]) -> str:
             for i in range(len(sockets)):
                 f = share[vm].get(i)
                 text = pct(f) if i in share[vm] else ""
-                cells.append(f'<td class="cell" style="background:{shade(f) if i in share[vm] else "#fff"};'
-                             f'color:{ink_for(f)}">{text}</td>')
+                cells.append(
+                    f'<td class="cell" style="background:{shade(f) if i in share[vm] else "#fff"};'
+                    f'color:{ink_for(f)}">{text}</td>'
+                )
             body.append(f"<tr><th scope=row class=name>{esc(vm)}</th>{''.join(cells)}</tr>")
         out.append(f'<table class="heat"><tr><th>VM</th>{head}</tr>{"".join(body)}</table>')
         out.append(colour_scale(f"Colour scale: p95 occupancy share, {h.get('host', '')}", f"heat-scale-{n}"))
@@ -462,14 +515,23 @@ def _quality(report: Mapping[str, Any]) -> str:
     out = ['<section id="quality"><h2>Data quality</h2>']
     for h in report.get("hosts") or []:
         q = h.get("quality") or {}
-        facts = [("expected", esc(q.get("expected", NA))), ("seen", esc(q.get("seen", NA))),
-                 ("coverage", pct(q.get("coverage"))), ("rows dropped", esc(q.get("rows_dropped", NA))),
-                 ("error cells", esc(q.get("error_cells", NA))), ("overflows", esc(q.get("overflows", NA))),
-                 ("occupancy over L3", esc(q.get("occupancy_over_l3", NA))),
-                 ("confidence", _badge(q.get("confidence")))]
-        out.append(f"<h3>{esc(h.get('host', NA))}</h3><table><tr>"
-                   + "".join(f"<th class=n>{k}</th>" for k, _ in facts) + "</tr><tr>"
-                   + "".join(f"<td class=n>{v}</td>" for _, v in facts) + "</tr></table>")
+        facts = [
+            ("expected", esc(q.get("expected", NA))),
+            ("seen", esc(q.get("seen", NA))),
+            ("coverage", pct(q.get("coverage"))),
+            ("rows dropped", esc(q.get("rows_dropped", NA))),
+            ("error cells", esc(q.get("error_cells", NA))),
+            ("overflows", esc(q.get("overflows", NA))),
+            ("occupancy over L3", esc(q.get("occupancy_over_l3", NA))),
+            ("confidence", _badge(q.get("confidence"))),
+        ]
+        out.append(
+            f"<h3>{esc(h.get('host', NA))}</h3><table><tr>"
+            + "".join(f"<th class=n>{k}</th>" for k, _ in facts)
+            + "</tr><tr>"
+            + "".join(f"<td class=n>{v}</td>" for _, v in facts)
+            + "</tr></table>"
+        )
         settling = [s for s in q.get("settling") or [] if isinstance(s, Mapping)]
         if settling:
             out.append("<h4>Settling periods</h4>" + _dict_table(settling))
@@ -492,7 +554,14 @@ def render_html(report: Mapping[str, Any]) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{title}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join([_header(report), _findings(report.get("findings")), _hosts(report),
-                     _heat(report), _quality(report)])
+        + "\n".join(
+            [
+                _header(report),
+                _findings(report.get("findings")),
+                _hosts(report),
+                _heat(report),
+                _quality(report),
+            ]
+        )
         + "\n</body></html>\n"
     )
