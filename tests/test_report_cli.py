@@ -245,3 +245,32 @@ def test_headroom_counts_vms_of_an_existing_profile_per_host(demo_store):
     assert data["fleet_fit"] == sum(v or 0 for v in fits.values())
     r = run("--store", demo_store, "headroom", "--since", SINCE)
     assert r.exit_code == 3
+
+
+def test_the_real_html_report_of_the_demo_fleet_renders_cleanly_in_chromium(demo_store, tmp_path):
+    from tests.test_report_html import _LAYOUT_JS, BROWSER_ARGS, CHROMIUM, _browser_or_skip
+
+    sync_playwright = _browser_or_skip()
+    out = tmp_path / "demo.html"
+    r = run("--config", CONFIG, "--store", demo_store, "report", "--since", SINCE, "--format", "html",
+            "--output", str(out))
+    assert r.exit_code == 0, r.stderr
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1200, "height": 900})
+            tab.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            tab.on("pageerror", lambda e: problems.append(str(e)))
+            tab.on("request", lambda q: problems.append(q.url) if not q.url.startswith("file://") else None)
+            tab.goto(out.as_uri(), wait_until="load")
+            text = tab.inner_text("body")
+            layout = tab.evaluate(_LAYOUT_JS)
+        finally:
+            browser.close()
+    assert problems == []
+    charts = [s for s in layout if s["cls"] == "chart"]
+    assert len(charts) == 2 * 11          # occupancy and bandwidth for each of the 11 sockets
+    for s in layout:
+        assert s["overlaps"] == [] and s["outside"] == [], s
+    assert "etl-burst" in text and "noisy-neighbour" in text
