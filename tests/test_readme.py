@@ -35,7 +35,7 @@ def test_the_main_job_runs_on_the_bundled_samples(tmp_path):
     out = subprocess.run(["bash", "-c", job], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "Status: WARNING" in out.stdout
+    assert "Status: CRITICAL" in out.stdout        # etl-burst takes half of a VM's cache
     assert "noisy-neighbour on xen-sky01 socket 0" in out.stdout
     hosts = [line for line in out.stdout.splitlines() if line.startswith("Host xen-")]
     assert len(hosts) == 6

@@ -1,29 +1,40 @@
 """Noisy neighbours: which VM hurts which on a socket, shown with windows and figures.
 
 Input: one socket's bucketed series (median per bucket of ``occupancy_bytes`` and
-``bw_total_bytes_s`` per domain: `series` of `rdtadvisor.model.usage`).
+``bw_total_bytes_s`` per domain: `Usage.series` of `rdtadvisor.model.usage`).
 
-For every ordered pair (aggressor A, victim V) on the socket:
+The test is an event study. For every candidate aggressor A:
 
-1. A must swing: its **active** buckets (bandwidth at or above its 75th percentile and at
-   least `Rules.swing` x its median) and **quiet** buckets (at or below its median) both
-   number at least `Rules.min_buckets`.
-2. While A is active, V must lose cache: V's median occupancy in active buckets at least
-   `Rules.occupancy_drop` lower than in quiet ones, and A's occupancy higher.
-3. Across all buckets A's and V's occupancies move against each other (Spearman rho <=
-   `Rules.rho`): one takes what the other loses.
-4. V's bandwidth must not fall with its occupancy (it would if V's own load fell: then V is
-   quieter, not squeezed); a rise is the cost of the lost cache, and strengthens the case.
+1. A must burst: its **active** buckets are those where its bandwidth passes halfway from its
+   median to its 98th percentile (and at least `Rules.swing` x its median), whatever the duty
+   cycle; runs of them (one-bucket gaps bridged) are its **events**.
+2. A must stand out from the socket: its bandwidth must rise `Rules.share_rise` times more
+   than the rest of the socket's in its active buckets (VMs that all follow one daily curve
+   never do, so a shared swing is not blamed on any one of them), and be at least
+   `Rules.aggressor_share` of the socket's bandwidth then (insertion pressure, what evicts
+   the others, follows its share of the misses).
+3. Each event is compared with a **local baseline**: the buckets just before and after it in
+   which A is quiet (at most its median), within `Rules.context` event lengths. Slow changes
+   (a victim's own daily cycle) cancel out.
 
-Severity: ``critical`` when V loses half its cache or more and its bandwidth rises, or the
-socket passes its bandwidth capacity while A is active; ``warning`` otherwise. The score
-(0..1) ranks pairs: V's relative occupancy loss, raised by its bandwidth increase.
+A victim V must, in the median event: hold `Rules.occupancy_drop` less L3 than in its
+baseline while A holds more, and miss more per byte it still holds (bandwidth / occupancy up
+by `Rules.intensity_rise`): squeezed, not merely quieter (a quieter VM's occupancy and
+bandwidth fall together). A victim slowed by memory latency may show *less* bandwidth, which
+is why the intensity and not the bandwidth is tested. At least `Rules.consistency` of the
+events must show the drop. V must hold `Rules.min_occupancy` in its baseline and miss at
+least `Rules.min_victim_bw` when A is quiet (a VM that hardly touches memory is not hurt
+measurably by losing cache it barely uses).
+
+Severity: ``critical`` when V loses half its cache or more, or the socket passes its bandwidth
+capacity during A's events; ``warning`` otherwise. The score (0..1) ranks pairs: V's relative
+occupancy loss, raised by its intensity rise.
 
 `watcher_pairs` is OpenStack Watcher's ``noisy_neighbor`` rule for comparison: a VM whose
 mean LLC over a period dropped by more than 35% against the previous period is a victim, and
 any VM whose LLC rose by more than 35% in the same period is its aggressor. It looks at two
-periods at a time and nothing else, so diurnal swings that every VM shares, or one burst,
-trip it; see ``benchmarks/bench_neighbours.py`` for the two side by side on simulated truth.
+periods at a time and nothing else; ``benchmarks/bench_neighbours.py`` scores both on
+simulated ground truth.
 """
 
 from __future__ import annotations
@@ -39,12 +50,17 @@ from rdtadvisor.model.classify import spearman
 
 @dataclass(frozen=True)
 class Rules:
-    swing: float = 1.25  # A's active bandwidth >= this x its median
-    min_buckets: int = 3
-    occupancy_drop: float = 0.2  # V's occupancy lower by at least this share while A is active
-    rho: float = -0.4
-    bandwidth_floor: float = -0.05  # V's bandwidth may fall at most this much while A is active
-    min_occupancy: float = 1024 * 1024  # V must hold at least 1 MiB when A is quiet to be a victim
+    swing: float = 1.25              # A's active bandwidth >= this x its median
+    share_rise: float = 1.2          # A's active/quiet bandwidth >= this x the rest's
+    context: float = 2.0             # baseline: quiet buckets within this many event lengths
+    min_context: int = 2             # ... and at least this many buckets on each side
+    occupancy_drop: float = 0.2      # V holds at least this much less in the median event
+    intensity_rise: float = 0.1      # and misses this much more per byte held
+    consistency: float = 0.6         # share of events showing a drop of at least half that
+    min_occupancy: float = 512 * 1024   # V must hold this much in its baseline
+    min_victim_bw: float = 100e6     # B/s: a VM missing less than this is not hurt measurably
+    aggressor_share: float = 0.25    # A's share of the socket's bandwidth in its events: the
+                                     # insertion pressure that evicts others is its miss share
 
 
 @dataclass(frozen=True)
@@ -53,9 +69,9 @@ class Pair:
     victim: str
     severity: str
     score: float
-    occupancy_drop: float  # V's relative loss while A is active
-    bandwidth_change: float  # V's relative bandwidth change while A is active
-    rho: float
+    occupancy_drop: float  # V's relative loss in A's median event
+    bandwidth_change: float  # V's relative bandwidth change in A's median event
+    rho: float               # Spearman of A's and V's occupancy over all buckets (evidence only)
     evidence: dict = field(default_factory=dict)
 
 
@@ -66,137 +82,149 @@ def find_pairs(
 
     `series`: columns time (bucket start), domain, occupancy_bytes, bw_total_bytes_s.
     """
-    occ = series.pivot_table(index="time", columns="domain", values="occupancy_bytes", observed=True)
-    bw = series.pivot_table(index="time", columns="domain", values="bw_total_bytes_s", observed=True)
-    if occ.shape[0] < 2 * rules.min_buckets or bw.empty:
+    occ_f = series.pivot_table(index="time", columns="domain", values="occupancy_bytes", observed=True)
+    bw_f = series.pivot_table(index="time", columns="domain", values="bw_total_bytes_s", observed=True)
+    if occ_f.shape[0] < 6 or bw_f.empty:
         return []
-    bw = bw.reindex(index=occ.index, columns=occ.columns)
-    total_bw = bw.sum(axis=1, min_count=1)
+    bw_f = bw_f.reindex(index=occ_f.index, columns=occ_f.columns)
+    names = [str(c) for c in occ_f.columns]
+    occ = occ_f.to_numpy(dtype="float64", na_value=np.nan)
+    bw = bw_f.to_numpy(dtype="float64", na_value=np.nan)
+    total = np.nansum(bw, axis=1)
+    times = occ_f.index
     pairs = []
-    for a in occ.columns:
-        a_bw = bw[a].to_numpy(dtype="float64", na_value=np.nan)
+    for ai, a in enumerate(names):
+        a_bw = bw[:, ai]
         if np.isnan(a_bw).all():
             continue
-        med, p75 = np.nanmedian(a_bw), np.nanquantile(a_bw, 0.75)
-        active = a_bw >= max(p75, rules.swing * med)
+        med, peak = np.nanmedian(a_bw), np.nanquantile(a_bw, 0.98)
+        thr = max(med + 0.5 * (peak - med), rules.swing * med)
+        active = a_bw >= thr
         quiet = a_bw <= med
-        if active.sum() < rules.min_buckets or quiet.sum() < rules.min_buckets or (med <= 0 and p75 <= 0):
+        if not (med > 0 or peak > 0) or active.sum() < 1 or quiet.sum() < 3:
             continue
-        a_occ = occ[a].to_numpy(dtype="float64", na_value=np.nan)
-        a_occ_rise = _rel(np.nanmedian(a_occ[active]), np.nanmedian(a_occ[quiet]))
-        if not a_occ_rise > 0:
+        # A's own rise must outpace the rest of the socket's (a shared daily swing does not)
+        rest = total - np.nan_to_num(a_bw)
+        a_ratio = _med(a_bw, active) / _med(a_bw, quiet) if _med(a_bw, quiet) > 0 else np.inf
+        r_ratio = _med(rest, active) / _med(rest, quiet) if _med(rest, quiet) > 0 else 1.0
+        if not a_ratio >= rules.share_rise * r_ratio:
             continue
-        for v in occ.columns:
-            if v == a:
+        if not _med(a_bw / np.where(total > 0, total, np.nan), active) >= rules.aggressor_share:
+            continue
+        events = _events(active, quiet, rules)
+        if not events:
+            continue
+        a_occ = occ[:, ai]
+        a_rise = np.nanmedian([_rel(_med(a_occ, ev), _med(a_occ, base)) for ev, base in events])
+        if not a_rise > 0:
+            continue
+        for vi, v in enumerate(names):
+            if vi == ai:
                 continue
-            v_occ = occ[v].to_numpy(dtype="float64", na_value=np.nan)
-            v_bw = bw[v].to_numpy(dtype="float64", na_value=np.nan)
-            quiet_occ = np.nanmedian(v_occ[quiet]) if (quiet & ~np.isnan(v_occ)).any() else np.nan
-            if not quiet_occ >= rules.min_occupancy:
+            v_occ, v_bw = occ[:, vi], bw[:, vi]
+            drops, ints, bws, bases = [], [], [], []
+            for ev, base in events:
+                o_e, o_b = _med(v_occ, ev), _med(v_occ, base)
+                b_e, b_b = _med(v_bw, ev), _med(v_bw, base)
+                drops.append(-_rel(o_e, o_b))
+                bws.append(_rel(b_e, b_b))
+                ints.append(_rel(b_e / o_e if o_e > 0 else np.nan, b_b / o_b if o_b > 0 else np.nan))
+                bases.append(o_b)
+            drops_a = np.array(drops)
+            ok = ~np.isnan(drops_a)
+            if not ok.any() or not np.nanmedian(bases) >= rules.min_occupancy:
                 continue
-            drop = -_rel(np.nanmedian(v_occ[active]), quiet_occ)
-            bw_change = (
-                _rel(np.nanmedian(v_bw[active]), np.nanmedian(v_bw[quiet]))
-                if (~np.isnan(v_bw[active])).any() and (~np.isnan(v_bw[quiet])).any()
-                else np.nan
-            )
-            if not drop >= rules.occupancy_drop:
+            if not _med(v_bw, quiet) >= rules.min_victim_bw:
                 continue
-            rho = spearman(a_occ, v_occ)     # the costly test last
-            if not rho <= rules.rho:
+            drop = float(np.nanmedian(drops_a))
+            intensity = float(np.nanmedian(ints)) if not np.isnan(ints).all() else float("nan")
+            consistent = float((drops_a[ok] >= rules.occupancy_drop / 2).mean())
+            if not (drop >= rules.occupancy_drop and intensity >= rules.intensity_rise
+                    and consistent >= rules.consistency):
                 continue
-            if np.isfinite(bw_change) and bw_change < rules.bandwidth_floor:
-                continue
-            tb = total_bw.to_numpy(dtype="float64", na_value=np.nan)
-            util = (
-                float(np.nanmedian(tb[active])) / capacity_bytes_s
-                if capacity_bytes_s and capacity_bytes_s > 0
-                else None
-            )
-            rise = bw_change if np.isfinite(bw_change) else 0.0
-            score = float(min(1.0, drop * (1 + max(rise, 0.0))))
-            critical = (drop >= 0.5 and rise > 0) or (util is not None and util >= 1.0)
-            pairs.append(
-                Pair(
-                    aggressor=str(a),
-                    victim=str(v),
-                    severity="critical" if critical else "warning",
-                    score=round(score, 3),
-                    occupancy_drop=round(float(drop), 3),
-                    bandwidth_change=round(float(bw_change), 3) if np.isfinite(bw_change) else float("nan"),
-                    rho=round(rho, 3),
-                    evidence={
-                        "aggressor_bandwidth_bytes_s": {
-                            "quiet": _f(np.nanmedian(a_bw[quiet])),
-                            "active": _f(np.nanmedian(a_bw[active])),
-                        },
-                        "aggressor_occupancy_bytes": {
-                            "quiet": _f(np.nanmedian(a_occ[quiet])),
-                            "active": _f(np.nanmedian(a_occ[active])),
-                        },
-                        "victim_occupancy_bytes": {
-                            "quiet": _f(quiet_occ),
-                            "active": _f(np.nanmedian(v_occ[active])),
-                        },
-                        "victim_bandwidth_bytes_s": {
-                            "quiet": _f(np.nanmedian(v_bw[quiet])),
-                            "active": _f(np.nanmedian(v_bw[active])),
-                        },
-                        "occupancy_rho": round(rho, 3),
-                        "socket_bandwidth_utilisation_active": None if util is None else round(util, 3),
-                        "active_buckets": int(active.sum()),
-                        "quiet_buckets": int(quiet.sum()),
-                        "windows": _windows(occ.index, active, v_occ, quiet_occ, a_bw, v_bw),
-                    },
-                )
-            )
+            bw_change = float(np.nanmedian(bws)) if not np.isnan(bws).all() else float("nan")
+            util = (float(np.nanmedian(total[active])) / capacity_bytes_s
+                    if capacity_bytes_s and capacity_bytes_s > 0 else None)
+            score = float(min(1.0, drop * (1 + max(intensity, 0.0))))
+            critical = drop >= 0.5 or (util is not None and util >= 1.0)
+            rho = spearman(a_occ, v_occ)
+            all_base = np.zeros(len(times), dtype=bool)
+            for _, base in events:
+                all_base |= base
+            pairs.append(Pair(
+                aggressor=a, victim=v, severity="critical" if critical else "warning",
+                score=round(score, 3), occupancy_drop=round(drop, 3),
+                bandwidth_change=round(bw_change, 3) if np.isfinite(bw_change) else float("nan"),
+                rho=round(rho, 3) if np.isfinite(rho) else float("nan"),
+                evidence={
+                    "aggressor_bandwidth_bytes_s": {"quiet": _f(_med(a_bw, all_base)),
+                                                    "active": _f(_med(a_bw, active))},
+                    "aggressor_occupancy_bytes": {"quiet": _f(_med(a_occ, all_base)),
+                                                  "active": _f(_med(a_occ, active))},
+                    "victim_occupancy_bytes": {"quiet": _f(_med(v_occ, all_base)),
+                                               "active": _f(_med(v_occ, active))},
+                    "victim_bandwidth_bytes_s": {"quiet": _f(_med(v_bw, all_base)),
+                                                 "active": _f(_med(v_bw, active))},
+                    "victim_misses_per_byte_change": round(intensity, 3),
+                    "events": len(events), "events_with_drop_share": round(consistent, 3),
+                    "occupancy_rho": round(rho, 3) if np.isfinite(rho) else None,
+                    "socket_bandwidth_utilisation_active": None if util is None else round(util, 3),
+                    "windows": _windows(times, events, v_occ, a_bw, v_bw),
+                }))
     return sorted(pairs, key=lambda p: (p.severity != "critical", -p.score, p.aggressor, p.victim))
 
 
-def _rel(x: float, ref: float) -> float:
-    return float(x / ref - 1) if ref and ref > 0 and np.isfinite(x) else float("nan")
-
-
-def _f(x: float) -> float | None:
-    return None if not np.isfinite(x) else round(float(x), 1)
-
-
-def _windows(
-    times: pd.Index,
-    active: np.ndarray,
-    v_occ: np.ndarray,
-    quiet_occ: float,
-    a_bw: np.ndarray,
-    v_bw: np.ndarray,
-    top: int = 3,
-) -> list[dict]:
-    """Contiguous runs of active buckets (gaps of one bucket bridged), the worst `top` for V."""
+def _events(active: np.ndarray, quiet: np.ndarray, rules: Rules) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(event buckets, local quiet baseline) masks for each run of active buckets."""
     idx = np.flatnonzero(active)
-    if not len(idx):
-        return []
     runs, start = [], idx[0]
     for prev, cur in itertools.pairwise(idx):
         if cur - prev > 2:
             runs.append((start, prev))
             start = cur
     runs.append((start, idx[-1]))
-    step = times[1] - times[0] if len(times) > 1 else pd.Timedelta(0)
+    n = len(active)
     out = []
     for s, e in runs:
-        sl = slice(s, e + 1)
-        v = np.nanmedian(v_occ[sl]) if (~np.isnan(v_occ[sl])).any() else np.nan
-        out.append(
-            {
-                "start": _iso(times[s]),
-                "end": _iso(times[e] + step),
-                "victim_occupancy_bytes": _f(v),
-                "victim_occupancy_drop": _f(-_rel(v, quiet_occ)),
-                "aggressor_bandwidth_bytes_s": _f(np.nanmedian(a_bw[sl])),
-                "victim_bandwidth_bytes_s": _f(np.nanmedian(v_bw[sl]))
-                if (~np.isnan(v_bw[sl])).any()
-                else None,
-            }
-        )
+        width = max(rules.min_context, int(np.ceil(rules.context * (e - s + 1))))
+        ev = np.zeros(n, dtype=bool)
+        ev[s:e + 1] = active[s:e + 1]
+        base = np.zeros(n, dtype=bool)
+        base[max(0, s - width):s] = True
+        base[e + 1:min(n, e + 1 + width)] = True
+        base &= quiet
+        if base.sum() >= 2:
+            out.append((ev, base))
+    return out
+
+
+def _med(x: np.ndarray, mask: np.ndarray) -> float:
+    v = x[mask]
+    v = v[~np.isnan(v)]
+    return float(np.median(v)) if len(v) else float("nan")
+
+
+def _rel(x: float, ref: float) -> float:
+    return float(x / ref - 1) if ref and ref > 0 and np.isfinite(x) else float("nan")
+
+
+def _f(x: float, digits: int = 1) -> float | None:
+    return None if not np.isfinite(x) else round(float(x), digits)
+
+
+def _windows(times: pd.Index, events: list[tuple[np.ndarray, np.ndarray]], v_occ: np.ndarray,
+             a_bw: np.ndarray, v_bw: np.ndarray, top: int = 3) -> list[dict]:
+    """The `top` events worst for V, each with its figures against its own baseline."""
+    step = times[1] - times[0] if len(times) > 1 else pd.Timedelta(0)
+    out = []
+    for ev, base in events:
+        idx = np.flatnonzero(ev)
+        o_e, o_b = _med(v_occ, ev), _med(v_occ, base)
+        out.append({"start": _iso(times[idx[0]]), "end": _iso(times[idx[-1]] + step),
+                    "victim_occupancy_bytes": _f(o_e), "victim_baseline_occupancy_bytes": _f(o_b),
+                    "victim_occupancy_drop": _f(-_rel(o_e, o_b), 3),
+                    "aggressor_bandwidth_bytes_s": _f(_med(a_bw, ev)),
+                    "victim_bandwidth_bytes_s": _f(_med(v_bw, ev))})
     out.sort(key=lambda w: -(w["victim_occupancy_drop"] or 0))
     return out[:top]
 

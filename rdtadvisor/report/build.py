@@ -263,13 +263,13 @@ def _findings(u: Usage, hosts: list[dict], checks: CheckReport | None, limits: L
                     socket,
                     [p.aggressor, p.victim],
                     p.score,
-                    f"{p.aggressor} evicts {p.victim} on socket {socket}: while {p.aggressor}'s "
-                    "bandwidth is high "
-                    f"({_rate(ev['aggressor_bandwidth_bytes_s']['active'])} vs "
+                    f"{p.aggressor} evicts {p.victim} on socket {socket}: in {ev['events']} bursts of "
+                    f"{p.aggressor} ({_rate(ev['aggressor_bandwidth_bytes_s']['active'])} vs "
                     f"{_rate(ev['aggressor_bandwidth_bytes_s']['quiet'])}), {p.victim} holds "
-                    f"{p.occupancy_drop:.0%} less L3"
+                    f"{p.occupancy_drop:.0%} less L3 than just before and after, and misses "
+                    f"{ev['victim_misses_per_byte_change']:+.0%} per byte it still holds"
                     + (
-                        f" and its bandwidth rises {p.bandwidth_change:+.0%}"
+                        f" (bandwidth {p.bandwidth_change:+.0%})"
                         if math.isfinite(p.bandwidth_change)
                         else ""
                     ),
