@@ -42,11 +42,6 @@ def dropped_rows(events: pd.DataFrame) -> pd.DataFrame:
     return w.groupby(["host", "domain"], observed=True).size().rename("dropped").reset_index()
 
 
-def event_counts(events: pd.DataFrame, kind: str) -> pd.Series:
-    """Events of `kind` per host."""
-    return events[events["kind"] == kind].groupby("host", observed=True).size()
-
-
 def mask_changes(settings: pd.DataFrame) -> pd.DataFrame:
     """(host, socket, time) of every collection where some domain's L3 setting differed from its
     previous collection's (domains appearing for the first time do not count).
@@ -57,8 +52,13 @@ def mask_changes(settings: pd.DataFrame) -> pd.DataFrame:
     """
     l3 = settings[settings["setting"].isin(list(_L3_SETTINGS))]
     if l3.empty:
-        return pd.DataFrame({"host": pd.Series(dtype="string"), "socket": pd.Series(dtype="int16"),
-                             "time": pd.Series(dtype="datetime64[ns, UTC]")})
+        return pd.DataFrame(
+            {
+                "host": pd.Series(dtype="string"),
+                "socket": pd.Series(dtype="int16"),
+                "time": pd.Series(dtype="datetime64[ns, UTC]"),
+            }
+        )
     t = pd.DatetimeIndex(l3["time"]).as_unit("ns").asi8
     tcode, tuniq = pd.factorize(t)
     order = np.argsort(tuniq)
@@ -72,41 +72,44 @@ def mask_changes(settings: pd.DataFrame) -> pd.DataFrame:
         key += codes + 1
     slot, uniq = pd.factorize(key)
     first = np.empty(len(uniq), dtype=np.int64)
-    first[slot[::-1]] = np.arange(len(slot))[::-1]           # a row of each slot, to name it
+    first[slot[::-1]] = np.arange(len(slot))[::-1]  # a row of each slot, to name it
     grid = np.full((len(tuniq), len(uniq)), np.nan)
     grid[tcode, slot] = l3["value"].to_numpy(dtype="float64", na_value=np.nan)
     prev = pd.DataFrame(grid).ffill().shift(1).to_numpy()
     changed = ~np.isnan(grid) & ~np.isnan(prev) & (grid != prev)
     t_idx, s_idx = np.nonzero(changed)
     rows = first[s_idx]
-    out = pd.DataFrame({"host": l3["host"].to_numpy()[rows].astype(str),
-                        "socket": l3["socket"].to_numpy()[rows].astype("int16"),
-                        "time": pd.DatetimeIndex(tuniq[order][t_idx]).tz_localize("UTC")})
-    return out.drop_duplicates().sort_values(["host", "socket", "time"], ignore_index=True) \
+    out = pd.DataFrame(
+        {
+            "host": l3["host"].to_numpy()[rows].astype(str),
+            "socket": l3["socket"].to_numpy()[rows].astype("int16"),
+            "time": pd.DatetimeIndex(tuniq[order][t_idx]).tz_localize("UTC"),
+        }
+    )
+    return (
+        out.drop_duplicates()
+        .sort_values(["host", "socket", "time"], ignore_index=True)
         .astype({"host": "string"})
+    )
 
 
 _L3_SETTINGS = ("l3_cbm", "l3_code_cbm", "l3_data_cbm")
 
 
-def settling_mask(figures: pd.DataFrame, changes: pd.DataFrame, settle_for: pd.Timedelta) -> np.ndarray:
-    """True for the rows of `figures` within [change, change + settle_for) on their socket."""
-    out = np.zeros(len(figures), dtype=bool)
-    if changes.empty or figures.empty:
-        return out
-    t = pd.DatetimeIndex(figures["time"]).as_unit("ns").asi8
-    host = figures["host"].to_numpy()
-    sock = figures["socket"].to_numpy()
-    for (h, s), rows in changes.groupby(["host", "socket"], observed=True):
-        sel = (host == h) & (sock == s)
-        if not sel.any():
-            continue
-        starts = np.sort(pd.DatetimeIndex(rows["time"]).as_unit("ns").asi8)
-        ends = starts + int(settle_for.value)
-        ts = t[sel]
-        i = np.searchsorted(starts, ts, side="right") - 1
-        inside = (i >= 0) & (ts < ends[np.maximum(i, 0)])
-        out[np.flatnonzero(sel)[inside]] = True
+def settling_grid(
+    times: np.ndarray, sockets: np.ndarray, changes: pd.DataFrame, settle_for: pd.Timedelta
+) -> np.ndarray:
+    """(len(times), len(sockets)) booleans: True where a column's socket had a mask change in
+    [change, change + settle_for). `times` sorted datetime64[ns]; `changes` one host's rows of
+    `mask_changes`; `sockets` the socket of each column."""
+    out = np.zeros((len(times), len(sockets)), dtype=bool)
+    t_ns = times.astype("datetime64[ns]").view("int64")
+    for s in np.unique(sockets):
+        starts = np.sort(pd.DatetimeIndex(changes.loc[changes["socket"] == s, "time"]).as_unit("ns").asi8)
+        if len(starts):
+            i = np.searchsorted(starts, t_ns, side="right") - 1
+            inside = (i >= 0) & (t_ns < starts[np.maximum(i, 0)] + settle_for.value)
+            out[:, sockets == s] = inside[:, None]
     return out
 
 

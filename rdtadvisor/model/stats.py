@@ -9,81 +9,15 @@ robust to bursts and outliers) over daily medians, in units per day; fewer than
 
 from __future__ import annotations
 
+import itertools
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 QUANTILES = (0.5, 0.95)
 _KEY_LIMIT = 2.0**41  # B or B/s: 2 TiB(/s), far above any L3 or memory bandwidth
 TREND_MIN_DAYS = 3
-VALUE_COLUMNS = ["occupancy_bytes", "bw_total_bytes_s", "bw_local_bytes_s", "bw_remote_bytes_s"]
-
-
-def grouped_quantiles(
-    codes: np.ndarray, values: np.ndarray, n_groups: int, qs: Sequence[float] = QUANTILES
-) -> np.ndarray:
-    """Per group: the `qs` quantiles, the max, the mean and the count of non-NaN `values`.
-
-    `codes` are group numbers 0..n_groups-1. Returns an (n_groups, len(qs) + 3) array
-    (NaN for groups without values; count as float). One sort of all values, not one per
-    group: this is the hot loop of a month-long report.
-    """
-    ok = ~np.isnan(values)
-    c, v = codes[ok], values[ok]
-    if (
-        len(v)
-        and v.min() >= 0
-        and v.max() < _KEY_LIMIT
-        and n_groups < 2**20
-        and np.all(v * 2 == np.round(v * 2))
-    ):
-        # Figures are whole bytes (or halves: medians of two readings): one int64 sort of
-        # (group << 42 | 2 v) orders by group then value, ~3x faster than a two-key lexsort.
-        key = np.sort((c.astype(np.int64) << 42) | (v * 2).astype(np.int64))
-        c, v = key >> 42, (key & (2**42 - 1)) / 2.0
-    else:
-        order = np.lexsort((v, c))
-        c, v = c[order], v[order]
-    counts = np.bincount(c, minlength=n_groups)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    out = np.full((n_groups, len(qs) + 3), np.nan)
-    has = counts > 0
-    for j, q in enumerate(qs):
-        pos = starts[has] + q * (counts[has] - 1)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, starts[has] + counts[has] - 1)
-        frac = pos - lo
-        out[has, j] = v[lo] + (v[hi] - v[lo]) * frac
-    out[has, len(qs)] = v[starts[has] + counts[has] - 1]
-    sums = np.bincount(c, weights=v, minlength=n_groups)
-    out[has, len(qs) + 1] = sums[has] / counts[has]
-    out[:, len(qs) + 2] = counts
-    return out
-
-
-def describe(frame: pd.DataFrame, by: list[str], columns: Sequence[str] = VALUE_COLUMNS) -> pd.DataFrame:
-    """Per group of `by`: ``<column>_p50``, ``_p95``, ``_max``, ``_mean``, ``_n`` for each column."""
-    keys = frame[by]
-    codes, uniques = _factorize(keys)
-    n = len(uniques)
-    out = uniques.copy()
-    for col in columns:
-        stats = grouped_quantiles(codes, frame[col].to_numpy(dtype="float64", na_value=np.nan), n)
-        for j, name in enumerate(["p50", "p95", "max", "mean", "n"]):
-            out[f"{col}_{name}"] = stats[:, j]
-    return out
-
-
-def _factorize(keys: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-    """Group numbers for the rows of `keys` and the distinct keys (sorted), as a frame."""
-    if len(keys.columns) == 1:
-        codes, uniq = pd.factorize(keys.iloc[:, 0], sort=True)
-        return codes, pd.DataFrame({keys.columns[0]: uniq})
-    g = keys.groupby(list(keys.columns), sort=True, observed=True, dropna=False)
-    codes = g.ngroup().to_numpy()
-    uniq = g.size().reset_index()[list(keys.columns)]
-    return codes, uniq
 
 
 def column_stats(a: np.ndarray, qs: Sequence[float] = QUANTILES) -> np.ndarray:
@@ -125,24 +59,20 @@ def theil_sen(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.median((y[j] - y[i])[keep] / dx[keep]))
 
 
-def daily_trends(frame: pd.DataFrame, by: list[str], columns: Sequence[str]) -> pd.DataFrame:
-    """Per group: Theil-Sen slope per day of each column's daily medians (``<column>_per_day``).
-
-    NaN where the group has fewer than `TREND_MIN_DAYS` days with data.
-    """
-    day = frame["time"].dt.floor("D")
-    daily = frame[[*by, *columns]].assign(day=day).groupby([*by, "day"], observed=True, sort=True).median()
-    daily = daily.reset_index()
-    days = (daily["day"] - daily["day"].min()).dt.total_seconds().to_numpy() / 86400.0
-    daily["_x"] = days
-    rows = []
-    for key, g in daily.groupby(by, observed=True, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        slopes = [
-            theil_sen(g["_x"].to_numpy(), g[c].to_numpy(dtype="float64", na_value=np.nan))
-            if g[c].notna().sum() >= TREND_MIN_DAYS
-            else np.nan
-            for c in columns
+def daily_slopes(times: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Per column of `a` (rows at sorted `times`, datetime64): the Theil-Sen slope per day of
+    its daily medians; NaN for columns with fewer than `TREND_MIN_DAYS` days of data."""
+    day = times.astype("datetime64[D]")
+    bounds = np.flatnonzero(np.r_[True, day[1:] != day[:-1], True])
+    if len(bounds) - 1 < TREND_MIN_DAYS:
+        return np.full(a.shape[1], np.nan)
+    x = (day[bounds[:-1]] - day[0]).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN days of a column
+        med = np.vstack([np.nanmedian(a[lo:hi], axis=0) for lo, hi in itertools.pairwise(bounds)])
+    return np.array(
+        [
+            theil_sen(x, med[:, j]) if (~np.isnan(med[:, j])).sum() >= TREND_MIN_DAYS else np.nan
+            for j in range(a.shape[1])
         ]
-        rows.append((*key, *slopes))
-    return pd.DataFrame.from_records(rows, columns=[*by, *(f"{c}_per_day" for c in columns)])
+    )

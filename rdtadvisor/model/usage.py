@@ -163,19 +163,10 @@ def _host_parts(
     l3: Mapping[tuple[str, int], float],
     dropped: pd.Series,
 ) -> _HostParts:
-    n_t, n_v = c.occupancy.shape
+    n_t = c.occupancy.shape[0]
     socks = np.unique(c.sockets)
     # Occupancy right after a mask change is the old partition's, not the new one's.
-    settle = np.zeros((n_t, n_v), dtype=bool)
-    ch = changes[changes["host"] == c.host]
-    if len(ch):
-        t_ns = c.times.view("int64")
-        for s in socks:
-            starts = np.sort(pd.DatetimeIndex(ch.loc[ch["socket"] == s, "time"]).as_unit("ns").asi8)
-            if len(starts):
-                i = np.searchsorted(starts, t_ns, side="right") - 1
-                inside = (i >= 0) & (t_ns < starts[np.maximum(i, 0)] + settle_for.value)
-                settle[:, c.sockets == s] = inside[:, None]
+    settle = quality.settling_grid(c.times, c.sockets, changes[changes["host"] == c.host], settle_for)
     figs = {
         "occupancy_bytes": np.where(settle, np.nan, c.occupancy),
         "bw_total_bytes_s": c.bw_total,
@@ -214,9 +205,8 @@ def _host_parts(
         r = np.where(c.readings > 0, c.readings.astype(float), np.nan)
         vm["readings"] = np.nanmedian(r, axis=0) if n_t else np.nan
     vm["rows_dropped"] = [int(dropped.get((c.host, d), 0)) for d in vm["domain"]]
-    days = _daily(c.times, {k: figs[k] for k in ("occupancy_bytes", "bw_total_bytes_s")})
-    for name, slopes in days.items():
-        vm[f"{name}_per_day"] = slopes
+    for name in ("occupancy_bytes", "bw_total_bytes_s"):
+        vm[f"{name}_per_day"] = stats.daily_slopes(c.times, figs[name])
 
     # per socket: figures summed over the socket's VMs at each collection
     tot = {
@@ -242,8 +232,8 @@ def _host_parts(
         st = stats.column_stats(tot[name])
         for j, s in enumerate(STAT_NAMES):
             sock[f"{name}_{s}"] = st[:, j]
-    for name, slopes in _daily(c.times, {k: tot[k] for k in ("occupancy_bytes", "bw_total_bytes_s")}).items():
-        sock[f"{name}_per_day"] = slopes
+    for name in ("occupancy_bytes", "bw_total_bytes_s"):
+        sock[f"{name}_per_day"] = stats.daily_slopes(c.times, tot[name])
 
     # per VM over its sockets
     names, inverse = np.unique(c.names.astype(str), return_inverse=True)
@@ -290,30 +280,6 @@ def _sum(a: np.ndarray) -> np.ndarray:
         return np.full(a.shape[0], np.nan)
     out = np.nansum(a, axis=1)
     out[np.isnan(a).all(axis=1)] = np.nan
-    return out
-
-
-def _daily(times: np.ndarray, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Theil-Sen slope per day of each column's daily medians (NaN with < TREND_MIN_DAYS days)."""
-    day = times.astype("datetime64[D]")
-    bounds = np.flatnonzero(np.r_[True, day[1:] != day[:-1], True])
-    out = {}
-    x = (day[bounds[:-1]] - day[0]).astype(float)
-    for name, a in arrays.items():
-        if len(bounds) - 1 < stats.TREND_MIN_DAYS:
-            out[name] = np.full(a.shape[1], np.nan)
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.vstack([np.nanmedian(a[lo:hi], axis=0) for lo, hi in itertools.pairwise(bounds)])
-        out[name] = np.array(
-            [
-                stats.theil_sen(x, med[:, j])
-                if (~np.isnan(med[:, j])).sum() >= stats.TREND_MIN_DAYS
-                else np.nan
-                for j in range(a.shape[1])
-            ]
-        )
     return out
 
 
