@@ -22,6 +22,11 @@ def report(demo_store: str) -> dict:
     return json.loads(r.stdout)
 
 
+def report_of(store: str, *args: str):
+    """`rdtadvisor --config samples/demo-config.toml --store STORE report --since SINCE ARGS...`."""
+    return run("--config", CONFIG, "--store", store, "report", "--since", SINCE, *args)
+
+
 def _findings(report: dict, kind: str) -> list[dict]:
     return [f for f in report["findings"] if f["kind"] == kind]
 
@@ -86,19 +91,7 @@ def test_the_unattached_domain_is_reported_unmonitored(report):
 
 @pytest.mark.parametrize("fmt", ["text", "markdown", "csv", "html"])
 def test_every_format_renders_the_same_report(demo_store, fmt):
-    r = run(
-        "--config",
-        CONFIG,
-        "--store",
-        demo_store,
-        "report",
-        "--since",
-        SINCE,
-        "--host",
-        "xen-sky01",
-        "--format",
-        fmt,
-    )
+    r = report_of(demo_store, "--host", "xen-sky01", "--format", fmt)
     assert r.exit_code == 0, r.stderr
     assert "etl-burst" in r.stdout
     if fmt == "csv":
@@ -109,20 +102,7 @@ def test_every_format_renders_the_same_report(demo_store, fmt):
 
 def test_fail_on_sets_the_exit_status_for_cron(demo_store, tmp_path):
     def status(host: str, *extra: str) -> int:
-        return run(
-            "--config",
-            CONFIG,
-            "--store",
-            demo_store,
-            "report",
-            "--since",
-            SINCE,
-            "--host",
-            host,
-            "--output",
-            str(tmp_path / "r"),
-            *extra,
-        ).exit_code
+        return report_of(demo_store, "--host", host, "--output", str(tmp_path / "r"), *extra).exit_code
 
     # xen-sky01 has a critical noisy neighbour, xen-clx-bw only warnings, xen-icx-spare nothing.
     assert [status("xen-sky01"), status("xen-clx-bw"), status("xen-icx-spare")] == [0, 0, 0]
@@ -157,21 +137,7 @@ def test_usage_and_data_errors_exit_3_with_one_line(demo_store, tmp_path):
 
 def test_diff_reports_what_changed_since_the_previous_report(demo_store, tmp_path):
     prev = tmp_path / "prev.json"
-    r = run(
-        "--config",
-        CONFIG,
-        "--store",
-        demo_store,
-        "report",
-        "--since",
-        SINCE,
-        "--host",
-        "xen-sky01",
-        "--format",
-        "json",
-        "--output",
-        str(prev),
-    )
+    r = report_of(demo_store, "--host", "xen-sky01", "--format", "json", "--output", str(prev))
     assert r.exit_code == 0, r.stderr
     assert prev.stat().st_mode & 0o044, "the report must be readable by others (umask), not 0600"
     data = json.loads(prev.read_text())
@@ -180,21 +146,7 @@ def test_diff_reports_what_changed_since_the_previous_report(demo_store, tmp_pat
         {"kind": "trend", "host": "xen-sky01", "socket": 0, "vms": [], "severity": "warning"}
     )
     prev.write_text(json.dumps(data))
-    r = run(
-        "--config",
-        CONFIG,
-        "--store",
-        demo_store,
-        "report",
-        "--since",
-        SINCE,
-        "--host",
-        "xen-sky01",
-        "--format",
-        "json",
-        "--diff",
-        str(prev),
-    )
+    r = report_of(demo_store, "--host", "xen-sky01", "--format", "json", "--diff", str(prev))
     diff = json.loads(r.stdout)["diff"]
     assert diff["new"] == ["unmonitored/xen-sky01/-/build-agent"]
     assert diff["resolved"] == ["trend/xen-sky01/0/"]
@@ -250,19 +202,7 @@ def test_the_real_html_report_of_the_demo_fleet_renders_cleanly_in_chromium(demo
 
     sync_playwright = _browser_or_skip()
     out = tmp_path / "demo.html"
-    r = run(
-        "--config",
-        CONFIG,
-        "--store",
-        demo_store,
-        "report",
-        "--since",
-        SINCE,
-        "--format",
-        "html",
-        "--output",
-        str(out),
-    )
+    r = report_of(demo_store, "--format", "html", "--output", str(out))
     assert r.exit_code == 0, r.stderr
     problems: list[str] = []
     with sync_playwright() as pw:

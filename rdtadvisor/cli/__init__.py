@@ -9,6 +9,7 @@ error; 2 usage or config error.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -16,6 +17,7 @@ import click
 from rdtadvisor import __version__
 from rdtadvisor.config import Settings, load_settings
 from rdtadvisor.errors import ConfigError, RdtError
+from rdtadvisor.store import Store
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -48,6 +50,20 @@ class _LazySettings:
 def settings_of(ctx: click.Context) -> Settings:
     """The resolved `Settings` for a subcommand."""
     return ctx.find_root().obj.get()
+
+
+def open_store(ctx: click.Context, hosts: Sequence[str]) -> tuple[Store, list[str]]:
+    """The configured store (read-only) and the hosts to show: `hosts`, or every stored host.
+
+    An unknown host is a usage error (exit 2).
+    """
+    store = Store(settings_of(ctx).store, create=False)
+    known = store.hosts()
+    unknown = [h for h in hosts if h not in known]
+    if unknown:
+        raise ConfigError(f"host(s) not in the store: {', '.join(unknown)} "
+                          f"(known: {', '.join(known) or 'none'})")
+    return store, list(hosts) or known
 
 
 def _attach_commands() -> None:

@@ -20,10 +20,8 @@ from __future__ import annotations
 import click
 
 from rdtadvisor.check import CheckReport, check
-from rdtadvisor.cli import settings_of
+from rdtadvisor.cli import open_store
 from rdtadvisor.cli.output import dump_json
-from rdtadvisor.errors import ConfigError
-from rdtadvisor.store import Store
 
 
 @click.command("check")
@@ -37,13 +35,7 @@ def command(ctx: click.Context, hosts: tuple[str, ...], fmt: str) -> int:
 
     Exit status 0 when nothing is found, 1 when there are findings.
     """
-    store = Store(settings_of(ctx).store, create=False)
-    known = store.hosts()
-    unknown = [h for h in hosts if h not in known]
-    if unknown:
-        raise ConfigError(f"host(s) not in the store: {', '.join(unknown)} "
-                          f"(known: {', '.join(known) or 'none'})")
-    wanted = list(hosts) or known
+    store, wanted = open_store(ctx, hosts)
     tables = {t: store.latest(t, wanted) for t in ("settings", "facts", "samples", "domains")}
     report = check(tables)
     click.echo(dump_json(report.to_dict()) if fmt == "json" else render_text(report), nl=False)

@@ -24,8 +24,8 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from rdtadvisor.cli import settings_of
-from rdtadvisor.errors import ConfigError, RdtError
+from rdtadvisor.cli import open_store, settings_of
+from rdtadvisor.errors import RdtError
 from rdtadvisor.model.capacity import BandwidthCapacity, socket_capacity, socket_totals
 from rdtadvisor.model.figures import empty_figures, per_collection
 from rdtadvisor.render.prometheus import render_prometheus
@@ -33,20 +33,6 @@ from rdtadvisor.store import Store
 from rdtadvisor.timewindow import parse_when
 
 SNAPSHOT_TABLES = ("samples", "facts", "settings")
-
-
-def open_store(ctx: click.Context, hosts: Sequence[str]) -> tuple[Store, list[str]]:
-    """The configured store (read-only) and the hosts to show: `hosts`, or every stored host.
-
-    An unknown host is a usage error (exit 2), as in ``check``.
-    """
-    store = Store(settings_of(ctx).store, create=False)
-    known = store.hosts()
-    unknown = [h for h in hosts if h not in known]
-    if unknown:
-        raise ConfigError(f"host(s) not in the store: {', '.join(unknown)} "
-                          f"(known: {', '.join(known) or 'none'})")
-    return store, list(hosts) or known
 
 
 def latest_snapshot(store: Store, hosts: Sequence[str]

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 import click
 import pandas as pd
 
-from rdtadvisor.cli.export import latest_snapshot, open_store
+from rdtadvisor.cli import open_store
+from rdtadvisor.cli.export import latest_snapshot
 from rdtadvisor.errors import RdtError
 from rdtadvisor.model.capacity import socket_capacity
 from rdtadvisor.model.figures import collection_step, per_collection
