@@ -28,6 +28,15 @@ default. The config file (default ``~/.config/rdtadvisor/config.toml``)::
     [report.hosts."xen01"]
     bandwidth_capacity = "80GiB/s"
 
+    [placement]           # rdtadvisor advise placement (thresholds: [report]'s)
+    vcpu_overcommit = 4.0            # vCPUs per physical CPU a host may carry
+    memory_headroom = 0.05           # share of each host's memory kept free
+    max_migrations = 10              # per plan (default: no limit)
+    pinned = ["db-primary"]          # VMs that never move
+    anti_affinity = [["web-01", "web-02"]]   # at most one member per host
+    pools = { "xen01" = "gold", "xen02" = "gold" }   # VMs stay within their host's pool
+    maintenance = ["xen03"]          # hosts to empty (same as --evacuate)
+
     [[hosts]]
     name = "xen01"                # name used in the store and reports
     address = "10.0.0.11"         # what ssh connects to (default: name)
@@ -98,6 +107,19 @@ class ReportSettings:
     timezone: str = "UTC"
 
 
+@dataclass(frozen=True)
+class PlacementSettings:
+    """The ``[placement]`` table (see the module docstring)."""
+
+    vcpu_overcommit: float = 4.0
+    memory_headroom: float = 0.05
+    max_migrations: int | None = None
+    pinned: tuple[str, ...] = ()
+    anti_affinity: tuple[tuple[str, ...], ...] = ()
+    pools: dict[str, str] = field(default_factory=dict)
+    maintenance: tuple[str, ...] = ()
+
+
 @dataclass
 class Settings:
     """Everything a command needs to know besides its own arguments."""
@@ -110,6 +132,7 @@ class Settings:
     timeout: float = 60.0
     parallel: int = 64
     report: ReportSettings = field(default_factory=ReportSettings)
+    placement: PlacementSettings = field(default_factory=PlacementSettings)
 
 
 def load_settings(config: Path | None = None, store: Path | None = None) -> Settings:
@@ -127,7 +150,7 @@ def load_settings(config: Path | None = None, store: Path | None = None) -> Sett
         except OSError as e:
             raise ConfigError(f"{path}: cannot read config: {e.strerror}") from e
     where = str(path)
-    _only_keys(data, {"store", "collect", "ssh", "hosts", "report"}, where)
+    _only_keys(data, {"store", "collect", "ssh", "hosts", "report", "placement"}, where)
     store_path = store or (Path(os.environ[ENV_STORE]) if os.environ.get(ENV_STORE) else None)
     if store_path is None and "store" in data:
         store_path = Path(os.path.expanduser(_typed(data, "store", str, where)))
@@ -145,6 +168,7 @@ def load_settings(config: Path | None = None, store: Path | None = None) -> Sett
         timeout=float(_typed(collect, "timeout", (int, float), where, 60.0)),
         parallel=_typed(collect, "parallel", int, where, 64),
         report=_report(_table(data, "report", where), f"{where} [report]"),
+        placement=_placement(_table(data, "placement", where), f"{where} [placement]"),
     )
     if settings.readings < 1 or settings.parallel < 1 or settings.timeout <= 0:
         raise ConfigError(f"{where} [collect]: readings, parallel and timeout must be positive")
@@ -251,6 +275,36 @@ def _report(data: dict[str, Any], where: str) -> ReportSettings:
         ZoneInfo(out.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"{where}: 'timezone' {out.timezone!r} is not a known time zone") from None
+    return out
+
+
+def _placement(data: dict[str, Any], where: str) -> PlacementSettings:
+    _only_keys(data, {"vcpu_overcommit", "memory_headroom", "max_migrations", "pinned", "anti_affinity",
+                      "pools", "maintenance"}, where)
+
+    def names(key: str) -> tuple[str, ...]:
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise ConfigError(f"{where}: '{key}' must be a list of names")
+        return tuple(value)
+
+    groups = data.get("anti_affinity", [])
+    if not isinstance(groups, list) or not all(isinstance(g, list) and all(isinstance(x, str) for x in g)
+                                               for g in groups):
+        raise ConfigError(f"{where}: 'anti_affinity' must be a list of lists of VM names")
+    pools = _table(data, "pools", where)
+    if not all(isinstance(v, str) for v in pools.values()):
+        raise ConfigError(f"{where}: 'pools' maps host names to pool names (strings)")
+    out = PlacementSettings(
+        vcpu_overcommit=float(_typed(data, "vcpu_overcommit", (int, float), where, 4.0)),
+        memory_headroom=float(_typed(data, "memory_headroom", (int, float), where, 0.05)),
+        max_migrations=_typed(data, "max_migrations", int, where, None),
+        pinned=names("pinned"), anti_affinity=tuple(tuple(g) for g in groups), pools=dict(pools),
+        maintenance=names("maintenance"))
+    if out.vcpu_overcommit <= 0 or not 0 <= out.memory_headroom < 1 or (
+            out.max_migrations is not None and out.max_migrations < 0):
+        raise ConfigError(f"{where}: vcpu_overcommit must be positive, memory_headroom in [0, 1), "
+                          "max_migrations >= 0")
     return out
 
 

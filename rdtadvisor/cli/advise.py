@@ -10,7 +10,7 @@ from rdtadvisor.cli import settings_of
 from rdtadvisor.cli.output import dump_json
 from rdtadvisor.store import Store
 
-command = click.Group("advise", help="Advice from the stored history (CAT masks; placement next).")
+command = click.Group("advise", help="Advice from the stored history: CAT masks and VM placement.")
 
 
 @command.command("cat")
@@ -80,3 +80,84 @@ def _text(advice, *, markdown: bool) -> str:
     if not advice.plans and not advice.declined:
         out.append("nothing to advise: the store has no sockets with L3 CAT")
     return "\n".join(out).rstrip() + "\n"
+
+
+@command.command("placement")
+@click.option("--host", "hosts", multiple=True, help="Only these hosts take part (repeatable; default: all).")
+@click.option("--since", default="7d", show_default=True, help="History window: 7d, 24h or ISO 8601.")
+@click.option("--evacuate", multiple=True, help="Empty this host (maintenance; repeatable).")
+@click.option("--method", type=click.Choice(["auto", "milp", "heuristic"]), default="auto", show_default=True,
+              help="auto: the exact model (HiGHS) where it fits, else the heuristic.")
+@click.option("--time-limit", type=float, default=50.0, show_default=True, help="Solver seconds.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True, help="Output format (json: the contract in rdtadvisor.placement.recommend).")
+@click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the xl migrate commands as a reviewable POSIX script.")
+@click.pass_context
+def placement_command(ctx: click.Context, hosts: tuple[str, ...], since: str, evacuate: tuple[str, ...],
+                      method: str, time_limit: float, fmt: str, script_path: Path | None) -> int:
+    """Which VMs to live-migrate where, so no host stays over its L3, bandwidth, memory or vCPU limits.
+
+    Fewest migrations first, then least memory to copy; destinations keep balanced headroom.
+    Exit status 0 when every overloaded host is resolved, 1 when some are not (listed).
+    """
+    from rdtadvisor.cli.report import limits_of, load_usage
+    from rdtadvisor.placement.fleet import Policy
+    from rdtadvisor.placement.inputs import fleet_from_usage
+    from rdtadvisor.placement.recommend import recommendations, script
+    from rdtadvisor.placement.solve import plan
+
+    settings = settings_of(ctx)
+    u, tables = load_usage(settings, hosts, since, None, None)
+    missing = [h for h in evacuate if h not in set(u.sockets["host"].astype(str))]
+    if missing:
+        raise click.UsageError(f"--evacuate: host(s) not in the history: {', '.join(missing)}")
+    fleet = fleet_from_usage(u, tables["facts"], settings.placement, evacuate)
+    limits = limits_of(settings)
+    p = settings.placement
+    policy = Policy(l3_threshold=limits.l3_threshold, bandwidth_threshold=limits.bandwidth_threshold,
+                    vcpu_overcommit=p.vcpu_overcommit, memory_headroom=p.memory_headroom,
+                    max_migrations=p.max_migrations)
+    arrays, solution = plan(fleet, policy, method=method, time_limit=time_limit)
+    result = recommendations(fleet, arrays, solution)
+    if fmt == "json":
+        click.echo(dump_json(result), nl=False)
+    else:
+        click.echo(_placement_text(result, markdown=fmt == "markdown"), nl=False)
+    if script_path is not None:
+        script_path.write_text(script(result), encoding="utf-8")
+        script_path.chmod(0o755)
+        click.echo(f"wrote {script_path}", err=True)
+    return 1 if result["unresolved"] else 0
+
+
+def _placement_text(result: dict, *, markdown: bool) -> str:
+    from rdtadvisor.cli.output import text_table
+
+    out = []
+    s = result["solver"]
+    n = len(result["migrations"])
+    out.append(f"{n} migration(s); solver {s['method']} in {s['seconds']:.2f} s, lower bound "
+               f"{s['lower_bound']}, gap {s['gap']:.1%}" + (" (optimal)" if s["optimal"] else "") + "\n")
+    if n:
+        rows = [{"prio": m["priority"], "vm": m["name"], "from": m["from"], "to": m["to"],
+                 "reason": m["reason"], "memory GiB": round(m["memory_bytes"] / 2**30, 1)}
+                for m in result["migrations"]]
+        out.append(text_table(rows))
+    hrows = []
+    for h, ba in result["hosts"].items():
+        for dim in ("l3", "bandwidth", "memory", "vcpus"):
+            b, a = ba["before"][f"{dim}_share"], ba["after"][f"{dim}_share"]
+            if b is not None:
+                hrows.append({"host": h, "limit": dim, "before": f"{b:.0%}", "after": f"{a:.0%}"})
+    if hrows:
+        out.append("\nload as a share of each limit, before -> after:\n" + text_table(hrows))
+    for m in result["migrations"]:
+        out.append(f"{m['command']}\n")
+    if result["unresolved"]:
+        out.append(f"unresolved: {', '.join(result['unresolved'])} "
+                   "(no plan within the constraints fixes them)\n")
+    for note in result["notes"]:
+        out.append(f"note: {note}\n")
+    text = "".join(out)
+    return text.replace("\n", "  \n") if markdown else text

@@ -1,0 +1,158 @@
+"""The placement problem as plain data: hosts with capacities, VMs with demands, a policy.
+
+Four resources per host, each a capacity and a threshold from the policy:
+
+=============  ===========================================  ====================================
+dimension      demand of a VM                               a host may carry
+=============  ===========================================  ====================================
+l3             p95 L3 occupancy [B] (over its sockets)      l3_threshold x summed L3 size
+bandwidth      p95 total memory bandwidth [B/s]             bandwidth_threshold x summed capacity
+memory         memory [B] (``xl list``)                     total memory - memory_headroom
+vcpus          vCPUs                                        vcpu_overcommit x physical CPUs
+=============  ===========================================  ====================================
+
+Demands are summed per host: summing p95s is conservative (peaks rarely coincide), which is
+the safe side for a placement. A host's sockets are pooled (Xen places a migrated VM's
+memory and vCPUs itself); an unknown capacity (no MBM, no configured bandwidth) leaves that
+dimension unconstrained on that host, and the plan says so.
+
+`Fleet.arrays()` turns it into numpy matrices for the solvers: demand (VMs x 4), capacity
+(hosts x 4), the current host of each VM, and the constraints (pinned, pools, anti-affinity,
+maintenance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DIMENSIONS = ("l3", "bandwidth", "memory", "vcpus")
+REASON_OF_DIMENSION = {"l3": "l3-pressure", "bandwidth": "bandwidth-saturation", "memory": "memory",
+                       "vcpus": "vcpus"}
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    l3_bytes: float                       # summed over sockets
+    bandwidth_bytes_s: float | None       # summed capacity; None: unknown (not constrained)
+    memory_bytes: float
+    cpus: int
+    pool: str | None = None               # VMs may not leave their pool
+    maintenance: bool = False             # to be emptied; takes no VM
+
+
+@dataclass(frozen=True)
+class Vm:
+    name: str
+    host: str
+    occupancy_bytes: float                # p95
+    bandwidth_bytes_s: float              # p95
+    memory_bytes: float
+    vcpus: int
+    domid: int | None = None
+    pinned: bool = False
+    group: str | None = None              # anti-affinity group: at most one member per host
+    priority: int = 3                     # 1 (most important) .. 5
+    aggressor: bool = False               # a noisy neighbour on its host (from the usage model)
+    resident: bool = False                # part of the host (Domain-0): never moves, stays in maintenance
+
+
+@dataclass(frozen=True)
+class Policy:
+    l3_threshold: float = 0.9
+    bandwidth_threshold: float = 0.8
+    vcpu_overcommit: float = 4.0
+    memory_headroom: float = 0.05         # share of each host's memory kept free
+    max_migrations: int | None = None
+    hysteresis: float = 0.02              # act on a host only when over a threshold by this much
+    destination_margin: float = 0.02      # and leave destinations this much under it
+
+    def scale(self) -> np.ndarray:
+        """The share of each dimension's capacity a host may carry."""
+        return np.array([self.l3_threshold, self.bandwidth_threshold, 1 - self.memory_headroom,
+                         self.vcpu_overcommit])
+
+
+@dataclass
+class Arrays:
+    """The fleet as matrices (see the module docstring)."""
+
+    demand: np.ndarray          # (V, 4)
+    capacity: np.ndarray        # (H, 4): what each host may carry; inf where unconstrained
+    current: np.ndarray         # (V,) host index
+    movable: np.ndarray         # (V,) bool: not pinned
+    allowed: np.ndarray | None  # (V, H) bool or None (all allowed): pools and maintenance
+    groups: list[np.ndarray]    # VM indices of each anti-affinity group
+    maintenance: np.ndarray     # (H,) bool
+    resident: np.ndarray        # (V,) bool: Domain-0, which a maintenance host keeps
+
+
+@dataclass
+class Fleet:
+    hosts: list[Host]
+    vms: list[Vm]
+    notes: list[str] = field(default_factory=list)
+
+    def host_index(self) -> dict[str, int]:
+        return {h.name: i for i, h in enumerate(self.hosts)}
+
+    def arrays(self, policy: Policy) -> Arrays:
+        hidx = self.host_index()
+        demand = np.array([[v.occupancy_bytes, v.bandwidth_bytes_s, v.memory_bytes, v.vcpus]
+                           for v in self.vms], dtype=float).reshape(len(self.vms), 4)
+        raw = np.array([[h.l3_bytes, np.inf if h.bandwidth_bytes_s is None else h.bandwidth_bytes_s,
+                         h.memory_bytes, h.cpus] for h in self.hosts], dtype=float)
+        raw = raw.reshape(len(self.hosts), 4)
+        capacity = raw * policy.scale()[None, :]
+        current = np.array([hidx[v.host] for v in self.vms], dtype=np.int64)
+        maintenance = np.array([h.maintenance for h in self.hosts], dtype=bool)
+        pools = [h.pool for h in self.hosts]
+        allowed = None
+        if any(p is not None for p in pools) or maintenance.any():
+            allowed = np.ones((len(self.vms), len(self.hosts)), dtype=bool)
+            allowed[:, maintenance] = False
+            pool_arr = np.array([p or "" for p in pools], dtype=object)
+            # pools are closed both ways: a VM stays among the hosts of its host's pool (or
+            # among the hosts in no pool)
+            for i in range(len(self.vms)):
+                allowed[i] &= pool_arr == (pools[current[i]] or "")
+        names: dict[str, list[int]] = {}
+        for i, v in enumerate(self.vms):
+            if v.group:
+                names.setdefault(v.group, []).append(i)
+        groups = [np.array(g) for g in names.values() if len(g) > 1]
+        return Arrays(demand=demand, capacity=capacity, current=current,
+                      movable=np.array([not (v.pinned or v.resident) for v in self.vms], dtype=bool),
+                      allowed=allowed,
+                      groups=groups, maintenance=maintenance,
+                      resident=np.array([v.resident for v in self.vms], dtype=bool))
+
+
+def loads(demand: np.ndarray, assignment: np.ndarray, n_hosts: int) -> np.ndarray:
+    """(H, 4) summed demand per host for an assignment (VM -> host index)."""
+    out = np.zeros((n_hosts, demand.shape[1]))
+    np.add.at(out, assignment, demand)
+    return out
+
+
+def violations(a: Arrays, assignment: np.ndarray, slack: float = 0.0) -> np.ndarray:
+    """(H,) bool: hosts over capacity in some dimension (by more than `slack`, a share of it),
+    holding a VM in maintenance, or holding two members of an anti-affinity group."""
+    n_hosts = a.capacity.shape[0]
+    over = (loads(a.demand, assignment, n_hosts) > a.capacity * (1 + slack)).any(axis=1)
+    over |= a.maintenance & (np.bincount(assignment[~a.resident], minlength=n_hosts) > 0)
+    for g in a.groups:
+        over |= np.bincount(assignment[g], minlength=n_hosts) > 1
+    return over
+
+
+def moved(a: Arrays, assignment: np.ndarray) -> np.ndarray:
+    """Indices of the VMs an assignment moves."""
+    return np.flatnonzero(assignment != a.current)
+
+
+def names(items: Sequence[Host] | Sequence[Vm]) -> list[str]:
+    return [x.name for x in items]

@@ -1,0 +1,92 @@
+"""The placement problem from the usage model and the config.
+
+Per host: L3 summed over its sockets (``psr-hwinfo``), memory bandwidth capacity summed over
+its sockets only when the config gives it (an observed peak says nothing about how much more
+a host can take), total memory and physical CPUs from ``xl info``. Per VM: its bandwidth p95
+over the window summed over sockets (`Usage.vm`), memory and vCPUs from its latest ``xl
+list`` row, whether it is a noisy-neighbour aggressor (`Usage.pairs`). Domain-0 never
+migrates: it is pinned, its demand stays on its host.
+
+A VM's **L3 need** is not its occupancy: a busy cache is always full, and a streaming VM holds
+a big share precisely because it misses a lot. Per socket, by the usage model's class: a
+cache-sensitive or light VM needs its p95 occupancy; a streaming VM one way (it gains nothing
+from more: confined to one way by CAT it loses nothing); an idle VM nothing (its lines are
+leftovers). Summed over sockets. L3 pressure is then the summed need against the L3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from rdtadvisor.config import PlacementSettings
+from rdtadvisor.model.usage import Usage
+from rdtadvisor.placement.fleet import Fleet, Host, Vm
+
+DOM0 = "Domain-0"
+
+
+def fleet_from_usage(u: Usage, facts: pd.DataFrame, settings: PlacementSettings,
+                     evacuate: Iterable[str] = ()) -> Fleet:
+    """A `Fleet` for the hosts and VMs of `u` (see the module docstring)."""
+    notes: list[str] = []
+    leaving = set(settings.maintenance) | set(evacuate)
+    host_facts = _host_facts(facts)
+    hosts = []
+    for name, s in u.sockets.groupby("host", observed=True, sort=True):
+        name = str(name)
+        f = host_facts.get(name, {})
+        configured = (s["bw_capacity_source"] == "config").all()
+        if not configured:
+            notes.append(f"{name}: memory bandwidth capacity not configured ([report] bandwidth_capacity): "
+                         "bandwidth is not a constraint there")
+        if "total_memory_bytes" not in f or "nr_cpus" not in f:
+            notes.append(f"{name}: no xl info figures (memory, CPUs): memory and vCPUs not constrained")
+        hosts.append(Host(
+            name=name, l3_bytes=float(np.nansum(s["l3_bytes"])) if s["l3_bytes"].notna().any() else np.inf,
+            bandwidth_bytes_s=float(s["bw_capacity_bytes_s"].sum()) if configured else None,
+            memory_bytes=f.get("total_memory_bytes", np.inf), cpus=int(f.get("nr_cpus", 1 << 30)),
+            pool=settings.pools.get(name), maintenance=name in leaving))
+    unknown = leaving - {h.name for h in hosts}
+    if unknown:
+        notes.append(f"maintenance host(s) not in the window's history: {', '.join(sorted(unknown))}")
+    aggressors = {(h, p.aggressor) for (h, _), pairs in u.pairs.items() for p in pairs}
+    group_of = {name: f"group-{i}" for i, g in enumerate(settings.anti_affinity) for name in g}
+    need = l3_need(u.vm_socket)
+    vms = []
+    for r in u.vm.to_dict("records"):
+        name, host = str(r["domain"]), str(r["host"])
+        occ, bw = need.get((host, name), np.nan), r["bw_total_bytes_s_p95"]
+        vms.append(Vm(
+            name=name, host=host, occupancy_bytes=0.0 if pd.isna(occ) else float(occ),
+            bandwidth_bytes_s=0.0 if pd.isna(bw) else float(bw),
+            memory_bytes=0.0 if pd.isna(r.get("memory_bytes")) else float(r["memory_bytes"]),
+            vcpus=0 if pd.isna(r.get("vcpus")) else int(r["vcpus"]),
+            domid=None if pd.isna(r.get("domid")) else int(r["domid"]),
+            pinned=name in settings.pinned, resident=name == DOM0, group=group_of.get(name),
+            aggressor=(host, name) in aggressors))
+    return Fleet(hosts=hosts, vms=vms, notes=notes)
+
+
+def l3_need(vm_socket: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(host, VM) -> its L3 need [B] summed over sockets (see the module docstring)."""
+    if vm_socket.empty:
+        return {}
+    way = vm_socket["l3_bytes"] / vm_socket["cbm_len"].where(vm_socket["cbm_len"] > 0)
+    occ = vm_socket["occupancy_bytes_p95"].fillna(0.0)
+    need = np.where(vm_socket["class"] == "idle", 0.0,
+                    np.where(vm_socket["class"] == "streaming", np.minimum(occ, way.fillna(occ)), occ))
+    per_vm = pd.Series(need, index=pd.MultiIndex.from_frame(vm_socket[["host", "domain"]].astype(str)))
+    return {k: float(v) for k, v in per_vm.groupby(level=[0, 1]).sum().items()}
+
+
+def _host_facts(facts: pd.DataFrame) -> dict[str, dict[str, float]]:
+    f = facts[facts["fact"].isin(["total_memory_bytes", "nr_cpus"]) & facts["socket"].isna()
+              & facts["value"].notna()]
+    f = f.sort_values("time", kind="stable").drop_duplicates(["host", "fact"], keep="last")
+    out: dict[str, dict[str, float]] = {}
+    for h, name, v in zip(f["host"], f["fact"], f["value"], strict=True):
+        out.setdefault(str(h), {})[str(name)] = float(v)
+    return out

@@ -1,0 +1,434 @@
+"""Solving a placement: the fewest migrations that bring every overloaded host under its limits.
+
+Sources are the hosts over a threshold by more than the policy's hysteresis (a host a hair
+over its limit is left alone: no churn on noise), maintenance hosts holding VMs, and hosts
+holding two members of an anti-affinity group. A plan must leave every source within its
+capacity, and every host that receives a VM at most at ``max(its load before, capacity x
+(1 - destination_margin))`` in each dimension, so no move creates a new hot spot.
+
+Methods:
+
+``milp``
+    A mixed-integer model solved by HiGHS (``scipy.optimize.milp``): binary x[v, h] for each
+    candidate VM and destination (its own host included: staying), continuous slack per
+    source host and dimension. Objective, lexicographic by weights: overload left (slack, a
+    weight above any number of moves), then migrations, then memory moved. Candidates:
+    every movable VM and every allowed host on small fleets (the model is then exact); on
+    large ones the movable VMs of the sources and, for each, the `CANDIDATES` destinations
+    with the most balanced room left after taking it (candidate pruning).
+``heuristic``
+    Always run first (it takes milliseconds); when it meets the lower bound the plan is
+    provably optimal and the model is skipped. Largest-contribution-first greedy per source
+    (the VM that removes the most of the source's normalised excess), destination by best
+    balanced fit (the smallest largest-share of capacity after the move): vector bin packing.
+
+`lower_bound` counts, per source, the fewest of its VMs whose removal covers its excess in
+every dimension at once and splits its anti-affinity groups (a tiny covering problem that
+ignores destinations), plus every VM of a maintenance host: each migration removes one VM from
+one host, so no plan does better. The gap reported is (migrations - bound) / bound.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, sparse
+
+from rdtadvisor.placement.fleet import Arrays, Fleet, Policy, loads, violations
+
+CANDIDATES = 24  # destinations kept per VM on large fleets
+EXACT_PAIRS = 20_000  # VM x host pairs up to which every pair is a candidate
+MILP_PAIRS = 2_000_000  # above this many candidate pairs the MILP is not attempted
+
+
+@dataclass
+class Solution:
+    assignment: np.ndarray  # (V,) host index per VM
+    method: str  # "milp" | "heuristic" | "none"
+    seconds: float
+    lower_bound: int  # no plan needs fewer migrations
+    gap: float | None  # (migrations - lower_bound) / max(lower_bound, 1)
+    optimal: bool  # fewest migrations possible (sources no plan can fix excepted)
+    unresolved: np.ndarray  # host indices still violating after the plan
+    sources: np.ndarray  # host indices that had to change
+    current: np.ndarray  # (V,) host index per VM before the plan
+
+    @property
+    def migrations(self) -> int:
+        return int((self.assignment != self.current).sum())
+
+
+def plan(
+    fleet: Fleet, policy: Policy, *, method: str = "auto", time_limit: float = 50.0
+) -> tuple[Arrays, Solution]:
+    """The arrays of `fleet` and the best plan found (see the module docstring)."""
+    started = time.perf_counter()
+    a = fleet.arrays(policy)
+    src = violations(a, a.current, slack=policy.hysteresis)
+    if policy.max_migrations == 0 or not src.any():
+        return a, Solution(
+            a.current.copy(),
+            "none",
+            time.perf_counter() - started,
+            0,
+            0.0,
+            True,
+            np.flatnonzero(src),
+            np.flatnonzero(src),
+            a.current,
+        )
+    limit = _limits(a, src, policy)
+    lb = lower_bound(a, src)
+    # The heuristic first: when it meets the lower bound it is optimal and the model is not needed.
+    stuck = impossible(a, src, limit)
+    assignment, how, optimal = heuristic(a, src, limit, policy), "heuristic", False
+    left = _violating(a, assignment, src, limit)
+    optimal = not (left & ~stuck).any() and int((assignment != a.current).sum()) == lb
+    if method == "milp" or (method == "auto" and not optimal):
+        pairs = _candidates(a, src, limit)
+        if pairs is not None:
+            out = _milp(a, src, limit, pairs, policy, time_limit - (time.perf_counter() - started))
+            if out is not None and _better(a, out[0], assignment, src, limit):
+                assignment, optimal = out
+                how = "milp"
+            elif out is not None and method == "milp":
+                assignment, optimal, how = out[0], out[1], "milp"
+    left = _violating(a, assignment, src, limit)
+    unresolved = np.flatnonzero(left)
+    n = int((assignment != a.current).sum())
+    optimal = optimal or (not (left & ~stuck).any() and n == lb)
+    return a, Solution(
+        assignment,
+        how,
+        time.perf_counter() - started,
+        lb,
+        (n - lb) / max(lb, 1),
+        optimal,
+        unresolved,
+        np.flatnonzero(src),
+        a.current,
+    )
+
+
+# --- limits and checks -----------------------------------------------------------------------
+
+
+def _limits(a: Arrays, src: np.ndarray, policy: Policy) -> np.ndarray:
+    """(H, 4): the most each host may carry after the plan (see the module docstring)."""
+    before = loads(a.demand, a.current, len(src))
+    limit = np.maximum(before, a.capacity * (1 - policy.destination_margin))
+    # a source ends within capacity, and if it also receives, within the receivers' rule too
+    limit[src] = np.minimum(a.capacity[src], limit[src])
+    return limit
+
+
+def impossible(a: Arrays, src: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """(H,) bool: sources no plan can fix, even by moving every movable VM away (pinned or
+    resident VMs alone over the limit, a pinned VM on a maintenance host, pinned group mates)."""
+    stay = a.current.copy()
+    stay[a.movable] = -1
+    kept = stay >= 0
+    n_hosts = len(src)
+    load = loads(a.demand[kept], stay[kept], n_hosts)
+    out = (load > limit * (1 + 1e-9) + 1e-6).any(axis=1)
+    out |= a.maintenance & (np.bincount(stay[kept & ~a.resident], minlength=n_hosts) > 0)
+    for g in a.groups:
+        fixed = g[~a.movable[g]]
+        out |= np.bincount(a.current[fixed], minlength=n_hosts) > 1
+    return out & src
+
+
+def _violating(a: Arrays, assignment: np.ndarray, src: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Hosts breaking the plan's rules: over their limit, maintenance with VMs, group clash."""
+    n_hosts = len(src)
+    over = (loads(a.demand, assignment, n_hosts) > limit * (1 + 1e-9) + 1e-6).any(axis=1)
+    over |= a.maintenance & (np.bincount(assignment[~a.resident], minlength=n_hosts) > 0)
+    for g in a.groups:
+        over |= np.bincount(assignment[g], minlength=n_hosts) > 1
+    return over
+
+
+def _better(a: Arrays, x: np.ndarray, y: np.ndarray, src: np.ndarray, limit: np.ndarray) -> bool:
+    """Is assignment `x` better than `y`: fewer hosts left violating, then fewer moves, then less
+    memory moved?"""
+
+    def key(z: np.ndarray) -> tuple[int, int, float]:
+        m = z != a.current
+        return int(_violating(a, z, src, limit).sum()), int(m.sum()), float(a.demand[m, 2].sum())
+
+    return key(x) < key(y)
+
+
+def lower_bound(a: Arrays, src: np.ndarray) -> int:
+    """No plan moves fewer VMs than this (see the module docstring).
+
+    Per source, the smallest set of its movable VMs whose removal covers its excess in every
+    dimension at once and leaves at most one member of each group: a tiny covering problem
+    (HiGHS) that ignores where the VMs go, so it is a valid bound for the whole plan.
+    """
+    n_hosts = len(src)
+    load = loads(a.demand, a.current, n_hosts)
+    total = 0
+    for h in np.flatnonzero(src):
+        on = np.flatnonzero(a.current == h)
+        mov = on[a.movable[on]]
+        if a.maintenance[h]:
+            total += len(mov)
+            continue
+        excess = load[h] - a.capacity[h]
+        dims = np.flatnonzero(np.isfinite(excess) & (excess > 0))
+        rows, lo = [], []
+        for d in dims:
+            rows.append(a.demand[mov, d] / excess[d])     # scaled: bytes and B/s rows alike
+            lo.append(1.0)
+        for g in a.groups:
+            members = np.isin(mov, g)
+            here = int((a.current[g] == h).sum())
+            if here > 1:
+                rows.append(members.astype(float))
+                lo.append(here - 1)
+        if not rows or not len(mov):
+            continue
+        A = np.vstack(rows)
+        if (A.sum(axis=1) < np.array(lo) - 1e-9).any():
+            total += len(mov)  # cannot be covered: every movable VM would have to go
+            continue
+        res = optimize.milp(
+            np.ones(len(mov)),
+            constraints=optimize.LinearConstraint(A, np.array(lo) - 1e-9, np.inf),
+            integrality=np.ones(len(mov)),
+            bounds=optimize.Bounds(0, 1),
+            options={"time_limit": 5.0},
+        )
+        total += round(res.fun) if res.x is not None and res.status == 0 else _greedy_cover(A, np.array(lo))
+    return total
+
+
+def _greedy_cover(A: np.ndarray, need: np.ndarray) -> int:
+    """Per row, the fewest largest entries reaching its need; the max over rows (a weaker bound)."""
+    best = 0
+    for row, n in zip(A, need, strict=True):
+        cum = np.cumsum(np.sort(row)[::-1])
+        best = max(
+            best, int(np.searchsorted(cum, n - 1e-9) + 1) if len(cum) and cum[-1] >= n - 1e-9 else len(row)
+        )
+    return best
+
+
+# --- candidates and the MILP -----------------------------------------------------------------
+
+
+def _candidates(a: Arrays, src: np.ndarray, limit: np.ndarray) -> list[tuple[int, np.ndarray]] | None:
+    """(VM, destination hosts) pairs for the model, or None when it would be too large."""
+    n_vms, n_hosts = a.demand.shape[0], len(src)
+    base = loads(a.demand, a.current, n_hosts)
+    exact = n_vms * n_hosts <= EXACT_PAIRS
+    vms = np.flatnonzero(a.movable) if exact else np.flatnonzero(a.movable & src[a.current])
+    out = []
+    total = 0
+    for v in vms:
+        ok = np.ones(n_hosts, dtype=bool) if a.allowed is None else a.allowed[v].copy()
+        ok[a.current[v]] = False
+        if not exact:
+            # a destination must at least take this VM on its own
+            ok &= ((base + a.demand[v][None, :]) <= limit + 1e-6).all(axis=1) & ~src
+            cand = np.flatnonzero(ok)
+            if len(cand) > CANDIDATES:
+                room = np.where(np.isfinite(limit[cand]), limit[cand], np.inf)
+                after = (base[cand] + a.demand[v][None, :]) / room
+                worst = np.nan_to_num(after, nan=0.0).max(axis=1)
+                cand = cand[np.argsort(worst, kind="stable")[:CANDIDATES]]
+        else:
+            cand = np.flatnonzero(ok)
+        out.append((int(v), cand))
+        total += len(cand) + 1
+    return out if total <= MILP_PAIRS else None
+
+
+def _milp(
+    a: Arrays,
+    src: np.ndarray,
+    limit: np.ndarray,
+    pairs: list[tuple[int, np.ndarray]],
+    policy: Policy,
+    time_limit: float,
+) -> tuple[np.ndarray, bool] | None:
+    n_hosts, n_dim = limit.shape
+    movers = np.array([v for v, _ in pairs], dtype=np.int64)
+    fixed = np.ones(a.demand.shape[0], dtype=bool)
+    fixed[movers] = False
+    base = loads(a.demand[fixed], a.current[fixed], n_hosts)
+    # variables: x (one per VM x host, staying included), then slack per source x dimension
+    var_vm, var_host = [], []
+    for v, cand in pairs:
+        hs = np.concatenate(([a.current[v]], cand))
+        var_vm.append(np.full(len(hs), v))
+        var_host.append(hs)
+    vv = np.concatenate(var_vm)
+    hh = np.concatenate(var_host)
+    n_x = len(vv)
+    srcs = np.flatnonzero(src)
+    scale = np.where(np.isfinite(limit) & (limit > 0), limit, 1.0)
+    n_s = len(srcs) * n_dim
+    stays = hh == a.current[vv]
+    mem = a.demand[vv, 2]
+    mem_total = max(float(a.demand[movers, 2].sum()), 1.0)
+    move_cost = np.where(stays, 0.0, 1.0 + 0.5 * mem / mem_total)  # migrations first, then memory
+    # any overload left must cost more than every possible move: even 1% over > all moves
+    slack_cost = np.full(n_s, 200.0 * (len(movers) + 1))
+    c = np.concatenate([move_cost, slack_cost])
+
+    rows, cols, vals, lo, hi = [], [], [], [], []
+    r = 0
+    # each VM on exactly one host
+    order = np.argsort(vv, kind="stable")
+    starts = np.flatnonzero(np.r_[True, vv[order][1:] != vv[order][:-1]])
+    for k, s0 in enumerate(starts):
+        s1 = starts[k + 1] if k + 1 < len(starts) else len(order)
+        idx = order[s0:s1]
+        rows += [r] * len(idx)
+        cols += list(idx)
+        vals += [1.0] * len(idx)
+        lo.append(1.0)
+        hi.append(1.0)
+        r += 1
+    # capacity per host and dimension (normalised), sources with slack
+    src_pos = {int(h): i for i, h in enumerate(srcs)}
+    for d in range(n_dim):
+        for h in np.unique(hh):
+            if not np.isfinite(limit[h, d]):
+                continue
+            idx = np.flatnonzero(hh == h)
+            coef = a.demand[vv[idx], d] / scale[h, d]
+            keep = coef > 0
+            if not keep.any():
+                continue
+            rows += [r] * int(keep.sum())
+            cols += list(idx[keep])
+            vals += list(coef[keep])
+            if int(h) in src_pos:
+                rows.append(r)
+                cols.append(n_x + src_pos[int(h)] * n_dim + d)
+                vals.append(-1.0)
+            lo.append(-np.inf)
+            hi.append((limit[h, d] - base[h, d]) / scale[h, d])
+            r += 1
+    # anti-affinity: at most one member per host (fixed members count)
+    for g in a.groups:
+        gset = set(int(x) for x in g)
+        fixed_on = np.bincount(a.current[[x for x in g if fixed[x]]], minlength=n_hosts)
+        in_g = np.array([int(x) in gset for x in vv])
+        for h in np.unique(hh[in_g]):
+            idx = np.flatnonzero(in_g & (hh == h))
+            rows += [r] * len(idx)
+            cols += list(idx)
+            vals += [1.0] * len(idx)
+            lo.append(-np.inf)
+            hi.append(max(1.0 - fixed_on[h], 0.0))
+            r += 1
+    # maintenance hosts keep nothing (movable VMs there must leave)
+    for h in np.flatnonzero(a.maintenance):
+        idx = np.flatnonzero(hh == h)
+        if len(idx):
+            rows += [r] * len(idx)
+            cols += list(idx)
+            vals += [1.0] * len(idx)
+            lo.append(-np.inf)
+            hi.append(0.0)
+            r += 1
+    if policy.max_migrations is not None:
+        idx = np.flatnonzero(~stays)
+        rows += [r] * len(idx)
+        cols += list(idx)
+        vals += [1.0] * len(idx)
+        lo.append(-np.inf)
+        hi.append(float(policy.max_migrations))
+        r += 1
+    A = sparse.csr_array((vals, (rows, cols)), shape=(r, n_x + n_s))
+    integrality = np.concatenate([np.ones(n_x), np.zeros(n_s)])
+    bounds = optimize.Bounds(np.zeros(n_x + n_s), np.concatenate([np.ones(n_x), np.full(n_s, np.inf)]))
+    res = optimize.milp(
+        c,
+        constraints=optimize.LinearConstraint(A, lo, hi),
+        integrality=integrality,
+        bounds=bounds,
+        options={"time_limit": max(time_limit, 1.0), "disp": False, "mip_rel_gap": 1e-6},
+    )
+    if res.x is None:
+        return None
+    x = res.x[:n_x] > 0.5
+    assignment = a.current.copy()
+    assignment[vv[x]] = hh[x]
+    return assignment, bool(res.status == 0)
+
+
+# --- the heuristic ---------------------------------------------------------------------------
+
+
+def heuristic(a: Arrays, src: np.ndarray, limit: np.ndarray, policy: Policy) -> np.ndarray:
+    """Greedy vector bin packing (see the module docstring); deterministic."""
+    n_hosts = len(src)
+    assignment = a.current.copy()
+    load = loads(a.demand, assignment, n_hosts)
+    scale = np.where(np.isfinite(limit) & (limit > 0), limit, np.inf)
+    group_of = np.full(len(assignment), -1)
+    for gi, g in enumerate(a.groups):
+        group_of[g] = gi
+    budget = policy.max_migrations if policy.max_migrations is not None else len(assignment)
+    for h in np.flatnonzero(src):
+        on = [int(v) for v in np.flatnonzero(assignment == h) if a.movable[v]]
+        while on and budget > 0:
+            excess = np.clip((load[h] - limit[h]) / scale[h], 0, None)
+            clash = [
+                v for v in on if group_of[v] >= 0 and (group_of[assignment == h] == group_of[v]).sum() > 1
+            ]
+            if a.maintenance[h]:
+                pick = max(on, key=lambda v: (a.demand[v, 2], -v))
+            elif clash:
+                pick = clash[0]
+            elif excess.sum() <= 0:
+                break
+            else:
+                # the VM removing the most excess (normalised), larger memory last
+                gain = np.minimum(
+                    a.demand[on] / np.where(np.isfinite(scale[h]), scale[h], np.inf), excess[None, :]
+                ).sum(axis=1)
+                pick = on[int(np.lexsort((np.arange(len(on)), a.demand[on, 2], -gain))[0])]
+            dest = _best_fit(a, pick, load, limit, assignment, group_of, src)
+            on.remove(pick)
+            if dest is None:
+                continue
+            load[h] -= a.demand[pick]
+            load[dest] += a.demand[pick]
+            assignment[pick] = dest
+            budget -= 1
+    return assignment
+
+
+def _best_fit(
+    a: Arrays,
+    v: int,
+    load: np.ndarray,
+    limit: np.ndarray,
+    assignment: np.ndarray,
+    group_of: np.ndarray,
+    src: np.ndarray,
+) -> int | None:
+    after = load + a.demand[v][None, :]
+    ok = (after <= limit + 1e-6).all(axis=1) & ~src
+    ok[assignment[v]] = False
+    if a.allowed is not None:
+        ok &= a.allowed[v]
+    if group_of[v] >= 0:
+        members = np.flatnonzero(group_of == group_of[v])
+        taken = np.bincount(assignment[members], minlength=len(ok)) > 0
+        ok &= ~taken
+    cand = np.flatnonzero(ok)
+    if not len(cand):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(np.isfinite(limit[cand]), after[cand] / limit[cand], 0.0)
+    worst = np.nan_to_num(share, nan=0.0).max(axis=1)
+    return int(cand[np.lexsort((cand, worst))[0]])

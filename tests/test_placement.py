@@ -1,0 +1,209 @@
+"""Specifications of the placement solver, its recommendations and `rdtadvisor advise placement`."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rdtadvisor.placement.fleet import Fleet, Host, Policy, Vm, violations
+from rdtadvisor.placement.recommend import recommendations, script
+from rdtadvisor.placement.solve import lower_bound, plan
+from tests.clirun import run
+
+MIB, GIB = 2**20, 2**30
+CONFIG = str(Path(__file__).resolve().parent.parent / "samples" / "demo-config.toml")
+
+
+def host(name: str, **kw) -> Host:
+    base = {"l3_bytes": 30 * MIB, "bandwidth_bytes_s": 100e9, "memory_bytes": 512 * GIB, "cpus": 64}
+    return Host(name, **{**base, **kw})
+
+
+def vm(name: str, on: str, occ_mib: float, bw_gbs: float, mem_gib: float = 8, **kw) -> Vm:
+    return Vm(name, on, occ_mib * MIB, bw_gbs * 1e9, mem_gib * GIB, 4, **kw)
+
+
+def moves(f: Fleet, policy: Policy | None = None, **kw) -> dict[str, str]:
+    a, s = plan(f, policy or Policy(), **kw)
+    return {f.vms[v].name: f.hosts[s.assignment[v]].name for v in np.flatnonzero(s.assignment != a.current)}
+
+
+def test_one_move_of_the_vm_that_covers_the_excess_in_every_dimension_with_least_memory():
+    # a: L3 30 MiB x 0.9 = 27 MiB limit, holds 30; bandwidth 80 GB/s limit, holds 90. big or mid
+    # alone would do; mid has less memory to copy; small alone covers neither excess.
+    f = Fleet(
+        [host("a"), host("b"), host("c")],
+        [
+            vm("big", "a", 20, 40, 32),
+            vm("mid", "a", 8, 30, 16),
+            vm("small", "a", 2, 20, 8),
+            vm("x", "b", 20, 50),
+        ],
+    )
+    out = moves(f)
+    assert list(out) == ["mid"] and out["mid"] == "c"  # b would pass its L3 limit with mid
+
+
+def test_a_host_a_hair_over_its_limit_is_left_alone_hysteresis():
+    f = Fleet([host("a"), host("b")], [vm("v1", "a", 13.6, 10), vm("v2", "a", 13.6, 10)])  # 27.2 of 27 MiB
+    assert moves(f) == {}
+    assert moves(f, Policy(hysteresis=0.0)) != {}
+
+
+def test_pinned_vms_never_move_and_the_next_best_choice_is_taken():
+    f = Fleet([host("a"), host("b")], [vm("db", "a", 20, 40, pinned=True), vm("etl", "a", 9, 45)])
+    assert moves(f) == {"etl": "b"}
+
+
+def test_anti_affinity_splits_a_group_and_never_joins_it():
+    f = Fleet(
+        [host("a"), host("b"), host("c")],
+        [
+            vm("web1", "a", 1, 1, group="web"),
+            vm("web2", "a", 1, 1, group="web"),
+            vm("web3", "b", 1, 1, group="web"),
+        ],
+    )
+    out = moves(f)
+    assert len(out) == 1 and list(out.values()) == ["c"]
+
+
+def test_evacuation_moves_every_vm_off_a_maintenance_host_with_priority_1():
+    f = Fleet(
+        [host("a", maintenance=True), host("b"), host("c")],
+        [vm("v1", "a", 10, 20), vm("v2", "a", 10, 20), vm("w", "b", 10, 20)],
+    )
+    a, s = plan(f, Policy())
+    result = recommendations(f, a, s)
+    assert {m["name"] for m in result["migrations"]} == {"v1", "v2"}
+    assert all(m["reason"] == "maintenance" and m["priority"] == 1 for m in result["migrations"])
+    assert result["unresolved"] == []
+
+
+def test_destinations_are_never_pushed_over_their_own_limits():
+    # the only other host has room for one of the two VMs that must leave
+    f = Fleet(
+        [host("a"), host("b")],
+        [vm("v1", "a", 14, 10), vm("v2", "a", 14, 10), vm("v3", "a", 14, 10), vm("w", "b", 12, 10)],
+    )
+    a, s = plan(f, Policy())
+    assert s.migrations == 1 and list(s.unresolved) == [0]  # a is still over: no second home
+    after = violations(a, s.assignment)
+    assert not after[1]
+
+
+def test_max_migrations_gives_the_best_partial_plan_and_names_what_is_left():
+    f = Fleet(
+        [host("a"), host("b"), host("c"), host("d")],
+        [vm("a1", "a", 25, 10), vm("a2", "a", 25, 10), vm("b1", "b", 25, 10), vm("b2", "b", 25, 10)],
+    )
+    _, s = plan(f, Policy(max_migrations=1))
+    assert s.migrations == 1 and len(s.unresolved) == 1
+
+
+def test_the_lower_bound_never_exceeds_a_plan_and_proves_optimality_when_met():
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        hosts = [host(f"h{i}") for i in range(4)]
+        vms = [
+            vm(f"v{j}", f"h{rng.integers(0, 2)}", rng.uniform(1, 12), rng.uniform(1, 30)) for j in range(10)
+        ]
+        f = Fleet(hosts, vms)
+        a, s = plan(f, Policy())
+        src = violations(a, a.current, slack=Policy().hysteresis)
+        assert lower_bound(a, src) <= s.migrations or len(s.unresolved)
+        if s.optimal:
+            assert s.migrations == s.lower_bound or s.method == "milp"
+
+
+def test_plans_are_deterministic():
+    rng = np.random.default_rng(5)
+    hosts = [host(f"h{i}") for i in range(6)]
+    vms = [vm(f"v{j}", f"h{rng.integers(0, 3)}", rng.uniform(1, 10), rng.uniform(1, 25)) for j in range(30)]
+    f = Fleet(hosts, vms)
+    first = plan(f, Policy())[1].assignment
+    for method in ("auto", "auto", "heuristic"):
+        again = plan(f, Policy(), method=method)[1]
+        if method == "auto":
+            assert np.array_equal(first, again.assignment)
+
+
+def test_recommendations_quote_every_name_in_the_commands():
+    f = Fleet([host("a"), host("b; rm -rf /")], [vm("web $(reboot)", "a", 20, 10), vm("x", "a", 10, 10)])
+    a, s = plan(f, Policy())
+    result = recommendations(f, a, s)
+    (m,) = result["migrations"]
+    assert shlex.split(m["command"]) == ["xl", "migrate", m["name"], m["to"]]
+    text = script(result)
+    assert text.startswith("#!/bin/sh") and "set -eu" in text
+    assert m["command"] in text.splitlines()
+
+
+def test_recommendation_contract():
+    f = Fleet([host("a"), host("b")], [vm("etl", "a", 9, 45, aggressor=True), vm("db", "a", 20, 40)])
+    a, s = plan(f, Policy())
+    result = recommendations(f, a, s)
+    assert set(result) >= {"migrations", "hosts", "unresolved", "solver", "commands"}
+    (m,) = result["migrations"]
+    assert set(m) >= {"name", "domid", "from", "to", "reason", "priority", "memory_bytes"}
+    assert m["reason"] == "noisy-neighbour" and 1 <= m["priority"] <= 5
+    assert set(result["hosts"]["a"]) == {"before", "after"}
+    assert result["hosts"]["a"]["after"]["l3_share"] < result["hosts"]["a"]["before"]["l3_share"]
+    assert set(result["solver"]) >= {"method", "seconds", "gap"}
+
+
+@pytest.fixture(scope="module")
+def placement(demo_store: str) -> dict:
+    r = run(
+        "--config",
+        CONFIG,
+        "--store",
+        demo_store,
+        "advise",
+        "placement",
+        "--since",
+        "2026-11-19",
+        "--format",
+        "json",
+    )
+    assert r.exit_code in (0, 1), r.stderr
+    return json.loads(r.stdout)
+
+
+def test_the_demo_fleet_moves_the_streaming_vm_off_the_overloaded_legacy_host(placement):
+    moved = {(m["name"], m["from"]) for m in placement["migrations"]}
+    assert ("video-transcode", "xen-hsw-legacy") in moved
+    assert all(m["to"] != m["from"] for m in placement["migrations"])
+    assert placement["solver"]["gap"] is not None
+
+
+def test_evacuate_from_the_cli_empties_the_host_and_writes_a_script(demo_store, tmp_path):
+    out = tmp_path / "plan.sh"
+    r = run(
+        "--config",
+        CONFIG,
+        "--store",
+        demo_store,
+        "advise",
+        "placement",
+        "--since",
+        "2026-11-19",
+        "--evacuate",
+        "xen-icx-spare",
+        "--format",
+        "json",
+        "--script",
+        str(out),
+    )
+    data = json.loads(r.stdout)
+    leaving = [m for m in data["migrations"] if m["from"] == "xen-icx-spare"]
+    assert leaving and all(m["reason"] == "maintenance" and m["priority"] == 1 for m in leaving)
+    assert not any(m["to"] == "xen-icx-spare" for m in data["migrations"])
+    commands = [line for line in out.read_text().splitlines() if line.startswith("xl migrate ")]
+    assert sorted(commands) == sorted(m["command"] for m in data["migrations"])
+    assert data["unresolved"] == []
+    assert run("--store", demo_store, "advise", "placement", "--evacuate", "nope").exit_code == 2
