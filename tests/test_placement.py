@@ -207,3 +207,47 @@ def test_evacuate_from_the_cli_empties_the_host_and_writes_a_script(demo_store, 
     assert sorted(commands) == sorted(m["command"] for m in data["migrations"])
     assert data["unresolved"] == []
     assert run("--store", demo_store, "advise", "placement", "--evacuate", "nope").exit_code == 2
+
+
+def test_fleet_headroom_counts_by_every_placement_limit_and_names_the_binding_one(demo_store):
+    r = run(
+        "--config",
+        CONFIG,
+        "--store",
+        demo_store,
+        "headroom",
+        "--since",
+        "2026-11-19",
+        "--fleet",
+        "--profile",
+        "xen-sky01:web-03",
+        "--format",
+        "json",
+    )
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(r.stdout)
+    fits = {h["host"]: h for h in data["hosts"]}
+    assert max(fits, key=lambda h: fits[h]["fit"] or 0) == "xen-icx-spare"
+    assert all(h["limit"] in ("l3", "bandwidth", "memory", "vcpus") for h in data["hosts"])
+    assert data["fleet_fit"] == sum(h["fit"] or 0 for h in data["hosts"])
+    explicit = run(
+        "--config",
+        CONFIG,
+        "--store",
+        demo_store,
+        "headroom",
+        "--since",
+        "2026-11-19",
+        "--fleet",
+        "--occupancy",
+        "1MiB",
+        "--bandwidth",
+        "100MiB/s",
+        "--memory",
+        "600GiB",
+        "--vcpus",
+        "2",
+        "--format",
+        "json",
+    )
+    assert json.loads(explicit.stdout)["fleet_fit"] == 0  # no host has 600 GiB free

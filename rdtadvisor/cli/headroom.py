@@ -36,6 +36,14 @@ from rdtadvisor.units import format_bytes, parse_size
 @click.option("--profile", default=None, help="An existing VM (NAME or HOST:NAME) whose p95 is the profile.")
 @click.option("--occupancy", default=None, help="L3 occupancy of one more VM, e.g. 8MiB.")
 @click.option("--bandwidth", default=None, help="Memory bandwidth of one more VM, e.g. 2GiB/s.")
+@click.option("--memory", default=None, help="With --fleet: memory of one more VM, e.g. 8GiB.")
+@click.option("--vcpus", type=int, default=None, help="With --fleet: vCPUs of one more VM.")
+@click.option(
+    "--fleet",
+    "fleet_mode",
+    is_flag=True,
+    help="Count by every placement limit (L3 need, bandwidth, memory, vCPUs; [placement] config).",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.pass_context
@@ -48,6 +56,9 @@ def command(
     profile: str | None,
     occupancy: str | None,
     bandwidth: str | None,
+    memory: str | None,
+    vcpus: int | None,
+    fleet_mode: bool,
     fmt: str,
     output: Path | None,
 ) -> int:
@@ -55,7 +66,10 @@ def command(
     if (profile is None) == (occupancy is None and bandwidth is None):
         raise usage_error("give either --profile VM or --occupancy/--bandwidth")
     settings = cron_settings(ctx)
-    u, _ = load_usage(settings, hosts, since, until, hours)
+    u, tables = load_usage(settings, hosts, since, until, hours)
+    if fleet_mode:
+        write_output(_fleet(u, tables, settings, profile, occupancy, bandwidth, memory, vcpus, fmt), output)
+        return 0
     prof = _profile(u, profile) if profile else _explicit(occupancy, bandwidth)
     sockets = u.sockets.copy()
     # An observed peak is a floor, not a capacity: judging against it would always say "full".
@@ -144,6 +158,76 @@ def _profile(u: Usage, spec: str) -> Profile:
         occupancy_bytes=0.0 if pd.isna(occ) else float(occ),
         bandwidth_bytes_s=0.0 if pd.isna(bw) else float(bw),
         name=f"{row['host']}:{name} (p95)",
+    )
+
+
+def _fleet(
+    u: Usage,
+    tables: dict,
+    settings,
+    profile: str | None,
+    occupancy: str | None,
+    bandwidth: str | None,
+    memory: str | None,
+    vcpus: int | None,
+    fmt: str,
+) -> str:
+    """``--fleet``: the placement model's limits, per host and for the fleet."""
+    import numpy as np
+
+    from rdtadvisor.placement.fleet import Policy
+    from rdtadvisor.placement.headroom import fleet_headroom
+    from rdtadvisor.placement.inputs import fleet_from_usage
+
+    fleet = fleet_from_usage(u, tables["facts"], settings.placement)
+    if profile:
+        host, _, name = profile.rpartition(":")
+        match = [v for v in fleet.vms if v.name == name and (not host or v.host == host)]
+        if len(match) != 1:
+            raise DataError(f"no single VM {profile!r} in the window's history (use HOST:NAME)")
+        v = match[0]
+        demand = np.array([v.occupancy_bytes, v.bandwidth_bytes_s, v.memory_bytes, v.vcpus], dtype=float)
+        label = f"{v.host}:{v.name} (p95 L3 need and bandwidth, its memory and vCPUs)"
+    else:
+        try:
+            demand = np.array(
+                [
+                    parse_size(occupancy) if occupancy else 0.0,
+                    parse_size(bandwidth) if bandwidth else 0.0,
+                    parse_size(memory) if memory else 0.0,
+                    float(vcpus or 0),
+                ]
+            )
+        except ValueError as e:
+            raise usage_error(str(e)) from None
+        label = "given"
+    p, r = settings.placement, settings.report
+    policy = Policy(
+        l3_threshold=r.l3_threshold,
+        bandwidth_threshold=r.bandwidth_threshold,
+        vcpu_overcommit=p.vcpu_overcommit,
+        memory_headroom=p.memory_headroom,
+    )
+    rows = fleet_headroom(fleet, policy, demand)
+    data = {
+        "profile": {
+            "name": label,
+            "l3_bytes": demand[0],
+            "bandwidth_bytes_s": demand[1],
+            "memory_bytes": demand[2],
+            "vcpus": int(demand[3]),
+        },
+        "hosts": rows,
+        "fleet_fit": sum(r["fit"] or 0 for r in rows),
+        "notes": fleet.notes,
+    }
+    if fmt == "json":
+        return dump_json(data)
+    return (
+        f"Profile {label}\n"
+        + text_table(rows)
+        + f"fleet: {data['fleet_fit']} more\n"
+        + "".join(f"note: {n}\n" for n in fleet.notes)
     )
 
 
