@@ -223,3 +223,27 @@ def test_the_real_html_report_of_the_demo_fleet_renders_cleanly_in_chromium(demo
     for s in layout:
         assert s["overlaps"] == [] and s["outside"] == [], s
     assert "etl-burst" in text and "noisy-neighbour" in text
+
+
+def test_an_hours_filter_that_keeps_nothing_is_a_data_error(demo_store):
+    r = run(
+        "--store",
+        demo_store,
+        "report",
+        "--since",
+        "2026-11-20T00:00",
+        "--until",
+        "2026-11-20T06:00",
+        "--hours",
+        "12-13",
+    )
+    assert r.exit_code == 3 and "no samples in the window at those hours" in r.stderr
+
+
+def test_a_flat_top_needs_enough_collections_to_be_called_saturation(tmp_path):
+    samples = Path(__file__).resolve().parent.parent / "samples" / "captures"
+    store = str(tmp_path / "st")
+    assert run("--store", store, "collect", "--replay", str(samples)).exit_code == 0
+    r = run("--store", store, "report", "--since", "2000-01-01", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert not [f for f in json.loads(r.stdout)["findings"] if f["kind"] == "bandwidth-saturation"]

@@ -30,7 +30,7 @@ from rdtadvisor.config import Settings
 from rdtadvisor.errors import ConfigError, RdtError
 from rdtadvisor.model.capacity import BandwidthCapacity
 from rdtadvisor.model.figures import parse_hours
-from rdtadvisor.model.usage import Limits, Usage, Window, usage
+from rdtadvisor.model.usage import Limits, NoHistory, Usage, Window, usage
 from rdtadvisor.report.build import build_report
 from rdtadvisor.report.diff import diff_reports
 from rdtadvisor.store import Store
@@ -156,7 +156,11 @@ def load_usage(
             + " (try a longer --since)"
         )
     window = Window(since=lo, until=hi, hours=hour_range, tz=settings.report.timezone)
-    return usage(tables, window, limits_of(settings)), tables
+    try:
+        return usage(tables, window, limits_of(settings)), tables
+    except NoHistory as e:
+        where = f" (hours {hours} {settings.report.timezone})" if hours else ""
+        raise DataError(f"{settings.store}: {e}{where}") from None
 
 
 def latest_of(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

@@ -38,6 +38,10 @@ from rdtadvisor.model.figures import bucket_size, collection_step, in_hours
 STAT_NAMES = ("p50", "p95", "max", "mean", "n")
 
 
+class NoHistory(ValueError):
+    """The window (and hours filter) holds no samples: there is nothing to model."""
+
+
 @dataclass(frozen=True)
 class Window:
     """The part of history a report looks at: [since, until) and optionally hours of the day."""
@@ -99,6 +103,8 @@ def usage(tables: Mapping[str, pd.DataFrame], window: Window = Window(), limits:
         samples = samples[in_hours(samples["time"], window.hours, window.tz)]
         collections = collections[in_hours(collections["time"], window.hours, window.tz)]
     host_cubes = cubes(samples)
+    if not host_cubes:
+        raise NoHistory("no samples in the window" + (" at those hours" if window.hours else ""))
     step = collection_step(collections["time"]) if len(collections) else pd.Timedelta(minutes=1)
     changes = quality.mask_changes(tables["settings"])
     settle_for = max(2 * step, pd.Timedelta(minutes=10))

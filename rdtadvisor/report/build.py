@@ -30,6 +30,7 @@ _CHECK_SEVERITY = {
 TREND_WARNING_DAYS, TREND_CRITICAL_DAYS = 30, 7
 SATURATION_CRITICAL = 0.95  # socket p95 bandwidth / configured capacity
 FLAT_TOP_SHARE = 0.2  # observed peak: share of collections within 5% of it
+FLAT_TOP_MIN_SAMPLES = 36  # ... over at least this many collections (3 h at 5 min)
 
 
 def build_report(
@@ -168,7 +169,8 @@ def _socket(u: Usage, s: dict, vms: pd.DataFrame) -> dict[str, Any]:
         "bandwidth_capacity_bytes_s": _num_or_none(s["bw_capacity_bytes_s"]),
         "bandwidth_capacity_source": str(s["bw_capacity_source"]),
         "bandwidth_utilisation": _q(s, "utilisation", sep="_"),
-        "near_capacity_share": _round(s.get("near_capacity_share")),
+        "near_capacity_share": _round(s.get("near_capacity_share"), 4),
+        "samples": _int(s.get("bw_total_bytes_s_n")),
         "trend": {
             "occupancy_bytes_per_day": _round(s["occupancy_bytes_per_day"]),
             "bandwidth_bytes_s_per_day": _round(s["bw_total_bytes_s_per_day"]),
@@ -381,7 +383,8 @@ def _socket_findings(host: str, s: dict, limits: Limits) -> list[dict]:
                     },
                 )
             )
-    elif source == "observed-peak" and (s.get("near_capacity_share") or 0) >= FLAT_TOP_SHARE:
+    elif (source == "observed-peak" and (s.get("near_capacity_share") or 0) >= FLAT_TOP_SHARE
+          and (s.get("samples") or 0) >= FLAT_TOP_MIN_SAMPLES):
         out.append(
             _finding(
                 "warning",
