@@ -83,13 +83,17 @@ def plan(
     lb = lower_bound(a, src)
     # The heuristic first: when it meets the lower bound it is optimal and the model is not needed.
     stuck = impossible(a, src, limit)
-    assignment, how, optimal = heuristic(a, src, limit, policy), "heuristic", False
+    # Sources no plan can fix are not chased (moving their VMs would be churn), except that a
+    # maintenance host still sends away every VM that can go.
+    work = limit.copy()
+    work[stuck] = np.inf
+    assignment, how, optimal = heuristic(a, src, work, policy), "heuristic", False
     left = _violating(a, assignment, src, limit)
     optimal = not (left & ~stuck).any() and int((assignment != a.current).sum()) == lb
     if method == "milp" or (method == "auto" and not optimal):
-        pairs = _candidates(a, src, limit)
+        pairs = _candidates(a, src, work)
         if pairs is not None:
-            out = _milp(a, src, limit, pairs, policy, time_limit - (time.perf_counter() - started))
+            out = _milp(a, src, work, pairs, policy, time_limit - (time.perf_counter() - started))
             if out is not None and _better(a, out[0], assignment, src, limit):
                 assignment, optimal = out
                 how = "milp"
@@ -97,6 +101,7 @@ def plan(
                 assignment, optimal, how = out[0], out[1], "milp"
     left = _violating(a, assignment, src, limit)
     unresolved = np.flatnonzero(left)
+    budget = policy.max_migrations if policy.max_migrations is not None else lb
     n = int((assignment != a.current).sum())
     optimal = optimal or (not (left & ~stuck).any() and n == lb)
     return a, Solution(
@@ -104,7 +109,8 @@ def plan(
         how,
         time.perf_counter() - started,
         lb,
-        (n - lb) / max(lb, 1),
+        # a migration budget below the bound binds: the bound is then the budget itself
+        (n - min(lb, budget)) / max(min(lb, budget), 1),
         optimal,
         unresolved,
         np.flatnonzero(src),
@@ -181,7 +187,7 @@ def lower_bound(a: Arrays, src: np.ndarray) -> int:
         dims = np.flatnonzero(np.isfinite(excess) & (excess > 0))
         rows, lo = [], []
         for d in dims:
-            rows.append(a.demand[mov, d] / excess[d])     # scaled: bytes and B/s rows alike
+            rows.append(a.demand[mov, d] / excess[d])  # scaled: bytes and B/s rows alike
             lo.append(1.0)
         for g in a.groups:
             members = np.isin(mov, g)
@@ -276,7 +282,11 @@ def _milp(
     mem = a.demand[vv, 2]
     mem_total = max(float(a.demand[movers, 2].sum()), 1.0)
     move_cost = np.where(stays, 0.0, 1.0 + 0.5 * mem / mem_total)  # migrations first, then memory
-    # any overload left must cost more than every possible move: even 1% over > all moves
+    # Without a migration budget every fixable source must be fixed: hard constraints, a far
+    # easier model. With one, overload left is allowed at a cost above every possible move.
+    if policy.max_migrations is None:
+        srcs = srcs[:0]
+        n_s = 0
     slack_cost = np.full(n_s, 200.0 * (len(movers) + 1))
     c = np.concatenate([move_cost, slack_cost])
 
@@ -380,7 +390,8 @@ def heuristic(a: Arrays, src: np.ndarray, limit: np.ndarray, policy: Policy) -> 
     for h in np.flatnonzero(src):
         on = [int(v) for v in np.flatnonzero(assignment == h) if a.movable[v]]
         while on and budget > 0:
-            excess = np.clip((load[h] - limit[h]) / scale[h], 0, None)
+            with np.errstate(invalid="ignore"):  # inf - inf: a source left alone
+                excess = np.nan_to_num(np.clip((load[h] - limit[h]) / scale[h], 0, None), nan=0.0)
             clash = [
                 v for v in on if group_of[v] >= 0 and (group_of[assignment == h] == group_of[v]).sum() > 1
             ]
