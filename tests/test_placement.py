@@ -251,3 +251,24 @@ def test_fleet_headroom_counts_by_every_placement_limit_and_names_the_binding_on
         "json",
     )
     assert json.loads(explicit.stdout)["fleet_fit"] == 0  # no host has 600 GiB free
+
+
+def test_a_hot_socket_makes_its_host_a_source_even_when_the_host_as_a_whole_is_fine():
+    from rdtadvisor.placement.fleet import Socket
+
+    sockets = (Socket(15 * MIB, 50e9), Socket(15 * MIB, 50e9))
+    hot = host("a", sockets=sockets)  # pooled: 30 MiB, 100 GB/s
+    cool = host("b", sockets=sockets)
+    vms = [
+        vm("stream", "a", 2, 30, socket_demand=((2 * MIB, 30e9), (0.0, 0.0))),
+        vm("db", "a", 6, 15, socket_demand=((6 * MIB, 15e9), (0.0, 0.0))),
+        vm("web", "a", 4, 5, socket_demand=((0.0, 0.0), (4 * MIB, 5e9))),
+    ]
+    f = Fleet([hot, cool], vms)
+    # pooled bandwidth 50 of 80 GB/s is fine; socket 0 carries 45 of its 40 GB/s limit
+    out = moves(f)
+    assert list(out) in (["stream"], ["db"]) and out[next(iter(out))] == "b"
+    a, s = plan(f, Policy())
+    result = recommendations(f, a, s)
+    assert result["migrations"][0]["reason"] == "bandwidth-saturation"
+    assert result["hosts"]["a"]["after"]["bandwidth_socket0_share"] <= 1.0

@@ -146,9 +146,10 @@ def _placement_text(result: dict, *, markdown: bool) -> str:
         out.append(text_table(rows))
     hrows = []
     for h, ba in result["hosts"].items():
-        for dim in ("l3", "bandwidth", "memory", "vcpus"):
-            b, a = ba["before"][f"{dim}_share"], ba["after"][f"{dim}_share"]
-            if b is not None:
+        for key, b in ba["before"].items():
+            a = ba["after"].get(key)
+            if key.endswith("_share") and b is not None and a is not None:
+                dim = key.removesuffix("_share").replace("_socket", " socket ")
                 hrows.append({"host": h, "limit": dim, "before": f"{b:.0%}", "after": f"{a:.0%}"})
     if hrows:
         out.append("\nload as a share of each limit, before -> after:\n" + text_table(hrows))

@@ -72,6 +72,8 @@ def exhaustive(a: Arrays, policy: Policy, max_moves: int = 6) -> np.ndarray | No
     when no feasible plan moves at most `max_moves` VMs (and `policy.max_migrations`).
 
     Meant for small fleets (<= 5 hosts, <= 20 VMs): the work grows as C(V, k) x (H - 1)^k."""
+    if a.demand.shape[1] != 4:
+        raise ValueError("exhaustive() judges the four pooled host dimensions only (no per-socket columns)")
     n_vms, n_hosts = a.demand.shape[0], a.capacity.shape[0]
     current = np.asarray(a.current, dtype=np.int64)
     source = violations(a, current, slack=policy.hysteresis)

@@ -12,9 +12,15 @@ vcpus          vCPUs                                        vcpu_overcommit x ph
 =============  ===========================================  ====================================
 
 Demands are summed per host: summing p95s is conservative (peaks rarely coincide), which is
-the safe side for a placement. A host's sockets are pooled (Xen places a migrated VM's
-memory and vCPUs itself); an unknown capacity (no MBM, no configured bandwidth) leaves that
-dimension unconstrained on that host, and the plan says so.
+the safe side for a placement. An unknown capacity (no MBM, no configured bandwidth) leaves
+that dimension unconstrained on that host, and the plan says so.
+
+**Sockets.** When hosts list their sockets (`Host.sockets`) and VMs their per-socket demand
+on their current host (`Vm.socket_demand`), each socket's L3 and bandwidth become dimensions
+of their own (``l3@socket0``, ``bandwidth@socket0``, ...): a hot socket next to a cool one
+makes its host a source, and the plan must bring that socket under its limits. Where a
+migrated VM lands on its destination is Xen's NUMA placement, not ours, so destinations are
+judged by their pooled figures only (`solve._limits` lifts the socket limits there).
 
 `Fleet.arrays()` turns it into numpy matrices for the solvers: demand (VMs x 4), capacity
 (hosts x 4), the current host of each VM, and the constraints (pinned, pools, anti-affinity,
@@ -34,6 +40,12 @@ REASON_OF_DIMENSION = {"l3": "l3-pressure", "bandwidth": "bandwidth-saturation",
 
 
 @dataclass(frozen=True)
+class Socket:
+    l3_bytes: float
+    bandwidth_bytes_s: float | None       # None: unknown (not constrained)
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     l3_bytes: float                       # summed over sockets
@@ -42,6 +54,7 @@ class Host:
     cpus: int
     pool: str | None = None               # VMs may not leave their pool
     maintenance: bool = False             # to be emptied; takes no VM
+    sockets: tuple[Socket, ...] = ()      # per-socket limits (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class Vm:
     priority: int = 3                     # 1 (most important) .. 5
     aggressor: bool = False               # a noisy neighbour on its host (from the usage model)
     resident: bool = False                # part of the host (Domain-0): never moves, stays in maintenance
+    socket_demand: tuple[tuple[float, float], ...] = ()   # (L3 need, bandwidth) per socket of its host
 
 
 @dataclass(frozen=True)
@@ -70,24 +84,30 @@ class Policy:
     hysteresis: float = 0.02              # act on a host only when over a threshold by this much
     destination_margin: float = 0.02      # and leave destinations this much under it
 
-    def scale(self) -> np.ndarray:
-        """The share of each dimension's capacity a host may carry."""
+    def scale(self, sockets: int = 0) -> np.ndarray:
+        """The share of each dimension's capacity a host may carry (then L3, bandwidth per socket)."""
         return np.array([self.l3_threshold, self.bandwidth_threshold, 1 - self.memory_headroom,
-                         self.vcpu_overcommit])
+                         self.vcpu_overcommit] + [self.l3_threshold, self.bandwidth_threshold] * sockets)
 
 
 @dataclass
 class Arrays:
     """The fleet as matrices (see the module docstring)."""
 
-    demand: np.ndarray          # (V, 4)
-    capacity: np.ndarray        # (H, 4): what each host may carry; inf where unconstrained
+    demand: np.ndarray          # (V, D): the 4 host dimensions, then L3 and bandwidth per socket
+    capacity: np.ndarray        # (H, D): what each host may carry; inf where unconstrained
     current: np.ndarray         # (V,) host index
     movable: np.ndarray         # (V,) bool: not pinned
     allowed: np.ndarray | None  # (V, H) bool or None (all allowed): pools and maintenance
     groups: list[np.ndarray]    # VM indices of each anti-affinity group
     maintenance: np.ndarray     # (H,) bool
     resident: np.ndarray        # (V,) bool: Domain-0, which a maintenance host keeps
+    dims: tuple[str, ...] = DIMENSIONS   # name of each column
+
+    @property
+    def socket_dims(self) -> np.ndarray:
+        """(D,) bool: the per-socket columns."""
+        return np.array(["@" in d for d in self.dims], dtype=bool)
 
 
 @dataclass
@@ -101,12 +121,21 @@ class Fleet:
 
     def arrays(self, policy: Policy) -> Arrays:
         hidx = self.host_index()
-        demand = np.array([[v.occupancy_bytes, v.bandwidth_bytes_s, v.memory_bytes, v.vcpus]
-                           for v in self.vms], dtype=float).reshape(len(self.vms), 4)
-        raw = np.array([[h.l3_bytes, np.inf if h.bandwidth_bytes_s is None else h.bandwidth_bytes_s,
-                         h.memory_bytes, h.cpus] for h in self.hosts], dtype=float)
-        raw = raw.reshape(len(self.hosts), 4)
-        capacity = raw * policy.scale()[None, :]
+        n_sock = max((len(h.sockets) for h in self.hosts), default=0)
+        dims = DIMENSIONS + tuple(f"{d}@socket{s}" for s in range(n_sock) for d in ("l3", "bandwidth"))
+        demand = np.zeros((len(self.vms), len(dims)))
+        for i, v in enumerate(self.vms):
+            demand[i, :4] = (v.occupancy_bytes, v.bandwidth_bytes_s, v.memory_bytes, v.vcpus)
+            for s, (occ, bw) in enumerate(v.socket_demand[:n_sock]):
+                demand[i, 4 + 2 * s: 6 + 2 * s] = (occ, bw)
+        raw = np.full((len(self.hosts), len(dims)), np.inf)
+        for i, h in enumerate(self.hosts):
+            raw[i, :4] = (h.l3_bytes, np.inf if h.bandwidth_bytes_s is None else h.bandwidth_bytes_s,
+                          h.memory_bytes, h.cpus)
+            for s, sock in enumerate(h.sockets):
+                bw = np.inf if sock.bandwidth_bytes_s is None else sock.bandwidth_bytes_s
+                raw[i, 4 + 2 * s: 6 + 2 * s] = (sock.l3_bytes, bw)
+        capacity = raw * policy.scale(n_sock)[None, :]
         current = np.array([hidx[v.host] for v in self.vms], dtype=np.int64)
         maintenance = np.array([h.maintenance for h in self.hosts], dtype=bool)
         pools = [h.pool for h in self.hosts]
@@ -128,11 +157,11 @@ class Fleet:
                       movable=np.array([not (v.pinned or v.resident) for v in self.vms], dtype=bool),
                       allowed=allowed,
                       groups=groups, maintenance=maintenance,
-                      resident=np.array([v.resident for v in self.vms], dtype=bool))
+                      resident=np.array([v.resident for v in self.vms], dtype=bool), dims=dims)
 
 
 def loads(demand: np.ndarray, assignment: np.ndarray, n_hosts: int) -> np.ndarray:
-    """(H, 4) summed demand per host for an assignment (VM -> host index)."""
+    """(H, D) summed demand per host for an assignment (VM -> host index)."""
     out = np.zeros((n_hosts, demand.shape[1]))
     np.add.at(out, assignment, demand)
     return out

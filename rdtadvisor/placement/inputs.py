@@ -23,68 +23,129 @@ import pandas as pd
 
 from rdtadvisor.config import PlacementSettings
 from rdtadvisor.model.usage import Usage
-from rdtadvisor.placement.fleet import Fleet, Host, Vm
+from rdtadvisor.placement.fleet import Fleet, Host, Socket, Vm
 
 DOM0 = "Domain-0"
 
 
-def fleet_from_usage(u: Usage, facts: pd.DataFrame, settings: PlacementSettings,
-                     evacuate: Iterable[str] = ()) -> Fleet:
+def fleet_from_usage(
+    u: Usage, facts: pd.DataFrame, settings: PlacementSettings, evacuate: Iterable[str] = ()
+) -> Fleet:
     """A `Fleet` for the hosts and VMs of `u` (see the module docstring)."""
     notes: list[str] = []
     leaving = set(settings.maintenance) | set(evacuate)
     host_facts = _host_facts(facts)
     hosts = []
+    socket_ids: dict[str, list[int]] = {}
     for name, s in u.sockets.groupby("host", observed=True, sort=True):
         name = str(name)
         f = host_facts.get(name, {})
         configured = (s["bw_capacity_source"] == "config").all()
         if not configured:
-            notes.append(f"{name}: memory bandwidth capacity not configured ([report] bandwidth_capacity): "
-                         "bandwidth is not a constraint there")
+            notes.append(
+                f"{name}: memory bandwidth capacity not configured ([report] bandwidth_capacity): "
+                "bandwidth is not a constraint there"
+            )
         if "total_memory_bytes" not in f or "nr_cpus" not in f:
             notes.append(f"{name}: no xl info figures (memory, CPUs): memory and vCPUs not constrained")
-        hosts.append(Host(
-            name=name, l3_bytes=float(np.nansum(s["l3_bytes"])) if s["l3_bytes"].notna().any() else np.inf,
-            bandwidth_bytes_s=float(s["bw_capacity_bytes_s"].sum()) if configured else None,
-            memory_bytes=f.get("total_memory_bytes", np.inf), cpus=int(f.get("nr_cpus", 1 << 30)),
-            pool=settings.pools.get(name), maintenance=name in leaving))
+        order = s.sort_values("socket")
+        sockets = tuple(
+            Socket(
+                l3_bytes=float(r["l3_bytes"]) if pd.notna(r["l3_bytes"]) else np.inf,
+                bandwidth_bytes_s=float(r["bw_capacity_bytes_s"])
+                if r["bw_capacity_source"] == "config"
+                else None,
+            )
+            for r in order.to_dict("records")
+        )
+        socket_ids[name] = [int(x) for x in order["socket"]]
+        hosts.append(
+            Host(
+                name=name,
+                l3_bytes=float(np.nansum(s["l3_bytes"])) if s["l3_bytes"].notna().any() else np.inf,
+                bandwidth_bytes_s=float(s["bw_capacity_bytes_s"].sum()) if configured else None,
+                memory_bytes=f.get("total_memory_bytes", np.inf),
+                cpus=int(f.get("nr_cpus", 1 << 30)),
+                pool=settings.pools.get(name),
+                maintenance=name in leaving,
+                sockets=sockets if len(sockets) > 1 else (),
+            )
+        )
     unknown = leaving - {h.name for h in hosts}
     if unknown:
         notes.append(f"maintenance host(s) not in the window's history: {', '.join(sorted(unknown))}")
     aggressors = {(h, p.aggressor) for (h, _), pairs in u.pairs.items() for p in pairs}
     group_of = {name: f"group-{i}" for i, g in enumerate(settings.anti_affinity) for name in g}
     need = l3_need(u.vm_socket)
+    per_socket = _per_socket(u.vm_socket)
     vms = []
     for r in u.vm.to_dict("records"):
         name, host = str(r["domain"]), str(r["host"])
         occ, bw = need.get((host, name), np.nan), r["bw_total_bytes_s_p95"]
-        vms.append(Vm(
-            name=name, host=host, occupancy_bytes=0.0 if pd.isna(occ) else float(occ),
-            bandwidth_bytes_s=0.0 if pd.isna(bw) else float(bw),
-            memory_bytes=0.0 if pd.isna(r.get("memory_bytes")) else float(r["memory_bytes"]),
-            vcpus=0 if pd.isna(r.get("vcpus")) else int(r["vcpus"]),
-            domid=None if pd.isna(r.get("domid")) else int(r["domid"]),
-            pinned=name in settings.pinned, resident=name == DOM0, group=group_of.get(name),
-            aggressor=(host, name) in aggressors))
+        vms.append(
+            Vm(
+                name=name,
+                host=host,
+                occupancy_bytes=0.0 if pd.isna(occ) else float(occ),
+                bandwidth_bytes_s=0.0 if pd.isna(bw) else float(bw),
+                memory_bytes=0.0 if pd.isna(r.get("memory_bytes")) else float(r["memory_bytes"]),
+                vcpus=0 if pd.isna(r.get("vcpus")) else int(r["vcpus"]),
+                domid=None if pd.isna(r.get("domid")) else int(r["domid"]),
+                pinned=name in settings.pinned,
+                resident=name == DOM0,
+                group=group_of.get(name),
+                aggressor=(host, name) in aggressors,
+                socket_demand=tuple(
+                    per_socket.get((host, s, name), (0.0, 0.0)) for s in socket_ids.get(host, [])
+                )
+                if len(socket_ids.get(host, [])) > 1
+                else (),
+            )
+        )
     return Fleet(hosts=hosts, vms=vms, notes=notes)
+
+
+def _socket_need(vm_socket: pd.DataFrame) -> np.ndarray:
+    """Each VM x socket row's L3 need [B] (see the module docstring)."""
+    way = vm_socket["l3_bytes"] / vm_socket["cbm_len"].where(vm_socket["cbm_len"] > 0)
+    occ = vm_socket["occupancy_bytes_p95"].fillna(0.0)
+    return np.where(
+        vm_socket["class"] == "idle",
+        0.0,
+        np.where(vm_socket["class"] == "streaming", np.minimum(occ, way.fillna(occ)), occ),
+    )
 
 
 def l3_need(vm_socket: pd.DataFrame) -> dict[tuple[str, str], float]:
     """(host, VM) -> its L3 need [B] summed over sockets (see the module docstring)."""
     if vm_socket.empty:
         return {}
-    way = vm_socket["l3_bytes"] / vm_socket["cbm_len"].where(vm_socket["cbm_len"] > 0)
-    occ = vm_socket["occupancy_bytes_p95"].fillna(0.0)
-    need = np.where(vm_socket["class"] == "idle", 0.0,
-                    np.where(vm_socket["class"] == "streaming", np.minimum(occ, way.fillna(occ)), occ))
-    per_vm = pd.Series(need, index=pd.MultiIndex.from_frame(vm_socket[["host", "domain"]].astype(str)))
+    per_vm = pd.Series(
+        _socket_need(vm_socket), index=pd.MultiIndex.from_frame(vm_socket[["host", "domain"]].astype(str))
+    )
     return {k: float(v) for k, v in per_vm.groupby(level=[0, 1]).sum().items()}
 
 
+def _per_socket(vm_socket: pd.DataFrame) -> dict[tuple[str, int, str], tuple[float, float]]:
+    """(host, socket, VM) -> (L3 need [B], p95 bandwidth [B/s]) on that socket."""
+    if vm_socket.empty:
+        return {}
+    need = _socket_need(vm_socket)
+    bw = vm_socket["bw_total_bytes_s_p95"].fillna(0.0).to_numpy()
+    return {
+        (str(h), int(s), str(d)): (float(n), float(b))
+        for h, s, d, n, b in zip(
+            vm_socket["host"], vm_socket["socket"], vm_socket["domain"], need, bw, strict=True
+        )
+    }
+
+
 def _host_facts(facts: pd.DataFrame) -> dict[str, dict[str, float]]:
-    f = facts[facts["fact"].isin(["total_memory_bytes", "nr_cpus"]) & facts["socket"].isna()
-              & facts["value"].notna()]
+    f = facts[
+        facts["fact"].isin(["total_memory_bytes", "nr_cpus"])
+        & facts["socket"].isna()
+        & facts["value"].notna()
+    ]
     f = f.sort_values("time", kind="stable").drop_duplicates(["host", "fact"], keep="last")
     out: dict[str, dict[str, float]] = {}
     for h, name, v in zip(f["host"], f["fact"], f["value"], strict=True):

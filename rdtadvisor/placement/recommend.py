@@ -60,7 +60,8 @@ def recommendations(fleet: Fleet, a: Arrays, sol: Solution) -> dict[str, Any]:
         elif group_clash[v]:
             reason, priority = "affinity", 1
         else:
-            reason = "noisy-neighbour" if vm.aggressor else REASON_OF_DIMENSION[DIMENSIONS[worst]]
+            dim = a.dims[worst].split("@")[0]  # l3@socket1 -> l3
+            reason = "noisy-neighbour" if vm.aggressor else REASON_OF_DIMENSION[dim]
             x = float(excess[src, worst])
             priority = 2 if x >= 0.25 else 3 if x >= 0.10 else 4 if x >= 0.05 else 5
         argv = ["xl", "migrate", vm.name, fleet.hosts[dst].name]
@@ -85,8 +86,8 @@ def recommendations(fleet: Fleet, a: Arrays, sol: Solution) -> dict[str, Any]:
     hidx = fleet.host_index()
     hosts = {
         h: {
-            "before": _figures(before[hidx[h]], a.capacity[hidx[h]]),
-            "after": _figures(after[hidx[h]], a.capacity[hidx[h]]),
+            "before": _figures(before[hidx[h]], a.capacity[hidx[h]], a.dims),
+            "after": _figures(after[hidx[h]], a.capacity[hidx[h]], a.dims),
         }
         for h in touched
     }
@@ -106,13 +107,17 @@ def recommendations(fleet: Fleet, a: Arrays, sol: Solution) -> dict[str, Any]:
     }
 
 
-def _figures(load: np.ndarray, cap: np.ndarray) -> dict[str, Any]:
+def _figures(load: np.ndarray, cap: np.ndarray, dims: tuple[str, ...] = DIMENSIONS) -> dict[str, Any]:
+    """Pooled figures with their shares; per-socket shares as ``l3_socket0_share`` etc."""
     out: dict[str, Any] = {}
-    for d, name in enumerate(DIMENSIONS):
+    for d, name in enumerate(dims):
+        share = round(float(load[d] / cap[d]), 4) if np.isfinite(cap[d]) and cap[d] > 0 else None
+        if "@" in name:
+            if share is not None:
+                out[f"{name.replace('@', '_')}_share"] = share
+            continue
         out[_UNITS[name]] = round(float(load[d]), 1) if name != "vcpus" else int(load[d])
-        out[f"{name}_share"] = (
-            round(float(load[d] / cap[d]), 4) if np.isfinite(cap[d]) and cap[d] > 0 else None
-        )
+        out[f"{name}_share"] = share
     return out
 
 

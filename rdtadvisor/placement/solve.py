@@ -127,6 +127,8 @@ def _limits(a: Arrays, src: np.ndarray, policy: Policy) -> np.ndarray:
     limit = np.maximum(before, a.capacity * (1 - policy.destination_margin))
     # a source ends within capacity, and if it also receives, within the receivers' rule too
     limit[src] = np.minimum(a.capacity[src], limit[src])
+    # which socket a migrated VM lands on is Xen's choice: destinations are judged pooled
+    limit[np.ix_(~src, a.socket_dims)] = np.inf
     return limit
 
 
