@@ -272,3 +272,10 @@ def test_a_hot_socket_makes_its_host_a_source_even_when_the_host_as_a_whole_is_f
     result = recommendations(f, a, s)
     assert result["migrations"][0]["reason"] == "bandwidth-saturation"
     assert result["hosts"]["a"]["after"]["bandwidth_socket0_share"] <= 1.0
+
+
+def test_the_what_if_engine_predicts_the_relief_of_the_saturated_socket(placement):
+    clx = placement["hosts"]["xen-clx-bw"]
+    assert clx["before"]["bandwidth_socket0_share"] > 1.0 >= clx["after"]["bandwidth_socket0_share"]
+    predicted = clx["predicted"]
+    assert predicted["after"]["bandwidth_bytes_s"] < predicted["before"]["bandwidth_bytes_s"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -120,6 +121,7 @@ def placement_command(ctx: click.Context, hosts: tuple[str, ...], since: str, ev
                     max_migrations=p.max_migrations)
     arrays, solution = plan(fleet, policy, method=method, time_limit=time_limit)
     result = recommendations(fleet, arrays, solution)
+    _predict(result, settings, hosts, since)
     if fmt == "json":
         click.echo(dump_json(result), nl=False)
     else:
@@ -129,6 +131,41 @@ def placement_command(ctx: click.Context, hosts: tuple[str, ...], since: str, ev
         script_path.chmod(0o755)
         click.echo(f"wrote {script_path}", err=True)
     return 1 if result["unresolved"] else 0
+
+
+def _predict(result: dict, settings, hosts: tuple[str, ...], since: str) -> None:
+    """Add the what-if engine's predicted occupancy and bandwidth of every touched host (from the
+    VMs' fitted miss curves: a moved VM re-settles in its new cache) as ``predicted``."""
+    if not result["migrations"]:
+        return
+    from rdtadvisor.errors import RdtError
+    from rdtadvisor.plans import Migration, Plan
+    from rdtadvisor.whatif import predict_migrations
+
+    store = Store(settings.store, create=False)
+    touched = sorted(result["hosts"])
+    history = {t: store.read(t, hosts=touched, since=since) for t in ("samples", "settings", "facts")}
+    capacity = dict(settings.report.host_bandwidth_capacity) or None
+    moves = list(result["migrations"])
+    predicted: dict = {}
+    while moves:
+        plan = Plan("advise placement", (), tuple(Migration(m["name"], m["domid"], m["from"], m["to"])
+                                                   for m in moves))
+        try:
+            predicted = predict_migrations(history, plan, bw_capacity=capacity).hosts()
+            break
+        except RdtError as e:
+            # a host without usable history (no MBM, say): predict the migrations that avoid it
+            named = re.findall(r"'([^']+)'", str(e))
+            keep = [m for m in moves if m["from"] not in named and m["to"] not in named]
+            result["notes"].append(f"no what-if prediction for the migrations touching "
+                                   f"{', '.join(named) or '?'}: {e}")
+            if len(keep) == len(moves):
+                return
+            moves = keep
+    for h, figures in predicted.items():
+        if h in result["hosts"]:
+            result["hosts"][h]["predicted"] = figures
 
 
 def _placement_text(result: dict, *, markdown: bool) -> str:

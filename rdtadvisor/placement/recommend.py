@@ -22,8 +22,11 @@ For the load-driven reasons the priority follows the source's worst excess over 
 per host, ``before``/``after`` give each dimension's load and its share of the limit
 (``l3_bytes``, ``l3_share``, ``bandwidth_bytes_s``, ``bandwidth_share``, ``memory_bytes``,
 ``memory_share``, ``vcpus``, ``vcpus_share``; shares against the policy's thresholds, null
-when the capacity is unknown). ``commands`` are ``xl migrate`` lines, one per migration, to
-run on the source host, every argument quoted with `shlex.join`.
+when the capacity is unknown; ``l3_socket0_share`` etc. per socket). The CLI adds
+``predicted`` per host (``before``/``after`` occupancy and bandwidth from the what-if engine's
+fitted miss curves, `rdtadvisor.whatif`) where the history allows. ``commands`` are ``xl
+migrate`` lines, one per migration, to run on the source host, every argument quoted with
+`shlex.join`.
 """
 
 from __future__ import annotations
