@@ -279,3 +279,36 @@ def test_the_what_if_engine_predicts_the_relief_of_the_saturated_socket(placemen
     assert clx["before"]["bandwidth_socket0_share"] > 1.0 >= clx["after"]["bandwidth_socket0_share"]
     predicted = clx["predicted"]
     assert predicted["after"]["bandwidth_bytes_s"] < predicted["before"]["bandwidth_bytes_s"]
+
+
+def test_between_equally_balanced_destinations_the_one_with_free_ways_wins():
+    f = Fleet(
+        [host("a"), host("b", free_ways=0.2), host("c", free_ways=1.0)],
+        [vm("big", "a", 20, 40, 32), vm("mid", "a", 9, 10)],
+    )
+    assert moves(f) == {"mid": "c"}
+    f = Fleet(
+        [host("a"), host("b", free_ways=1.0), host("c", free_ways=0.2)],
+        [vm("big", "a", 20, 40, 32), vm("mid", "a", 9, 10)],
+    )
+    assert moves(f) == {"mid": "b"}
+
+
+def test_free_ways_are_the_longest_run_no_partition_holds():
+    import pandas as pd
+
+    from rdtadvisor.placement.inputs import _free_ways
+
+    masks = pd.DataFrame(
+        {
+            "host": ["h"] * 3,
+            "socket": [0] * 3,
+            "domain": ["a", "b", "c"],
+            "l3_cbm": [0x7FF, 0x003, 0x0F0],
+            "l3_code_cbm": None,
+            "l3_data_cbm": None,
+        }
+    )
+    # 11 ways: 0x003 and 0x0F0 held, free runs are ways 2-3 (2) and 8-10 (3)
+    assert _free_ways(masks, "h", {0: 11}) == pytest.approx(3 / 11)
+    assert _free_ways(masks.iloc[:1], "h", {0: 11}) == 1.0

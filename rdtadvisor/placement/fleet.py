@@ -55,6 +55,7 @@ class Host:
     pool: str | None = None               # VMs may not leave their pool
     maintenance: bool = False             # to be emptied; takes no VM
     sockets: tuple[Socket, ...] = ()      # per-socket limits (see the module docstring)
+    free_ways: float = 1.0                # longest run of ways no partition holds, share of the CBM
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class Arrays:
     maintenance: np.ndarray     # (H,) bool
     resident: np.ndarray        # (V,) bool: Domain-0, which a maintenance host keeps
     dims: tuple[str, ...] = DIMENSIONS   # name of each column
+    free_ways: np.ndarray | None = None  # (H,) share of contiguous ways free of partitions
 
     @property
     def socket_dims(self) -> np.ndarray:
@@ -157,7 +159,8 @@ class Fleet:
                       movable=np.array([not (v.pinned or v.resident) for v in self.vms], dtype=bool),
                       allowed=allowed,
                       groups=groups, maintenance=maintenance,
-                      resident=np.array([v.resident for v in self.vms], dtype=bool), dims=dims)
+                      resident=np.array([v.resident for v in self.vms], dtype=bool), dims=dims,
+                      free_ways=np.array([h.free_ways for h in self.hosts], dtype=float))
 
 
 def loads(demand: np.ndarray, assignment: np.ndarray, n_hosts: int) -> np.ndarray:

@@ -69,6 +69,9 @@ def fleet_from_usage(
                 pool=settings.pools.get(name),
                 maintenance=name in leaving,
                 sockets=sockets if len(sockets) > 1 else (),
+                free_ways=_free_ways(
+                    u.masks, name, dict(zip(order["socket"], order["cbm_len"], strict=True))
+                ),
             )
         )
     unknown = leaving - {h.name for h in hosts}
@@ -138,6 +141,30 @@ def _per_socket(vm_socket: pd.DataFrame) -> dict[tuple[str, int, str], tuple[flo
             vm_socket["host"], vm_socket["socket"], vm_socket["domain"], need, bw, strict=True
         )
     }
+
+
+def _free_ways(masks: pd.DataFrame, host: str, cbm_len: dict) -> float:
+    """The smallest, over the host's sockets, longest run of ways no non-default L3 mask holds,
+    as a share of the CBM length (1.0 when everything shares the default mask)."""
+    shares = []
+    for socket, n in cbm_len.items():
+        if not n or pd.isna(n):
+            continue
+        n = int(n)
+        full = (1 << n) - 1
+        m = masks[(masks["host"] == host) & (masks["socket"] == socket)] if len(masks) else masks
+        held = 0
+        for col in ("l3_cbm", "l3_data_cbm"):
+            if col in m:
+                for v in m[col].dropna():
+                    if int(v) != full:
+                        held |= int(v)
+        run = best = 0
+        for bit in range(n):
+            run = 0 if held >> bit & 1 else run + 1
+            best = max(best, run)
+        shares.append(best / n)
+    return min(shares) if shares else 1.0
 
 
 def _host_facts(facts: pd.DataFrame) -> dict[str, dict[str, float]]:

@@ -16,6 +16,10 @@ Methods:
     every movable VM and every allowed host on small fleets (the model is then exact); on
     large ones the movable VMs of the sources and, for each, the `CANDIDATES` destinations
     with the most balanced room left after taking it (candidate pruning).
+Destinations: the one whose largest share of a limit stays lowest after the move (balanced
+headroom), with a small bonus (`FREE_WAYS_WEIGHT`) for contiguous L3 ways that no partition
+holds, so the VM can get a mask of its own there later.
+
 ``heuristic``
     Always run first (it takes milliseconds); when it meets the lower bound the plan is
     provably optimal and the model is skipped. Largest-contribution-first greedy per source
@@ -39,6 +43,7 @@ from scipy import optimize, sparse
 from rdtadvisor.placement.fleet import Arrays, Fleet, Policy, loads, violations
 
 CANDIDATES = 24  # destinations kept per VM on large fleets
+FREE_WAYS_WEIGHT = 0.05  # a host with every way free of partitions counts as 5 points emptier
 EXACT_PAIRS = 20_000  # VM x host pairs up to which every pair is a candidate
 MILP_PAIRS = 2_000_000  # above this many candidate pairs the MILP is not attempted
 
@@ -444,4 +449,7 @@ def _best_fit(
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(np.isfinite(limit[cand]), after[cand] / limit[cand], 0.0)
     worst = np.nan_to_num(share, nan=0.0).max(axis=1)
-    return int(cand[np.lexsort((cand, worst))[0]])
+    # balanced headroom first; contiguous ways free of partitions (room for the VM's own mask
+    # later) worth up to FREE_WAYS_WEIGHT of it
+    free = a.free_ways[cand] if a.free_ways is not None else 0.0
+    return int(cand[np.lexsort((cand, worst - FREE_WAYS_WEIGHT * free))[0]])
