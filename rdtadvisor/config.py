@@ -36,6 +36,7 @@ default. The config file (default ``~/.config/rdtadvisor/config.toml``)::
     anti_affinity = [["web-01", "web-02"]]   # at most one member per host
     pools = { "xen01" = "gold", "xen02" = "gold" }   # VMs stay within their host's pool
     maintenance = ["xen03"]          # hosts to empty (same as --evacuate)
+    priorities = { "db-orders" = 1 } # 1 (most important: moved last) .. 5 (default 3)
 
     [[hosts]]
     name = "xen01"                # name used in the store and reports
@@ -118,6 +119,7 @@ class PlacementSettings:
     anti_affinity: tuple[tuple[str, ...], ...] = ()
     pools: dict[str, str] = field(default_factory=dict)
     maintenance: tuple[str, ...] = ()
+    priorities: dict[str, int] = field(default_factory=dict)   # VM -> 1 (moved last) .. 5
 
 
 @dataclass
@@ -280,7 +282,7 @@ def _report(data: dict[str, Any], where: str) -> ReportSettings:
 
 def _placement(data: dict[str, Any], where: str) -> PlacementSettings:
     _only_keys(data, {"vcpu_overcommit", "memory_headroom", "max_migrations", "pinned", "anti_affinity",
-                      "pools", "maintenance"}, where)
+                      "pools", "maintenance", "priorities"}, where)
 
     def names(key: str) -> tuple[str, ...]:
         value = data.get(key, [])
@@ -292,6 +294,9 @@ def _placement(data: dict[str, Any], where: str) -> PlacementSettings:
     if not isinstance(groups, list) or not all(isinstance(g, list) and all(isinstance(x, str) for x in g)
                                                for g in groups):
         raise ConfigError(f"{where}: 'anti_affinity' must be a list of lists of VM names")
+    priorities = _table(data, "priorities", where)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5 for v in priorities.values()):
+        raise ConfigError(f"{where}: 'priorities' maps VM names to 1 (most important) .. 5")
     pools = _table(data, "pools", where)
     if not all(isinstance(v, str) for v in pools.values()):
         raise ConfigError(f"{where}: 'pools' maps host names to pool names (strings)")
@@ -300,7 +305,7 @@ def _placement(data: dict[str, Any], where: str) -> PlacementSettings:
         memory_headroom=float(_typed(data, "memory_headroom", (int, float), where, 0.05)),
         max_migrations=_typed(data, "max_migrations", int, where, None),
         pinned=names("pinned"), anti_affinity=tuple(tuple(g) for g in groups), pools=dict(pools),
-        maintenance=names("maintenance"))
+        maintenance=names("maintenance"), priorities=dict(priorities))
     if out.vcpu_overcommit <= 0 or not 0 <= out.memory_headroom < 1 or (
             out.max_migrations is not None and out.max_migrations < 0):
         raise ConfigError(f"{where}: vcpu_overcommit must be positive, memory_headroom in [0, 1), "

@@ -312,3 +312,16 @@ def test_free_ways_are_the_longest_run_no_partition_holds():
     # 11 ways: 0x003 and 0x0F0 held, free runs are ways 2-3 (2) and 8-10 (3)
     assert _free_ways(masks, "h", {0: 11}) == pytest.approx(3 / 11)
     assert _free_ways(masks.iloc[:1], "h", {0: 11}) == 1.0
+
+
+def test_between_equal_reliefs_the_less_important_vm_moves():
+    for important in ("v1", "v2"):
+        f = Fleet(
+            [host("a"), host("b")],
+            [
+                vm("v1", "a", 14, 10, priority=1 if important == "v1" else 5),
+                vm("v2", "a", 14, 10, priority=1 if important == "v2" else 5),
+            ],
+        )
+        assert list(moves(f)) == ["v2" if important == "v1" else "v1"]
+        assert list(moves(f, method="milp")) == ["v2" if important == "v1" else "v1"]

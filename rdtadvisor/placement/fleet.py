@@ -105,6 +105,7 @@ class Arrays:
     resident: np.ndarray        # (V,) bool: Domain-0, which a maintenance host keeps
     dims: tuple[str, ...] = DIMENSIONS   # name of each column
     free_ways: np.ndarray | None = None  # (H,) share of contiguous ways free of partitions
+    priority: np.ndarray | None = None   # (V,) 1 (most important: moved last) .. 5
 
     @property
     def socket_dims(self) -> np.ndarray:
@@ -160,7 +161,8 @@ class Fleet:
                       allowed=allowed,
                       groups=groups, maintenance=maintenance,
                       resident=np.array([v.resident for v in self.vms], dtype=bool), dims=dims,
-                      free_ways=np.array([h.free_ways for h in self.hosts], dtype=float))
+                      free_ways=np.array([h.free_ways for h in self.hosts], dtype=float),
+                      priority=np.array([v.priority for v in self.vms], dtype=float))
 
 
 def loads(demand: np.ndarray, assignment: np.ndarray, n_hosts: int) -> np.ndarray:

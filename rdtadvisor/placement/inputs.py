@@ -95,6 +95,7 @@ def fleet_from_usage(
                 vcpus=0 if pd.isna(r.get("vcpus")) else int(r["vcpus"]),
                 domid=None if pd.isna(r.get("domid")) else int(r["domid"]),
                 pinned=name in settings.pinned,
+                priority=settings.priorities.get(name, 3),
                 resident=name == DOM0,
                 group=group_of.get(name),
                 aggressor=(host, name) in aggressors,

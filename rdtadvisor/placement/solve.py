@@ -9,7 +9,9 @@ capacity, and every host that receives a VM at most at ``max(its load before, ca
 Methods:
 
 ``milp``
-    A mixed-integer model solved by HiGHS (``scipy.optimize.milp``): binary x[v, h] for each
+    A mixed-integer model solved by HiGHS through ``scipy.optimize.milp`` (HiGHS is a
+    leading open-source MIP solver and scipy already ships it; OR-Tools' CP-SAT would add a
+    large dependency for no gain on a model this linear): binary x[v, h] for each
     candidate VM and destination (its own host included: staying), continuous slack per
     source host and dimension. Objective, lexicographic by weights: overload left (slack, a
     weight above any number of moves), then migrations, then memory moved. Candidates:
@@ -288,7 +290,9 @@ def _milp(
     stays = hh == a.current[vv]
     mem = a.demand[vv, 2]
     mem_total = max(float(a.demand[movers, 2].sum()), 1.0)
-    move_cost = np.where(stays, 0.0, 1.0 + 0.5 * mem / mem_total)  # migrations first, then memory
+    # migrations first, then memory; important VMs (priority 1) cost a little more to move
+    prio = a.priority[vv] if a.priority is not None else np.full(len(vv), 3.0)
+    move_cost = np.where(stays, 0.0, 1.0 + 0.5 * mem / mem_total + 0.1 * (5 - prio) / 4 / max(len(movers), 1))
     # Without a migration budget every fixable source must be fixed: hard constraints, a far
     # easier model. With one, overload left is allowed at a cost above every possible move.
     if policy.max_migrations is None:
@@ -413,7 +417,9 @@ def heuristic(a: Arrays, src: np.ndarray, limit: np.ndarray, policy: Policy) -> 
                 gain = np.minimum(
                     a.demand[on] / np.where(np.isfinite(scale[h]), scale[h], np.inf), excess[None, :]
                 ).sum(axis=1)
-                pick = on[int(np.lexsort((np.arange(len(on)), a.demand[on, 2], -gain))[0])]
+                # equal relief: the less important VM (higher priority number) moves first
+                prio = -a.priority[on] if a.priority is not None else np.zeros(len(on))
+                pick = on[int(np.lexsort((np.arange(len(on)), a.demand[on, 2], prio, -gain))[0])]
             dest = _best_fit(a, pick, load, limit, assignment, group_of, src)
             on.remove(pick)
             if dest is None:
