@@ -13,7 +13,9 @@ reason                     when                                                 
 ``memory`` / ``vcpus``     ... memory or vCPU overcommit                           2-5
 =========================  ======================================================  ==========
 
-For the load-driven reasons the priority follows the source's worst excess over its limit:
+The load-driven reason is the limit the VM relieves most (l3-pressure for a VM holding the hot
+socket's cache, bandwidth-saturation for one streaming there); its priority follows the
+source's excess over that limit:
 >= 25% -> 2, >= 10% -> 3, >= 5% -> 4, else 5 (DRS: 1 mandatory ... 5 slight gain).
 
 ``{"migrations": [{"name", "domid", "from", "to", "reason", "priority", "memory_bytes",
@@ -57,7 +59,11 @@ def recommendations(fleet: Fleet, a: Arrays, sol: Solution) -> dict[str, Any]:
     for v in np.flatnonzero(sol.assignment != a.current):
         vm = fleet.vms[v]
         src, dst = int(a.current[v]), int(sol.assignment[v])
-        worst = int(np.argmax(excess[src]))
+        # the limit this VM relieves most (share of the excess it takes away), else the worst one
+        with np.errstate(divide="ignore", invalid="ignore"):
+            over = np.clip(excess[src], 0, None)
+            relief = np.nan_to_num(np.minimum(a.demand[v] / a.capacity[src], over), nan=0.0)
+        worst = int(np.argmax(relief)) if relief.max() > 0 else int(np.argmax(excess[src]))
         if fleet.hosts[src].maintenance:
             reason, priority = "maintenance", 1
         elif group_clash[v]:
