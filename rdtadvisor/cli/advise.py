@@ -88,7 +88,7 @@ def _text(advice, *, markdown: bool) -> str:
 @click.option("--since", default="7d", show_default=True, help="History window: 7d, 24h or ISO 8601.")
 @click.option("--evacuate", multiple=True, help="Empty this host (maintenance; repeatable).")
 @click.option("--method", type=click.Choice(["auto", "milp", "heuristic"]), default="auto", show_default=True,
-              help="auto: the exact model (HiGHS) where it fits, else the heuristic.")
+              help="auto: the heuristic, then the HiGHS model when the lower bound cannot prove it optimal.")
 @click.option("--time-limit", type=float, default=50.0, show_default=True, help="Solver seconds.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
               show_default=True, help="Output format (json: the contract in rdtadvisor.placement.recommend).")
