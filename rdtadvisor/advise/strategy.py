@@ -256,19 +256,19 @@ class _Model:
         rel = self._rel(m, self.latency)
         return (self.prio * rel / self.rel_alone).sum(axis=1), rel
 
-    def group_value(self, members: tuple[int, ...], max_ways: int) -> np.ndarray:
-        """(max_ways + 1,) expected WS (mean over the ensemble) of these VMs sharing w ways at
-        today's latency (column 0 repeats w = 1, as the miss tables of `rdtadvisor.sim.baselines`)."""
+    def group_value(self, members: tuple[int, ...], max_ways: int, draws: int | None = None) -> np.ndarray:
+        """(max_ways + 1,) expected WS (mean over the ensemble, or its first `draws` members) of
+        these VMs sharing w ways at today's latency (column 0 repeats w = 1, as the miss tables
+        of `rdtadvisor.sim.baselines`)."""
         idx = np.array(members)
+        rows = slice(None) if draws is None else slice(0, draws)
         out = np.zeros(max_ways + 1)
-        params = tuple(p[:, idx] for p in self.params)
-        stall, m_now = self.stall[:, idx], self.m_now[:, idx]
-        weight = self.prio[idx] / self.rel_alone[:, idx]
-        own = np.ones((len(idx), 1))
-        for w in range(1, max_ways + 1):
-            _, m, _ = equilibrium(*params, own, w * self.wb)
-            rel = 1.0 / ((1 - stall) + stall * m / np.maximum(m_now, 1e-300))
-            out[w] = float((weight * rel).sum(axis=1).mean())
+        params = tuple(p[rows, idx] for p in self.params)
+        m = pooled_misses(params, np.arange(1, max_ways + 1) * self.wb)        # (W, E, n)
+        stall, m_now = self.stall[rows, idx], self.m_now[rows, idx]
+        weight = self.prio[idx] / self.rel_alone[rows, idx]
+        rel = 1.0 / ((1 - stall) + stall * m / np.maximum(m_now, 1e-300))
+        out[1:] = (weight * rel).sum(axis=2).mean(axis=1)
         out[0] = out[1]
         return out
 
@@ -367,7 +367,9 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
 
     def value(members: tuple[int, ...]) -> np.ndarray:
         if members not in value_cache:
-            value_cache[members] = model.group_value(members, avail)
+            # merge decisions need the curves' shape, not their full uncertainty: a sub-ensemble
+            # (the candidates themselves are scored on the whole ensemble)
+            value_cache[members] = model.group_value(members, avail, draws=MERGE_DRAWS)
         return value_cache[members]
 
     # 4. KPart-style clustering, with the streaming VMs pooled in one starting group
@@ -520,6 +522,53 @@ def _local_search(cand: Candidate, score, W: int, full: int, start: int, avail: 
     return best if improved else None
 
 
+MERGE_DRAWS = 16        # ensemble members behind KPart's merge decisions
+
+
+def pooled_misses(params: tuple[np.ndarray, ...], capacities: np.ndarray, *, iterations: int = 300,
+                  tol: float = 1e-4) -> np.ndarray:
+    """(C, E, n) misses/s of n VMs sharing one pool of each of the C `capacities` [B], for the
+    (E, n) curve parameters (log r, alpha, ws, floor): `whatif.equilibrium` with a single
+    shared way, solved for every capacity at once (the KPart group curves need all of them,
+    thousands of times: one vectorised solve instead of one per way count).
+
+    The same damped fixed point: each VM holds the pool in proportion to its misses, never more
+    than its working set (water-filling), each row frozen once it moves less than `tol` of the
+    pool.
+    """
+    lr, alpha, ws, floor = (np.broadcast_to(p[None], (len(capacities), *p.shape)) for p in params)
+    pool = np.asarray(capacities, dtype=float)[:, None, None]
+    ws_cap = np.where(np.isfinite(ws), ws, np.inf)
+    cap = np.minimum(np.broadcast_to(pool, lr.shape), ws_cap).copy()
+    done = np.zeros(lr.shape[:2], dtype=bool)
+    for _ in range(iterations):
+        m = misses_of(lr, alpha, ws, floor, cap)
+        new = _pooled_allocate(m, pool, ws_cap)
+        now_done = ~done & (np.max(np.abs(new - cap), axis=-1) / pool[..., 0] < tol)
+        cap = np.where(now_done[..., None], new, np.where(done[..., None], cap, 0.5 * cap + 0.5 * new))
+        done |= now_done
+        if done.all():
+            break
+    return misses_of(lr, alpha, ws, floor, cap)
+
+
+def _pooled_allocate(misses: np.ndarray, pool: np.ndarray, ws: np.ndarray) -> np.ndarray:
+    """`sim.model.allocate` for one shared way of `pool` bytes: shares by misses, water-filled
+    under the working sets."""
+    pressure = misses + 1e-9
+    cap = pressure / pressure.sum(axis=-1, keepdims=True) * pool
+    capped = np.zeros(cap.shape, dtype=bool)
+    for _ in range(misses.shape[-1] + 1):
+        if not (cap > ws * (1 + 1e-12)).any():
+            break
+        capped |= cap > ws * (1 - 1e-12)
+        held = np.where(capped, np.minimum(cap, ws), 0.0)
+        free = pool - held.sum(axis=-1, keepdims=True)
+        room = np.where(capped, 0.0, pressure)
+        cap = np.where(capped, held, room / np.maximum(room.sum(axis=-1, keepdims=True), 1e-300) * free)
+    return np.minimum(cap, np.maximum(ws, 0.0))
+
+
 def reserved_ok(policy: Policy) -> bool:
     """A VM may stay at the default mask only when no ways are reserved (it would use them)."""
     return policy.reserved_ways == 0
@@ -567,9 +616,7 @@ def _ucp_fitted(items: Sequence[VmInput], model: _Model, W: int, avail: int, sta
         idx = np.array(members)
         params = tuple(p[:1, idx] for p in model.params)
         out = np.zeros(avail + 1)
-        for w in range(1, avail + 1):
-            _, m, _ = equilibrium(*params, np.ones((len(idx), 1)), w * model.wb)
-            out[w] = m.sum()
+        out[1:] = pooled_misses(params, np.arange(1, avail + 1) * model.wb).sum(axis=(1, 2))
         out[0] = out[1]
         return out
 
