@@ -340,16 +340,20 @@ def _sockets(
     for q in ("p50", "p95", "max"):
         out[f"share_{q}"] = out[f"occupancy_bytes_{q}"] / out["l3_bytes"]
         out[f"utilisation_{q}"] = out[f"bw_total_bytes_s_{q}"] / out["bw_capacity_bytes_s"]
-    near = []
-    for h, s, capacity in zip(out["host"], out["socket"], out["bw_capacity_bytes_s"], strict=True):
-        t = (
-            totals[(totals["host"] == h) & (totals["socket"] == s)]["bw_total_bytes_s"].to_numpy()
-            if len(totals)
-            else np.zeros(0)
+    # share of each socket's collections within 5% of its capacity: one merge and group-by, not
+    # a scan of the totals per socket (a fleet has thousands of sockets)
+    near = pd.Series(np.nan, index=pd.MultiIndex.from_frame(out[["host", "socket"]].astype({"host": object})))
+    if len(totals):
+        t = totals[["host", "socket", "bw_total_bytes_s"]].dropna().astype({"host": object})
+        t = t.merge(
+            out[["host", "socket", "bw_capacity_bytes_s"]].astype({"host": object}), on=["host", "socket"]
         )
-        t = t[~np.isnan(t)]
-        near.append(float((t >= 0.95 * capacity).mean()) if len(t) and capacity == capacity else np.nan)
-    out["near_capacity_share"] = near
+        hit = (t["bw_total_bytes_s"] >= 0.95 * t["bw_capacity_bytes_s"]).where(
+            t["bw_capacity_bytes_s"].notna()
+        )
+        shares = hit.groupby([t["host"], t["socket"]]).mean()
+        near.loc[shares.index.intersection(near.index)] = shares
+    out["near_capacity_share"] = near.to_numpy()
     limit = limits.bandwidth_threshold * out["bw_capacity_bytes_s"]
     slope = out["bw_total_bytes_s_per_day"]
     room = limit - out["bw_total_bytes_s_p95"]
