@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from rdtadvisor.advise import cbm as cbmlib
+from rdtadvisor.plan import socket_settings
 
 CAPACITY_COLUMNS = [
     "host",
@@ -95,7 +96,7 @@ def socket_capacity(
     configured = configured or BandwidthCapacity()
     totals = socket_totals(figures) if totals is None else totals
     peak = sustained_peak(totals)
-    last = _latest_facts(facts)
+    last = latest_facts(facts)
     sockets = set(zip(figures["host"].astype(str), figures["socket"].astype(int), strict=True))
     sockets |= {(h, s) for h, s in last if s is not None}
     latest_fig = figures[figures["time"] == figures.groupby("host", observed=True)["time"].transform("max")]
@@ -149,7 +150,8 @@ def socket_capacity(
     )
 
 
-def _latest_facts(facts: pd.DataFrame) -> dict[tuple[str, int | None], dict[str, float]]:
+def latest_facts(facts: pd.DataFrame) -> dict[tuple[str, int | None], dict[str, float]]:
+    """(host, socket or None for host-wide) -> {fact: latest non-null value}."""
     f = facts[facts["value"].notna()].sort_values("time", kind="stable")
     f = f.drop_duplicates(["host", "socket", "fact"], keep="last")
     out: dict[tuple[str, int | None], dict[str, float]] = {}
@@ -174,17 +176,6 @@ def _cos_used(
         )
         if not n:
             continue
-        out[(str(host), int(socket))] = cbmlib.cos_needed(_settings_of(rows).values(), int(n))
-    return out
-
-
-def _settings_of(rows: pd.DataFrame) -> dict[int, int | tuple[int, int]]:
-    """domid -> its L3 setting (a mask, or the (code, data) pair under CDP); `error` cells skipped."""
-    wide = rows.pivot_table(index="domid", columns="setting", values="value", aggfunc="last")
-    out: dict[int, int | tuple[int, int]] = {}
-    for domid, r in wide.iterrows():
-        if "l3_cbm" in wide and pd.notna(r.get("l3_cbm")):
-            out[int(domid)] = int(r["l3_cbm"])
-        elif pd.notna(r.get("l3_code_cbm")) and pd.notna(r.get("l3_data_cbm")):
-            out[int(domid)] = (int(r["l3_code_cbm"]), int(r["l3_data_cbm"]))
+        current, _ = socket_settings(rows, str(host), int(socket))
+        out[(str(host), int(socket))] = cbmlib.cos_needed(current.values(), int(n))
     return out

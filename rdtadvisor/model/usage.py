@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from rdtadvisor.curves import l3_sizes
 from rdtadvisor.model import capacity as caplib
 from rdtadvisor.model import classify as classlib
 from rdtadvisor.model import neighbours, quality, stats
@@ -113,7 +114,7 @@ def usage(tables: Mapping[str, pd.DataFrame], window: Window = Window(), limits:
     first = pd.Timestamp(min(t[0] for t in times), tz="UTC") if times else pd.Timestamp.now(tz="UTC")
     last = pd.Timestamp(max(t[-1] for t in times), tz="UTC") if times else first
     bucket = bucket_size(first, last, step)
-    l3 = _latest_l3(tables["facts"])
+    l3 = l3_sizes(tables["facts"])
     ctimes = {
         str(h): np.sort(pd.DatetimeIndex(g["time"]).as_unit("ns").tz_convert(None).to_numpy())
         for h, g in collections.groupby("host", observed=True)
@@ -458,12 +459,6 @@ def _hosts(
             }
         )
     return pd.DataFrame(rows)
-
-
-def _latest_l3(facts: pd.DataFrame) -> dict[tuple[str, int], float]:
-    f = facts[(facts["fact"] == "l3_cache_bytes") & facts["socket"].notna() & facts["value"].notna()]
-    f = f.sort_values("time", kind="stable").drop_duplicates(["host", "socket"], keep="last")
-    return {(str(h), int(s)): float(v) for h, s, v in zip(f["host"], f["socket"], f["value"], strict=True)}
 
 
 def _masks(settings: pd.DataFrame) -> pd.DataFrame:

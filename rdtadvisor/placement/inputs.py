@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from rdtadvisor.config import PlacementSettings
+from rdtadvisor.model.capacity import latest_facts
 from rdtadvisor.model.usage import Usage
 from rdtadvisor.placement.fleet import Fleet, Host, Socket, Vm
 
@@ -34,12 +35,12 @@ def fleet_from_usage(
     """A `Fleet` for the hosts and VMs of `u` (see the module docstring)."""
     notes: list[str] = []
     leaving = set(settings.maintenance) | set(evacuate)
-    host_facts = _host_facts(facts)
+    host_facts = latest_facts(facts)
     hosts = []
     socket_ids: dict[str, list[int]] = {}
     for name, s in u.sockets.groupby("host", observed=True, sort=True):
         name = str(name)
-        f = host_facts.get(name, {})
+        f = host_facts.get((name, None), {})
         configured = (s["bw_capacity_source"] == "config").all()
         if not configured:
             notes.append(
@@ -166,16 +167,3 @@ def _free_ways(masks: pd.DataFrame, host: str, cbm_len: dict) -> float:
             best = max(best, run)
         shares.append(best / n)
     return min(shares) if shares else 1.0
-
-
-def _host_facts(facts: pd.DataFrame) -> dict[str, dict[str, float]]:
-    f = facts[
-        facts["fact"].isin(["total_memory_bytes", "nr_cpus"])
-        & facts["socket"].isna()
-        & facts["value"].notna()
-    ]
-    f = f.sort_values("time", kind="stable").drop_duplicates(["host", "fact"], keep="last")
-    out: dict[str, dict[str, float]] = {}
-    for h, name, v in zip(f["host"], f["fact"], f["value"], strict=True):
-        out.setdefault(str(h), {})[str(name)] = float(v)
-    return out
