@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rdtadvisor.cli import export as export_cli
+from rdtadvisor.cli import output
 from rdtadvisor.errors import RdtError
 from rdtadvisor.model.capacity import CAPACITY_COLUMNS
 from rdtadvisor.model.figures import FIGURES
@@ -189,7 +189,7 @@ def test_write_atomic_replaces_the_file_through_a_hidden_temp_file_in_the_same_f
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", spy)
-    export_cli.write_atomic(target, "new ü\n")
+    output.write_atomic(target, "new ü\n")
     assert target.read_text(encoding="utf-8") == "new ü\n"
     (src, dst), = renames
     assert dst == target and src.parent == tmp_path       # same filesystem: the rename is atomic
@@ -209,7 +209,7 @@ def test_a_full_disk_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monkey
 
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(RdtError, match=rf"^{re.escape(str(target))}: cannot write: No space left on device$"):
-        export_cli.write_atomic(target, "new\n")
+        output.write_atomic(target, "new\n")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["rdt.prom"]
 

@@ -14,10 +14,7 @@ config error (an unknown ``--host``).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +22,7 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli import open_store, settings_of
+from rdtadvisor.cli.output import write_atomic
 from rdtadvisor.errors import RdtError
 from rdtadvisor.model.capacity import BandwidthCapacity, socket_capacity, socket_totals
 from rdtadvisor.model.figures import empty_figures, per_collection
@@ -52,43 +50,6 @@ def latest_snapshot(store: Store, hosts: Sequence[str]
         tables[table] = (pd.concat(parts, ignore_index=True) if parts
                          else store.read(table, hosts=[], since=None))
     return times, tables
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` (UTF-8) so that a reader sees the old file or the new one,
-    never a mix: write a temporary file in the same folder (same filesystem, so the rename
-    is atomic), fsync it, ``os.replace`` it, fsync the folder.
-
-    The temporary name starts with a dot and ends in ``.tmp``: node_exporter only reads
-    ``*.prom``, so it never picks it up. Any OSError becomes an RdtError naming `path`, and
-    the temporary file is removed.
-    """
-    folder = path.parent if str(path.parent) else Path(".")
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            # mkstemp makes 0600; node_exporter usually runs as another user, so give the
-            # file the mode a plain open() would (0666 minus the umask).
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(f.fileno(), 0o666 & ~umask)
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError as e:
-        raise RdtError(f"{path}: cannot write: {e.strerror or e}") from e
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):  # the error that got us here is the one to report
-                os.unlink(tmp)
 
 
 @click.group("export")

@@ -14,8 +14,6 @@ the window, unreadable store or previous report). The JSON is the contract of
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ import pandas as pd
 
 from rdtadvisor.check import check
 from rdtadvisor.cli import settings_of
-from rdtadvisor.cli.output import dump_json
+from rdtadvisor.cli.output import dump_json, write_atomic
 from rdtadvisor.config import Settings
 from rdtadvisor.errors import ConfigError, RdtError
 from rdtadvisor.model.capacity import BandwidthCapacity
@@ -269,19 +267,9 @@ def write_output(text: str, output: Path | None) -> None:
         click.echo(text, nl=False)
         return
     try:
-        fd, tmp = tempfile.mkstemp(dir=output.parent or Path("."), prefix=f".{output.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from its readers
-            os.replace(tmp, output)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as e:
-        raise DataError(f"{output}: cannot write the report: {e.strerror or e}") from None
+        write_atomic(output, text)
+    except RdtError as e:
+        raise DataError(str(e)) from None      # exit 3, the cron contract
 
 
 def _read_previous(path: Path) -> dict[str, Any]:
