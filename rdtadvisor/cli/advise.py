@@ -121,7 +121,7 @@ def placement_command(ctx: click.Context, hosts: tuple[str, ...], since: str, ev
                     max_migrations=p.max_migrations)
     arrays, solution = plan(fleet, policy, method=method, time_limit=time_limit)
     result = recommendations(fleet, arrays, solution)
-    _predict(result, settings, hosts, since)
+    _predict(result, settings, tables)
     if fmt == "json":
         click.echo(dump_json(result), nl=False)
     else:
@@ -133,7 +133,7 @@ def placement_command(ctx: click.Context, hosts: tuple[str, ...], since: str, ev
     return 1 if result["unresolved"] else 0
 
 
-def _predict(result: dict, settings, hosts: tuple[str, ...], since: str) -> None:
+def _predict(result: dict, settings, tables: dict) -> None:
     """Add the what-if engine's predicted occupancy and bandwidth of every touched host (from the
     VMs' fitted miss curves: a moved VM re-settles in its new cache) as ``predicted``."""
     if not result["migrations"]:
@@ -142,9 +142,7 @@ def _predict(result: dict, settings, hosts: tuple[str, ...], since: str) -> None
     from rdtadvisor.plans import Migration, Plan
     from rdtadvisor.whatif import predict_migrations
 
-    store = Store(settings.store, create=False)
-    touched = sorted(result["hosts"])
-    history = {t: store.read(t, hosts=touched, since=since) for t in ("samples", "settings", "facts")}
+    history = {t: tables[t] for t in ("samples", "settings", "facts")}   # the window already read
     capacity = dict(settings.report.host_bandwidth_capacity) or None
     moves = list(result["migrations"])
     predicted: dict = {}
