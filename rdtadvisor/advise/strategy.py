@@ -29,11 +29,12 @@ Method (``cache-partitioning-algorithms.md``; section numbers refer to it):
    cost them little (high MLP): WS is what we maximise.
 3. **Capacity** in any layout comes from the sharing equilibrium on the fitted curves
    (§2.2: occupancy in proportion to insertion rate, capped at the working set), solved
-   with `rdtadvisor.whatif.equilibrium` for the best estimate and for posterior draws of
-   every curve (`CurveFit.draws`) at once.
+   for the best estimate and for posterior draws of every curve (`CurveFit.draws`) at once:
+   in closed form for disjoint layouts (one pool per partition, `rdtadvisor.advise.sharing`),
+   with `rdtadvisor.whatif.equilibrium` when masks overlap.
 4. **Cluster** KPart-style (§1.2) into at most ``cos_budget`` groups: streaming VMs start
    in one group (a small shared range for polluters, §4.4), every other VM alone; then
-   the pair of groups whose merge loses least WS is merged (`baselines.kpart_groups` on
+   the pair of groups whose merge loses least WS is merged (`sharing.merge_levels` on
    negated group-value curves, the group value being the expected WS, over the ensemble,
    its members reach sharing w ways, from the equilibrium). Every level 2..K of the merge
    sequence is a candidate. VMs with a guaranteed minimum are never merged (a shared COS
@@ -69,6 +70,7 @@ from math import ceil
 import numpy as np
 import pandas as pd
 
+from rdtadvisor.advise.sharing import Group, MergeMemo, merge_levels, padded, pooled_misses, shared_pools
 from rdtadvisor.curves import IDLE_BW, MIB, STREAMING_BW, CurveFit, misses_of
 from rdtadvisor.plans import SocketFacts
 from rdtadvisor.sim import baselines
@@ -236,6 +238,24 @@ class _Model:
         return self.policy.latency_ns / (1.0 - np.minimum(u, 0.95))
 
     def solve(self, masks: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(E, n) capacity and misses of a layout. Disjoint layouts (every pair of distinct
+        masks disjoint: each partition one pool) in closed form (`sharing.shared_pools`),
+        overlapping ones with `whatif.equilibrium`."""
+        distinct = sorted(set(int(m) for m in masks))
+        union = 0
+        for m in distinct:
+            if union & m:
+                break
+            union |= m
+        else:
+            groups = [tuple(i for i, x in enumerate(masks) if x == m) for m in distinct]
+            pp, _ = padded(self.params, groups)                         # (P, E, k)
+            pools = np.array([bin(m).count("1") * self.wb for m in distinct])[:, None, None]
+            held = shared_pools(pp, pools, self.c0)
+            cap = np.zeros_like(self.params[0])
+            for k, g in enumerate(groups):
+                cap[:, list(g)] = held[k, :, :len(g)]
+            return cap, self.misses(cap)
         own = ((np.asarray(masks, dtype=np.int64)[:, None] >> np.arange(self.ways)) & 1).astype(float)
         cap, m, _ = equilibrium(*self.params, own, self.wb)
         return cap, m
@@ -256,20 +276,24 @@ class _Model:
         rel = self._rel(m, self.latency)
         return (self.prio * rel / self.rel_alone).sum(axis=1), rel
 
-    def group_value(self, members: tuple[int, ...], max_ways: int, draws: int | None = None) -> np.ndarray:
-        """(max_ways + 1,) expected WS (mean over the ensemble, or its first `draws` members) of
-        these VMs sharing w ways at today's latency (column 0 repeats w = 1, as the miss tables
-        of `rdtadvisor.sim.baselines`)."""
-        idx = np.array(members)
+    def group_values(self, groups: Sequence[Group], max_ways: int, draws: int | None = None) -> np.ndarray:
+        """(len(groups), max_ways + 1) expected WS (mean over the ensemble, or its first `draws`
+        members) of each group's VMs sharing w ways at today's latency, all groups and way
+        counts solved at once (column 0 repeats w = 1, as the miss tables of
+        `rdtadvisor.sim.baselines`)."""
         rows = slice(None) if draws is None else slice(0, draws)
-        out = np.zeros(max_ways + 1)
-        params = tuple(p[rows, idx] for p in self.params)
-        m = pooled_misses(params, np.arange(1, max_ways + 1) * self.wb)        # (W, E, n)
-        stall, m_now = self.stall[rows, idx], self.m_now[rows, idx]
-        weight = self.prio[idx] / self.rel_alone[rows, idx]
+        pp, idx = padded(tuple(p[rows] for p in self.params), groups)                 # (P, E, k)
+        m = pooled_misses(pp, np.arange(1, max_ways + 1) * self.wb, self.c0)          # (W, P, E, k)
+        take, real = np.where(idx >= 0, idx, 0), (idx >= 0)[:, None, :]
+
+        def per_member(a: np.ndarray) -> np.ndarray:                                   # (E, n) -> (P, E, k)
+            return np.moveaxis(a[rows][:, take], 0, 1)
+        stall, m_now = per_member(self.stall), per_member(self.m_now)
+        weight = np.where(real, self.prio[take][:, None, :] / per_member(self.rel_alone), 0.0)
         rel = 1.0 / ((1 - stall) + stall * m / np.maximum(m_now, 1e-300))
-        out[1:] = (weight * rel).sum(axis=2).mean(axis=1)
-        out[0] = out[1]
+        out = np.zeros((len(groups), max_ways + 1))
+        out[:, 1:] = (weight * rel).sum(axis=3).mean(axis=2).T
+        out[:, 0] = out[:, 1]
         return out
 
 
@@ -363,14 +387,16 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     guaranteed = [policy.min_mib.get(v.name, 0.0) > 0 for v in items]
 
     cands: list[tuple[str, list[int], list[tuple[int, ...]] | None]] = []
-    value_cache: dict[tuple[int, ...], np.ndarray] = {}
+    value_cache: dict[Group, np.ndarray] = {}
 
-    def value(members: tuple[int, ...]) -> np.ndarray:
-        if members not in value_cache:
-            # merge decisions need the curves' shape, not their full uncertainty: a sub-ensemble
-            # (the candidates themselves are scored on the whole ensemble)
-            value_cache[members] = model.group_value(members, avail, draws=MERGE_DRAWS)
-        return value_cache[members]
+    def values(groups: Sequence[Group]) -> np.ndarray:
+        """(len(groups), avail + 1) group value curves, cached. Merge decisions need the curves'
+        shape, not their full uncertainty: a sub-ensemble (candidates are scored on the whole)."""
+        missing = list(dict.fromkeys(g for g in groups if g not in value_cache))
+        if missing:
+            fresh = model.group_values(missing, avail, draws=MERGE_DRAWS)
+            value_cache.update(zip(missing, fresh, strict=True))
+        return np.stack([value_cache[g] for g in groups])
 
     # 4. KPart-style clustering, with the streaming VMs pooled in one starting group
     streaming = tuple(i for i in range(n) if kinds[i] == "streaming")
@@ -379,6 +405,7 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     light_order = sorted((i for i in range(n) if kinds[i] != "streaming" and not guaranteed[i]
                           and reserved_ok(policy)), key=lambda i: (items[i].fit.median_bandwidth, i))
     at_default: list[tuple[int, ...]] = [()]
+    memo = MergeMemo()                  # the variants below share most merge decisions
     if policy.overlap:
         at_default += [tuple(light_order[:j]) for j in range(1, min(len(light_order), n - 2, 3) + 1)]
     for light in at_default:
@@ -388,8 +415,8 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
         if policy.seed_streaming and len(pool) > 1:
             units = [pool] + [(i,) for i in members if i not in pool]
         tag = f", {len(light)} light at default" if light else ""
-        for k, groups in _levels(units, cos_budget, avail, policy, guaranteed, value).items():
-            table = np.stack([value(g) for g in groups])
+        for k, groups in _levels(units, cos_budget, avail, policy, guaranteed, values, memo).items():
+            table = values(groups)
             sizes = exact_split(table, avail, [max(min_ways[i] for i in g) for g in groups])
             if sizes is None:
                 continue
@@ -402,7 +429,7 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
                 continue
             s_idx = groups.index(pool)
             rest = [g for g in groups if g != pool]
-            r_sizes = exact_split(np.stack([value(g) for g in rest]), avail,
+            r_sizes = exact_split(values(rest), avail,
                                   [max(min_ways[i] for i in g) for g in rest])
             r = max(policy.min_bits, sizes[s_idx])
             if r_sizes is not None and r < r_sizes[-1]:
@@ -525,79 +552,19 @@ def _local_search(cand: Candidate, score, W: int, full: int, start: int, avail: 
 MERGE_DRAWS = 16        # ensemble members behind KPart's merge decisions
 
 
-def pooled_misses(params: tuple[np.ndarray, ...], capacities: np.ndarray, *, iterations: int = 300,
-                  tol: float = 1e-4) -> np.ndarray:
-    """(C, E, n) misses/s of n VMs sharing one pool of each of the C `capacities` [B], for the
-    (E, n) curve parameters (log r, alpha, ws, floor): `whatif.equilibrium` with a single
-    shared way, solved for every capacity at once (the KPart group curves need all of them,
-    thousands of times: one vectorised solve instead of one per way count).
-
-    The same damped fixed point: each VM holds the pool in proportion to its misses, never more
-    than its working set (water-filling), each row frozen once it moves less than `tol` of the
-    pool.
-    """
-    lr, alpha, ws, floor = (np.broadcast_to(p[None], (len(capacities), *p.shape)) for p in params)
-    pool = np.asarray(capacities, dtype=float)[:, None, None]
-    ws_cap = np.where(np.isfinite(ws), ws, np.inf)
-    cap = np.minimum(np.broadcast_to(pool, lr.shape), ws_cap).copy()
-    done = np.zeros(lr.shape[:2], dtype=bool)
-    for _ in range(iterations):
-        m = misses_of(lr, alpha, ws, floor, cap)
-        new = _pooled_allocate(m, pool, ws_cap)
-        now_done = ~done & (np.max(np.abs(new - cap), axis=-1) / pool[..., 0] < tol)
-        cap = np.where(now_done[..., None], new, np.where(done[..., None], cap, 0.5 * cap + 0.5 * new))
-        done |= now_done
-        if done.all():
-            break
-    return misses_of(lr, alpha, ws, floor, cap)
-
-
-def _pooled_allocate(misses: np.ndarray, pool: np.ndarray, ws: np.ndarray) -> np.ndarray:
-    """`sim.model.allocate` for one shared way of `pool` bytes: shares by misses, water-filled
-    under the working sets."""
-    pressure = misses + 1e-9
-    cap = pressure / pressure.sum(axis=-1, keepdims=True) * pool
-    capped = np.zeros(cap.shape, dtype=bool)
-    for _ in range(misses.shape[-1] + 1):
-        if not (cap > ws * (1 + 1e-12)).any():
-            break
-        capped |= cap > ws * (1 - 1e-12)
-        held = np.where(capped, np.minimum(cap, ws), 0.0)
-        free = pool - held.sum(axis=-1, keepdims=True)
-        room = np.where(capped, 0.0, pressure)
-        cap = np.where(capped, held, room / np.maximum(room.sum(axis=-1, keepdims=True), 1e-300) * free)
-    return np.minimum(cap, np.maximum(ws, 0.0))
-
-
 def reserved_ok(policy: Policy) -> bool:
     """A VM may stay at the default mask only when no ways are reserved (it would use them)."""
     return policy.reserved_ways == 0
 
 
-def _levels(units: list[tuple[int, ...]], cos_budget: int, avail: int, policy: Policy,
-            guaranteed: Sequence[bool], value) -> dict[int, list[tuple[int, ...]]]:
+def _levels(units: list[Group], cos_budget: int, avail: int, policy: Policy,
+            guaranteed: Sequence[bool], values, memo: MergeMemo) -> dict[int, list[Group]]:
     """KPart merge levels: for every k in 2..K, the groups (VM index tuples) left by greedy
-    merging of ``units`` by least loss of expected WS (`baselines.kpart_groups` on the negated
-    group values). Greedy merging is memoryless, so each level continues from the one above
-    (one merge step each). VMs with a guarantee are never merged."""
+    merging of ``units`` by least loss of expected WS (`sharing.merge_levels` on the negated
+    group values). VMs with a guarantee are never merged."""
     max_groups = min(cos_budget, avail // max(policy.min_bits, 1), len(units))
-    out: dict[int, list[tuple[int, ...]]] = {}
-    current = [tuple(sorted(u)) for u in units]
-    for k in range(max_groups, 1, -1):
-        base = list(current)
-
-        def members_of(ids: tuple[int, ...], base=base) -> tuple[int, ...]:
-            return tuple(sorted(i for u in ids for i in base[u]))
-
-        def curve(ids: tuple[int, ...], members_of=members_of) -> np.ndarray:
-            members = members_of(ids)
-            if len(ids) > 1 and any(guaranteed[i] for i in members):
-                return np.full(avail + 1, 1e12)
-            return -value(members)
-
-        current = [members_of(g) for g in baselines.kpart_groups(len(base), k, avail, curve)]
-        out[k] = sorted(current)
-    return out
+    return merge_levels(units, max_groups, lambda groups: -values(groups),
+                        can_merge=lambda g: not any(guaranteed[i] for i in g), memo=memo)
 
 
 def _ucp_fitted(items: Sequence[VmInput], model: _Model, W: int, avail: int, start: int, cos_budget: int,
@@ -607,22 +574,17 @@ def _ucp_fitted(items: Sequence[VmInput], model: _Model, W: int, avail: int, sta
     g = max(1, min(n, cos_budget, avail // max(policy.min_bits, 1)))
     if g == 1:
         return None
-    caps = np.arange(0, avail + 1) * model.wb
-    table = np.stack([np.asarray(v.fit.misses(np.maximum(caps, model.wb)), dtype=float) for v in items])
+    best = tuple(p[:1] for p in model.params)
 
-    def curve_of(members: tuple[int, ...]) -> np.ndarray:
-        if len(members) == 1:
-            return table[members[0]]
-        idx = np.array(members)
-        params = tuple(p[:1, idx] for p in model.params)
-        out = np.zeros(avail + 1)
-        out[1:] = pooled_misses(params, np.arange(1, avail + 1) * model.wb).sum(axis=(1, 2))
-        out[0] = out[1]
-        return out
+    def curves(groups: Sequence[Group]) -> np.ndarray:
+        pp, _ = padded(best, groups)
+        m = pooled_misses(pp, np.arange(1, avail + 1) * model.wb, model.c0).sum(axis=(2, 3)).T   # (P, W)
+        return np.concatenate([m[:, :1], m], axis=1)
 
-    groups = baselines.kpart_groups(n, g, avail, curve_of) if g < n else [(i,) for i in range(n)]
+    singles = [(i,) for i in range(n)]
+    groups = merge_levels(singles, g, curves, bottom=g)[g] if g < n else singles
     try:
-        sizes = baselines.lookahead(np.stack([curve_of(m) for m in groups]), avail,
+        sizes = baselines.lookahead(curves(groups), avail,
                                     min_alloc=max(policy.min_bits, 1))
     except ValueError:
         return None
