@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rdtadvisor.advise.sharing import (
-    MergeMemo,
     best_split,
     merge_levels,
     padded,
@@ -94,14 +93,34 @@ def test_merge_levels_follow_kpart_and_record_every_level():
         # a made-up sharing cost: the members' summed curves, a bit worse than private
         return table[list(members)].sum(axis=0) * (1 + 0.05 * (len(members) - 1))
 
-    levels = merge_levels([(i,) for i in range(n)], 4, lambda gs: np.stack([curve_of(g) for g in gs]))
+    def cost(groups, cols=None):
+        full = np.stack([curve_of(g) for g in groups])
+        return full if cols is None else full[:, cols]
+
+    levels = merge_levels([(i,) for i in range(n)], 4, cost)
     assert sorted(levels) == [2, 3, 4]
     for k, groups in levels.items():
         assert len(groups) == k and sorted(i for g in groups for i in g) == list(range(n))
     assert levels[3] == baselines.kpart_groups(n, 3, ways, curve_of)
     # refused merges are never made: the sequence stops instead
-    memo = MergeMemo()
-    alone = merge_levels([(i,) for i in range(n)], n, lambda gs: np.stack([curve_of(g) for g in gs]),
-                         can_merge=lambda g: 0 not in g, memo=memo)
-    assert all((0,) in groups for groups in alone.values())
-    assert min(alone) == 2 and memo.losses
+    alone = merge_levels([(i,) for i in range(n)], n, cost, can_merge=lambda g: 0 not in g)
+    assert all((0,) in groups for groups in alone.values()) and min(alone) == 2
+
+
+def test_a_sampled_loss_only_needs_whole_curves_of_groups_that_exist():
+    rng = np.random.default_rng(9)
+    n, ways = 7, 12
+    table = np.sort(rng.uniform(1, 100, (n, ways + 1)), axis=1)[:, ::-1]
+    asked: list[tuple] = []
+
+    def cost(groups, cols=None):
+        asked.append((tuple(groups), cols is None))
+        full = np.stack([table[list(g)].sum(axis=0) * (1 + 0.05 * (len(g) - 1)) for g in groups])
+        return full if cols is None else full[:, cols]
+
+    levels = merge_levels([(i,) for i in range(n)], 3, cost, columns=[2, 6, 12])
+    whole = [g for groups, is_whole in asked if is_whole for g in groups]
+    # the 7 units and the one group each of the 5 merges makes; candidates only at 3 way counts
+    assert len(whole) == len(set(whole)) == n + (n - 2)
+    assert all(g in whole for groups in levels.values() for g in groups)
+    assert {len(gs) for gs in levels.values()} == {2, 3}

@@ -31,7 +31,6 @@ record every level. Pair losses are computed once per pair, in batches, and cach
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
@@ -141,30 +140,22 @@ def best_split(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(ok[None], sums, np.inf).min(axis=-1)
 
 
-@dataclass
-class MergeMemo:
-    """Cost curves and pair losses already computed: a pair's loss depends only on its two
-    groups, so merge sequences over overlapping sets of units (the same socket with a few VMs
-    left out) share them."""
-
-    curves: dict[Group, np.ndarray] = field(default_factory=dict)
-    losses: dict[tuple[Group, Group], float] = field(default_factory=dict)
-
-
-def merge_levels(units: Sequence[Group], top: int, cost: Callable[[list[Group]], np.ndarray], *,
+def merge_levels(units: Sequence[Group], top: int, cost: Callable[..., np.ndarray], *,
                  bottom: int = 2, can_merge: Callable[[Group], bool] | None = None,
-                 memo: MergeMemo | None = None) -> dict[int, list[Group]]:
+                 columns: Sequence[int] | None = None) -> dict[int, list[Group]]:
     """KPart's greedy merge sequence: the groups at every level ``k`` from ``min(top, len(units))``
     down to `bottom` (module docstring).
 
     ``cost(groups)`` returns the (len(groups), W + 1) cost curves (misses, or negated value) of
-    those groups each sharing w ways (column 0 repeats w = 1). Merges ``can_merge`` refuses are
-    never made, so the sequence may stop above `bottom`. Ties go to the pair with the smallest
-    member tuples, so the result is deterministic. Levels are lists of sorted member tuples,
-    sorted. Pass the same `memo` (and the same ``cost`` and ``can_merge``) to reuse work.
+    those groups each sharing w ways (column 0 repeats w = 1); ``cost(groups, cols)`` only the
+    way counts ``cols``. A candidate merge's loss is averaged over ``columns`` (default: every
+    w >= 2; a sample of them is cheaper, as only the groups that exist need whole curves).
+    Merges ``can_merge`` refuses are never made, so the sequence may stop above `bottom`. Ties
+    go to the pair with the smallest member tuples, so the result is deterministic. Levels are
+    lists of sorted member tuples, sorted.
     """
-    memo = memo if memo is not None else MergeMemo()
-    curves, losses = memo.curves, memo.losses
+    curves: dict[Group, np.ndarray] = {}
+    losses: dict[tuple[Group, Group], float] = {}
 
     def ensure(groups: list[Group]) -> None:
         missing = list(dict.fromkeys(g for g in groups if g not in curves))
@@ -172,6 +163,9 @@ def merge_levels(units: Sequence[Group], top: int, cost: Callable[[list[Group]],
             curves.update(zip(missing, np.asarray(cost(missing), dtype=float), strict=True))
 
     current = sorted(tuple(sorted(u)) for u in units)
+    ensure(current)
+    ways = len(curves[current[0]]) - 1
+    cols = np.arange(2, ways + 1) if columns is None else np.asarray(sorted(set(columns)), dtype=int)
     out: dict[int, list[Group]] = {}
     if len(current) <= top:
         out[len(current)] = list(current)
@@ -180,19 +174,19 @@ def merge_levels(units: Sequence[Group], top: int, cost: Callable[[list[Group]],
         allowed = [(a, b) for a, b in fresh if can_merge is None or can_merge(tuple(sorted(a + b)))]
         for pair in fresh:
             losses.setdefault(pair, np.inf)
-        if allowed:
+        if allowed and len(cols):
             merged = [tuple(sorted(a + b)) for a, b in allowed]
-            ensure([g for pair in allowed for g in pair] + merged)
+            cm = np.asarray(cost(merged, cols), dtype=float)
             ca = np.stack([curves[a] for a, _ in allowed])
             cb = np.stack([curves[b] for _, b in allowed])
-            cm = np.stack([curves[g] for g in merged])
-            loss = (cm - best_split(ca, cb))[:, 2:].mean(axis=1)
+            loss = (cm - best_split(ca, cb)[:, cols]).mean(axis=1)
             losses.update(zip(allowed, loss.tolist(), strict=True))
         pairs = list(combinations(current, 2))
         a, b = min(pairs, key=lambda p: (losses[p], p))
         if not np.isfinite(losses[(a, b)]):
             break
         current = sorted([g for g in current if g not in (a, b)] + [tuple(sorted(a + b))])
+        ensure(current)
         if len(current) <= top:
             out[len(current)] = list(current)
     return out

@@ -70,7 +70,7 @@ from math import ceil
 import numpy as np
 import pandas as pd
 
-from rdtadvisor.advise.sharing import Group, MergeMemo, merge_levels, padded, pooled_misses, shared_pools
+from rdtadvisor.advise.sharing import Group, merge_levels, padded, pooled_misses, shared_pools
 from rdtadvisor.curves import IDLE_BW, MIB, STREAMING_BW, CurveFit, misses_of
 from rdtadvisor.plans import SocketFacts
 from rdtadvisor.sim import baselines
@@ -276,14 +276,16 @@ class _Model:
         rel = self._rel(m, self.latency)
         return (self.prio * rel / self.rel_alone).sum(axis=1), rel
 
-    def group_values(self, groups: Sequence[Group], max_ways: int, draws: int | None = None) -> np.ndarray:
+    def group_values(self, groups: Sequence[Group], max_ways: int, draws: int | None = None,
+                     ways: np.ndarray | None = None) -> np.ndarray:
         """(len(groups), max_ways + 1) expected WS (mean over the ensemble, or its first `draws`
         members) of each group's VMs sharing w ways at today's latency, all groups and way
         counts solved at once (column 0 repeats w = 1, as the miss tables of
-        `rdtadvisor.sim.baselines`)."""
+        `rdtadvisor.sim.baselines`); with `ways`, only those way counts (len(groups), len(ways))."""
         rows = slice(None) if draws is None else slice(0, draws)
+        counts = np.arange(1, max_ways + 1) if ways is None else np.asarray(ways)
         pp, idx = padded(tuple(p[rows] for p in self.params), groups)                 # (P, E, k)
-        m = pooled_misses(pp, np.arange(1, max_ways + 1) * self.wb, self.c0)          # (W, P, E, k)
+        m = pooled_misses(pp, counts * self.wb, self.c0)                              # (W, P, E, k)
         take, real = np.where(idx >= 0, idx, 0), (idx >= 0)[:, None, :]
 
         def per_member(a: np.ndarray) -> np.ndarray:                                   # (E, n) -> (P, E, k)
@@ -291,10 +293,10 @@ class _Model:
         stall, m_now = per_member(self.stall), per_member(self.m_now)
         weight = np.where(real, self.prio[take][:, None, :] / per_member(self.rel_alone), 0.0)
         rel = 1.0 / ((1 - stall) + stall * m / np.maximum(m_now, 1e-300))
-        out = np.zeros((len(groups), max_ways + 1))
-        out[:, 1:] = (weight * rel).sum(axis=3).mean(axis=2).T
-        out[:, 0] = out[:, 1]
-        return out
+        value = (weight * rel).sum(axis=3).mean(axis=2).T                              # (P, W)
+        if ways is not None:
+            return value
+        return np.concatenate([value[:, :1], value], axis=1)
 
 
 def _wide_prior(fit: CurveFit, l3_bytes: float, n: int, seed: int) -> np.ndarray:
@@ -389,9 +391,12 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     cands: list[tuple[str, list[int], list[tuple[int, ...]] | None]] = []
     value_cache: dict[Group, np.ndarray] = {}
 
-    def values(groups: Sequence[Group]) -> np.ndarray:
-        """(len(groups), avail + 1) group value curves, cached. Merge decisions need the curves'
-        shape, not their full uncertainty: a sub-ensemble (candidates are scored on the whole)."""
+    def values(groups: Sequence[Group], cols: np.ndarray | None = None) -> np.ndarray:
+        """(len(groups), avail + 1) group value curves, cached (or only the way counts `cols`,
+        not cached: candidate merges). Merge decisions need the curves' shape, not their full
+        uncertainty: a sub-ensemble (candidates are scored on the whole)."""
+        if cols is not None:
+            return model.group_values(list(groups), avail, draws=MERGE_DRAWS, ways=cols)
         missing = list(dict.fromkeys(g for g in groups if g not in value_cache))
         if missing:
             fresh = model.group_values(missing, avail, draws=MERGE_DRAWS)
@@ -405,21 +410,34 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     light_order = sorted((i for i in range(n) if kinds[i] != "streaming" and not guaranteed[i]
                           and reserved_ok(policy)), key=lambda i: (items[i].fit.median_bandwidth, i))
     at_default: list[tuple[int, ...]] = [()]
-    memo = MergeMemo()                  # the variants below share most merge decisions
     if policy.overlap:
         at_default += [tuple(light_order[:j]) for j in range(1, min(len(light_order), n - 2, 3) + 1)]
+    pool = streaming
+    units = [(i,) for i in range(n)]
+    if policy.seed_streaming and len(pool) > 1:
+        units = [pool] + [(i,) for i in range(n) if i not in pool]
+    levels = _levels(units, cos_budget, avail, policy, guaranteed, values)
     for light in at_default:
-        members = [i for i in range(n) if i not in light]
-        pool = tuple(i for i in streaming if i in members)
-        units = [(i,) for i in members]
-        if policy.seed_streaming and len(pool) > 1:
-            units = [pool] + [(i,) for i in members if i not in pool]
         tag = f", {len(light)} light at default" if light else ""
-        for k, groups in _levels(units, cos_budget, avail, policy, guaranteed, values, memo).items():
+        # the light VMs leave their groups (a group of light VMs only disappears): merging again
+        # without them changes little and costs most of the planning time
+        variants: dict[tuple[Group, ...], int] = {}
+        for k, groups in levels.items():
+            kept = tuple(sorted({tuple(i for i in g if i not in light) for g in groups} - {()}))
+            if len(kept) >= 2:
+                variants.setdefault(kept, k)
+        split: list[tuple[float, int, list[Group], list[int]]] = []
+        for kept, k in variants.items():
+            groups = list(kept)
             table = values(groups)
             sizes = exact_split(table, avail, [max(min_ways[i] for i in g) for g in groups])
-            if sizes is None:
-                continue
+            if sizes is not None:
+                estimate = float(sum(table[j, z] for j, z in enumerate(sizes)))
+                split.append((estimate, k, groups, sizes))
+        # only the most promising levels by the sub-ensemble's estimate go on to be scored on the
+        # whole ensemble (scoring, with its latency feedback, is the costly part)
+        split.sort(key=lambda x: (-x[0], x[1]))
+        for _, k, groups, sizes in split[:LEVELS_SCORED]:
             masks = _stacked(groups, sizes, n, start)
             for i in light:
                 masks[i] = full
@@ -549,7 +567,9 @@ def _local_search(cand: Candidate, score, W: int, full: int, start: int, avail: 
     return best if improved else None
 
 
-MERGE_DRAWS = 16        # ensemble members behind KPart's merge decisions
+MERGE_DRAWS = 8         # ensemble members behind KPart's merge decisions
+LEVELS_SCORED = 3       # merge levels per variant scored on the whole ensemble
+MERGE_COLUMNS = 8       # way counts a candidate merge is judged at
 
 
 def reserved_ok(policy: Policy) -> bool:
@@ -558,13 +578,22 @@ def reserved_ok(policy: Policy) -> bool:
 
 
 def _levels(units: list[Group], cos_budget: int, avail: int, policy: Policy,
-            guaranteed: Sequence[bool], values, memo: MergeMemo) -> dict[int, list[Group]]:
+            guaranteed: Sequence[bool], values) -> dict[int, list[Group]]:
     """KPart merge levels: for every k in 2..K, the groups (VM index tuples) left by greedy
     merging of ``units`` by least loss of expected WS (`sharing.merge_levels` on the negated
-    group values). VMs with a guarantee are never merged."""
+    group values, the loss sampled at `merge_columns` way counts). VMs with a guarantee are
+    never merged."""
     max_groups = min(cos_budget, avail // max(policy.min_bits, 1), len(units))
-    return merge_levels(units, max_groups, lambda groups: -values(groups),
-                        can_merge=lambda g: not any(guaranteed[i] for i in g), memo=memo)
+    return merge_levels(units, max_groups, lambda groups, cols=None: -values(groups, cols),
+                        can_merge=lambda g: not any(guaranteed[i] for i in g), columns=merge_columns(avail))
+
+
+def merge_columns(ways: int) -> np.ndarray:
+    """The way counts a merge's loss is averaged over: all of 2..W up to `MERGE_COLUMNS` of
+    them, else that many spread evenly (a quadrature of the same mean)."""
+    if ways - 1 <= MERGE_COLUMNS:
+        return np.arange(2, ways + 1)
+    return np.unique(np.round(np.linspace(2, ways, MERGE_COLUMNS)).astype(int))
 
 
 def _ucp_fitted(items: Sequence[VmInput], model: _Model, W: int, avail: int, start: int, cos_budget: int,
@@ -576,10 +605,11 @@ def _ucp_fitted(items: Sequence[VmInput], model: _Model, W: int, avail: int, sta
         return None
     best = tuple(p[:1] for p in model.params)
 
-    def curves(groups: Sequence[Group]) -> np.ndarray:
+    def curves(groups: Sequence[Group], cols: np.ndarray | None = None) -> np.ndarray:
         pp, _ = padded(best, groups)
-        m = pooled_misses(pp, np.arange(1, avail + 1) * model.wb, model.c0).sum(axis=(2, 3)).T   # (P, W)
-        return np.concatenate([m[:, :1], m], axis=1)
+        counts = np.arange(1, avail + 1) if cols is None else np.asarray(cols)
+        m = pooled_misses(pp, counts * model.wb, model.c0).sum(axis=(2, 3)).T        # (P, W)
+        return m if cols is not None else np.concatenate([m[:, :1], m], axis=1)
 
     singles = [(i,) for i in range(n)]
     groups = merge_levels(singles, g, curves, bottom=g)[g] if g < n else singles
