@@ -38,6 +38,31 @@ default. The config file (default ``~/.config/rdtadvisor/config.toml``)::
     maintenance = ["xen03"]          # hosts to empty (same as --evacuate)
     priorities = { "db-orders" = 1 } # 1 (most important: moved last) .. 5 (default 3)
 
+    [cat]                 # rdtadvisor advise cat: policy for the L3 masks (issue 5)
+    min_bits = 1                     # fewest ways in any mask (Xen checks none; hardware or
+                                     # resctrl may need 2); >= 1
+    reserved_ways = 0                # ways kept out of every mask, at the low end (I/O, DDIO)
+    dom0_ways = 0                    # Domain-0 gets a private run of at least this many ways
+                                     # (a guarantee of dom0_ways x the socket's way size)
+    overlap = true                   # masks may overlap (a streaming VM over another run,
+                                     # light VMs left at the default mask); false: disjoint runs
+    hysteresis = 0.02                # least predicted weighted-speedup gain worth a change (0..0.5)
+    [cat.tiers]                      # SLO tier -> priority weight (> 0) in the weighted speedup;
+    gold = 4                         # without this table: gold = 4, silver = 2, bronze = 1;
+    silver = 2                       # with it, exactly the tiers written here
+    bronze = 1
+    [cat.vms."db-orders"]            # per VM name (every other VM: priority 1, no guarantee)
+    tier = "gold"                    # or priority = 4.0 (not both)
+    min_mib = 8                      # guaranteed cache: a private run of >= 8 MiB (>= 0)
+    [cat.hosts."xen01"]              # per host: min_bits, reserved_ways, dom0_ways, overlap
+    reserved_ways = 2
+
+``advise cat --min-bits N --reserved-ways N --no-overlap`` override ``[cat]`` (per-host tables
+included) for one run. A guarantee (``min_mib``, ``dom0_ways``) is a private run: a socket
+whose guarantees cannot fit (ways, COS, or a guaranteed VM without a fitted curve) is
+declined with the VMs named. Unknown keys and tiers are a `ConfigError` naming the file and
+the key path (``[cat] vms."db": unknown setting(s) min_mb``).
+
     [[hosts]]
     name = "xen01"                # name used in the store and reports
     address = "10.0.0.11"         # what ssh connects to (default: name)
@@ -122,6 +147,65 @@ class PlacementSettings:
     priorities: dict[str, int] = field(default_factory=dict)   # VM -> 1 (moved last) .. 5
 
 
+DEFAULT_TIERS: dict[str, float] = {"gold": 4.0, "silver": 2.0, "bronze": 1.0}
+DOM0_NAME = "Domain-0"
+CAT_HOST_KEYS = ("min_bits", "reserved_ways", "dom0_ways", "overlap")
+
+
+@dataclass(frozen=True)
+class CatVm:
+    """One ``[cat.vms."NAME"]`` table: the VM's tier or priority, and its guaranteed cache."""
+
+    tier: str | None = None
+    priority: float | None = None          # None: from the tier, else 1.0
+    min_mib: float = 0.0                   # guaranteed L3 [MiB]; 0: none
+
+
+@dataclass(frozen=True)
+class CatSettings:
+    """The ``[cat]`` table: `rdtadvisor advise cat`'s policy (see the module docstring).
+
+    ``hosts`` maps a host name to its overrides of `CAT_HOST_KEYS`; `for_host` applies them.
+    """
+
+    min_bits: int = 1
+    reserved_ways: int = 0
+    dom0_ways: int = 0
+    overlap: bool = True
+    hysteresis: float = 0.02
+    tiers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+    vms: dict[str, CatVm] = field(default_factory=dict)
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def for_host(self, host: str) -> CatSettings:
+        """These settings with ``[cat.hosts."host"]``'s overrides applied (and no per-host table left)."""
+        return replace(self, **self.hosts.get(host, {}), hosts={})
+
+    def override(self, **values: Any) -> CatSettings:
+        """Set `CAT_HOST_KEYS` values for every host (a command-line option beats the config file,
+        per-host tables included); ``None`` values are ignored."""
+        given = {k: v for k, v in values.items() if v is not None}
+        unknown = set(given) - set(CAT_HOST_KEYS)
+        if unknown:
+            raise ValueError(f"not per-host [cat] settings: {', '.join(sorted(unknown))}")
+        hosts = {h: {k: v for k, v in o.items() if k not in given} for h, o in self.hosts.items()}
+        return replace(self, **given, hosts=hosts)
+
+    def priority_of(self, name: str) -> float:
+        """The VM's weight in the weighted speedup: its ``priority``, its tier's weight, else 1.0."""
+        vm = self.vms.get(name)
+        if vm is None:
+            return 1.0
+        if vm.priority is not None:
+            return vm.priority
+        return self.tiers[vm.tier] if vm.tier is not None else 1.0
+
+    def min_mib(self) -> dict[str, float]:
+        """VM name -> guaranteed MiB, for the VMs with a guarantee (``dom0_ways`` not included:
+        its size depends on the socket's way size)."""
+        return {name: vm.min_mib for name, vm in self.vms.items() if vm.min_mib > 0}
+
+
 @dataclass
 class Settings:
     """Everything a command needs to know besides its own arguments."""
@@ -135,6 +219,7 @@ class Settings:
     parallel: int = 64
     report: ReportSettings = field(default_factory=ReportSettings)
     placement: PlacementSettings = field(default_factory=PlacementSettings)
+    cat: CatSettings = field(default_factory=CatSettings)
 
 
 def load_settings(config: Path | None = None, store: Path | None = None) -> Settings:
@@ -152,7 +237,7 @@ def load_settings(config: Path | None = None, store: Path | None = None) -> Sett
         except OSError as e:
             raise ConfigError(f"{path}: cannot read config: {e.strerror}") from e
     where = str(path)
-    _only_keys(data, {"store", "collect", "ssh", "hosts", "report", "placement"}, where)
+    _only_keys(data, {"store", "collect", "ssh", "hosts", "report", "placement", "cat"}, where)
     store_path = store or (Path(os.environ[ENV_STORE]) if os.environ.get(ENV_STORE) else None)
     if store_path is None and "store" in data:
         store_path = Path(os.path.expanduser(_typed(data, "store", str, where)))
@@ -171,6 +256,7 @@ def load_settings(config: Path | None = None, store: Path | None = None) -> Sett
         parallel=_typed(collect, "parallel", int, where, 64),
         report=_report(_table(data, "report", where), f"{where} [report]"),
         placement=_placement(_table(data, "placement", where), f"{where} [placement]"),
+        cat=_cat(_table(data, "cat", where), f"{where} [cat]"),
     )
     if settings.readings < 1 or settings.parallel < 1 or settings.timeout <= 0:
         raise ConfigError(f"{where} [collect]: readings, parallel and timeout must be positive")
@@ -311,6 +397,70 @@ def _placement(data: dict[str, Any], where: str) -> PlacementSettings:
         raise ConfigError(f"{where}: vcpu_overcommit must be positive, memory_headroom in [0, 1), "
                           "max_migrations >= 0")
     return out
+
+
+def _cat(data: dict[str, Any], where: str) -> CatSettings:
+    _only_keys(data, {*CAT_HOST_KEYS, "hysteresis", "tiers", "vms", "hosts"}, where)
+    base = _cat_host_keys(data, where)
+    hysteresis = float(_typed(data, "hysteresis", (int, float), where, 0.02))
+    if not 0 <= hysteresis <= 0.5:
+        raise ConfigError(f"{where}: 'hysteresis' must be a share from 0 to 0.5 (0.02 is 2%)")
+    tiers = dict(DEFAULT_TIERS)
+    if "tiers" in data:
+        given = _table(data, "tiers", where)
+        if not given:
+            raise ConfigError(f"{where}: [cat.tiers] is empty: name at least one tier or leave it out "
+                              "(the defaults are gold = 4, silver = 2, bronze = 1)")
+        tiers = {name: _weight(given, name, f"{where} tiers", "the tier's priority weight")
+                 for name in given}
+    vms: dict[str, CatVm] = {}
+    for name, table in _table(data, "vms", where).items():
+        at = f'{where} vms."{name}"'
+        if not isinstance(table, dict):
+            raise ConfigError(f"{at}: must be a table (tier, priority, min_mib)")
+        _only_keys(table, {"tier", "priority", "min_mib"}, at)
+        if "tier" in table and "priority" in table:
+            raise ConfigError(f"{at}: give 'tier' or 'priority', not both")
+        tier = _typed(table, "tier", str, at, None)
+        if tier is not None and tier not in tiers:
+            raise ConfigError(f"{at}: 'tier' {tier!r} is not a tier (known: {', '.join(sorted(tiers))})")
+        priority = _weight(table, "priority", at, "a priority weight") if "priority" in table else None
+        min_mib = float(_typed(table, "min_mib", (int, float), at, 0.0))
+        if not 0 <= min_mib < float("inf"):
+            raise ConfigError(f"{at}: 'min_mib' must be a size in MiB >= 0")
+        vms[name] = CatVm(tier=tier, priority=priority, min_mib=min_mib)
+    hosts: dict[str, dict[str, Any]] = {}
+    for name, table in _table(data, "hosts", where).items():
+        at = f'{where} hosts."{name}"'
+        if not isinstance(table, dict):
+            raise ConfigError(f"{at}: must be a table ({', '.join(CAT_HOST_KEYS)})")
+        _only_keys(table, set(CAT_HOST_KEYS), at)
+        hosts[name] = {k: v for k, v in _cat_host_keys(table, at).items() if k in table}
+    return CatSettings(hysteresis=hysteresis, tiers=tiers, vms=vms, hosts=hosts, **base)
+
+
+def _cat_host_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """min_bits (>= 1), reserved_ways (>= 0), dom0_ways (>= 0) and overlap, defaults filled in."""
+    out: dict[str, Any] = {
+        "min_bits": _typed(data, "min_bits", int, where, 1),
+        "reserved_ways": _typed(data, "reserved_ways", int, where, 0),
+        "dom0_ways": _typed(data, "dom0_ways", int, where, 0),
+        "overlap": _typed(data, "overlap", bool, where, True),
+    }
+    if out["min_bits"] < 1:
+        raise ConfigError(f"{where}: 'min_bits' must be at least 1 (Xen rejects an empty mask)")
+    for key in ("reserved_ways", "dom0_ways"):
+        if out[key] < 0:
+            raise ConfigError(f"{where}: '{key}' must be a number of ways >= 0")
+    return out
+
+
+def _weight(data: dict[str, Any], key: str, where: str, what: str) -> float:
+    """A positive finite number (a priority weight)."""
+    value = float(_typed(data, key, (int, float), where))
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{where}: '{key}' must be {what} > 0")
+    return value
 
 
 def _rate(value: Any, where: str) -> float:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rdtadvisor.config import host_from_name, load_settings, read_hosts_file
+from rdtadvisor.config import CatSettings, host_from_name, load_settings, read_hosts_file
 from rdtadvisor.errors import ConfigError
 
 CONFIG = """
@@ -95,3 +95,100 @@ def test_unknown_host_names_get_default_ssh_options(config):
     assert host_from_name("local", s).local
     with pytest.raises(ConfigError):
         host_from_name("-oProxyCommand=x", s)
+
+
+# --- [cat]: the policy of `advise cat` -----------------------------------------------------------
+
+CAT = """
+[cat]
+min_bits = 2
+reserved_ways = 1
+dom0_ways = 2
+overlap = false
+hysteresis = 0.05
+[cat.tiers]
+platinum = 8
+gold = 4.5
+[cat.vms."db-orders"]
+tier = "platinum"
+min_mib = 8
+[cat.vms."web 01"]
+priority = 0.5
+[cat.vms."Domain-0"]
+min_mib = 1.5
+[cat.hosts."xen02"]
+min_bits = 1
+overlap = true
+"""
+
+
+def load_text(tmp_path, text: str):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return load_settings(path)
+
+
+def test_cat_policy_values_tiers_guarantees_and_host_overrides(tmp_path):
+    cat = load_text(tmp_path, CAT).cat
+    assert (cat.min_bits, cat.reserved_ways, cat.dom0_ways) == (2, 1, 2)
+    assert (cat.overlap, cat.hysteresis) == (False, 0.05)
+    assert cat.tiers == {"platinum": 8.0, "gold": 4.5}          # written tiers replace the defaults
+    assert cat.priority_of("db-orders") == 8.0
+    assert cat.priority_of("web 01") == 0.5
+    assert cat.priority_of("anyone-else") == 1.0
+    assert cat.min_mib() == {"db-orders": 8.0, "Domain-0": 1.5}
+    xen02 = cat.for_host("xen02")
+    assert (xen02.min_bits, xen02.reserved_ways, xen02.dom0_ways, xen02.overlap) == (1, 1, 2, True)
+    assert cat.for_host("xen09") == CatSettings(**{**cat.__dict__, "hosts": {}})
+    # a command-line option beats the file, per-host tables included
+    forced = cat.override(min_bits=3, overlap=None)
+    assert forced.for_host("xen02").min_bits == 3 and forced.for_host("xen02").overlap is True
+
+
+def test_cat_defaults_without_the_table(tmp_path):
+    cat = load_text(tmp_path, "").cat
+    assert cat == CatSettings()
+    assert (cat.min_bits, cat.reserved_ways, cat.dom0_ways) == (1, 0, 0)
+    assert (cat.overlap, cat.hysteresis) == (True, 0.02)
+    assert cat.tiers == {"gold": 4.0, "silver": 2.0, "bronze": 1.0}
+    only_vm = load_text(tmp_path, '[cat.vms."db"]\ntier = "silver"').cat
+    assert only_vm.priority_of("db") == 2.0 and only_vm.min_mib() == {}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[cat]\nmin_bit = 2", "[cat]: unknown setting(s) min_bit"),
+    ("[cat]\nmin_bits = 0", "[cat]: 'min_bits' must be at least 1"),
+    ("[cat]\nmin_bits = 1.5", "[cat]: 'min_bits' has the wrong type (float)"),
+    ("[cat]\nreserved_ways = -1", "[cat]: 'reserved_ways' must be a number of ways >= 0"),
+    ("[cat]\ndom0_ways = -2", "[cat]: 'dom0_ways' must be a number of ways >= 0"),
+    ("[cat]\noverlap = 'no'", "[cat]: 'overlap' has the wrong type (str)"),
+    ("[cat]\nhysteresis = 0.6", "[cat]: 'hysteresis' must be a share from 0 to 0.5"),
+    ("[cat]\nhysteresis = -0.01", "[cat]: 'hysteresis' must be a share from 0 to 0.5"),
+    ("[cat]\nhysteresis = nan", "[cat]: 'hysteresis' must be a share from 0 to 0.5"),
+    ("[cat]\ntiers = 3", "[cat]: [tiers] must be a table"),
+    ("[cat.tiers]", "[cat.tiers] is empty"),
+    ("[cat.tiers]\ngold = 0", "[cat] tiers: 'gold' must be the tier's priority weight > 0"),
+    ("[cat.tiers]\ngold = 'high'", "[cat] tiers: 'gold' has the wrong type (str)"),
+    ('[cat.vms]\ndb = 3', '[cat] vms."db": must be a table'),
+    ('[cat.vms."db"]\ntier = "platinum"', "[cat] vms.\"db\": 'tier' 'platinum' is not a tier "
+                                         "(known: bronze, gold, silver)"),
+    ('[cat.tiers]\nplatinum = 8\n[cat.vms."db"]\ntier = "gold"',
+     "'tier' 'gold' is not a tier (known: platinum)"),
+    ('[cat.vms."db"]\ntier = "gold"\npriority = 2',
+     '[cat] vms."db": give \'tier\' or \'priority\', not both'),
+    ('[cat.vms."db"]\npriority = 0', "[cat] vms.\"db\": 'priority' must be a priority weight > 0"),
+    ('[cat.vms."db"]\npriority = -1.5', "[cat] vms.\"db\": 'priority' must be a priority weight > 0"),
+    ('[cat.vms."db"]\nmin_mib = -1', "[cat] vms.\"db\": 'min_mib' must be a size in MiB >= 0"),
+    ('[cat.vms."db"]\nmin_mib = inf', "[cat] vms.\"db\": 'min_mib' must be a size in MiB >= 0"),
+    ('[cat.vms."db"]\nmin_mb = 4', '[cat] vms."db": unknown setting(s) min_mb'),
+    ('[cat.hosts."xen01"]\nhysteresis = 0.1', '[cat] hosts."xen01": unknown setting(s) hysteresis'),
+    ('[cat.hosts."xen01"]\nreserved_ways = -1', "[cat] hosts.\"xen01\": 'reserved_ways' must be a number"),
+    ('[cat.hosts]\nxen01 = 1', '[cat] hosts."xen01": must be a table'),
+])
+def test_bad_cat_policy_is_one_error_naming_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_settings(path)
+    text_of = str(e.value)
+    assert message in text_of and text_of.startswith(str(path)) and "\n" not in text_of

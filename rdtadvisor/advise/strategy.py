@@ -404,10 +404,13 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
         return np.stack([value_cache[g] for g in groups])
 
     # 4. KPart-style clustering, with the streaming VMs pooled in one starting group
-    streaming = tuple(i for i in range(n) if kinds[i] == "streaming")
-    # 6b. light VMs (least bandwidth, no guarantee) may stay at the default mask: they barely
+    # a guarantee is a private run: guaranteed VMs are never pooled, overlaid or overlapped
+    streaming = tuple(i for i in range(n) if kinds[i] == "streaming" and not guaranteed[i])
+    any_guarantee = any(guaranteed)
+    # 6b. light VMs (least bandwidth; none when any VM has a guarantee, as a VM at the default
+    # mask overlaps every run) may stay at the default mask: they barely
     # pollute and free COS for the rest (§4.4's shared region; the harness's overlay family)
-    light_order = sorted((i for i in range(n) if kinds[i] != "streaming" and not guaranteed[i]
+    light_order = sorted((i for i in range(n) if kinds[i] != "streaming" and not any_guarantee
                           and reserved_ok(policy)), key=lambda i: (items[i].fit.median_bandwidth, i))
     at_default: list[tuple[int, ...]] = [()]
     if policy.overlap:
@@ -447,6 +450,8 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
                 continue
             s_idx = groups.index(pool)
             rest = [g for g in groups if g != pool]
+            if any(guaranteed[i] for i in rest[-1]):
+                continue                                   # the overlaid run would be shared
             r_sizes = exact_split(values(rest), avail,
                                   [max(min_ways[i] for i in g) for g in rest])
             r = max(policy.min_bits, sizes[s_idx])
@@ -458,7 +463,8 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
                     masks[i] = full
                 cands.append((f"kpart-{k}+exact, streaming over the top {r} way(s){tag}", masks, None))
     # the reference: UCP lookahead on the fitted miss curves (KPart merge when over budget)
-    ucp = _ucp_fitted(items, model, W, avail, start, cos_budget, policy)
+    # (it knows no guarantees: only without them)
+    ucp = None if any_guarantee else _ucp_fitted(items, model, W, avail, start, cos_budget, policy)
     if ucp is not None:
         cands.append(("UCP lookahead on fitted curves", ucp, None))
 

@@ -22,21 +22,36 @@ command = click.Group("advise", help="Advice from the stored history: CAT masks 
 @click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a POSIX shell script per host to run on it (FILE, or FILE.<host>.sh "
                    "for several hosts) and its rollback (.rollback.sh).")
+@click.option("--min-bits", type=click.IntRange(min=1), default=None,
+              help="Fewest ways in any mask, every host (overrides [cat] min_bits of the config).")
+@click.option("--reserved-ways", type=click.IntRange(min=0), default=None,
+              help="Ways kept out of every mask at the low end, every host (overrides [cat] reserved_ways).")
+@click.option("--no-overlap", is_flag=True, default=False,
+              help="Disjoint runs only: no overlapping masks, no VM left at the default mask "
+                   "(overrides [cat] overlap).")
 @click.pass_context
 def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, fmt: str,
-                script_path: Path | None) -> None:
+                script_path: Path | None, min_bits: int | None, reserved_ways: int | None,
+                no_overlap: bool) -> None:
     """Recommend CAT masks per host and socket, by marginal utility of estimated miss curves.
 
-    Declines (and says why) where the predicted gain is under 2% or within its uncertainty.
-    Nothing is applied: review the plan, then run the script on the host.
+    Follows the config's [cat] policy (priorities or tiers, guaranteed MiB per VM, reserved
+    and Domain-0 ways, the fewest bits per mask, overlap). Declines (and says why) where the
+    predicted gain is under the hysteresis (2%) or within its uncertainty, or the policy
+    cannot be met. CDP sockets get code = data masks. Nothing is applied: review the plan,
+    then run the script on the host.
     """
     from rdtadvisor.advise.cat import advise_cat
     from rdtadvisor.render.script import rollbacks_by_host, scripts_by_host
 
-    store = Store(settings_of(ctx).store, create=False)
+    settings = settings_of(ctx)
+    cat = settings.cat.override(min_bits=min_bits, reserved_ways=reserved_ways,
+                                overlap=False if no_overlap else None)
+    store = Store(settings.store, create=False)
     names = list(hosts) or None
-    history = {t: store.read(t, hosts=names, since=since) for t in ("samples", "facts", "settings")}
-    advice = advise_cat(history, hosts=names)
+    tables = ("samples", "facts", "settings", "domains")     # domains: the vCPUs from xl list
+    history = {t: store.read(t, hosts=names, since=since) for t in tables}
+    advice = advise_cat(history, hosts=names, cat=cat)
     if fmt == "json":
         click.echo(dump_json(advice.to_dict()), nl=False)
     else:
@@ -64,15 +79,19 @@ def _text(advice, *, markdown: bool) -> str:
                    f"COS {p.cos_used} of {p.cos_budget}")
         if markdown:
             out += ["", "| domid | name | mask | ways | reason |", "|---|---|---|---|---|"]
-        for a in p.assignments:
-            mask = a.cbm if a.cbm is not None else f"{a.code_cbm}/{a.data_cbm}"
-            mask_s = hex(mask) if isinstance(mask, int) else mask
+        shown = [_mask_text(a) for a in p.assignments]
+        width = max([8, *(len(m) for m in shown)])
+        for a, mask_s in zip(p.assignments, shown, strict=True):
             if markdown:
                 name = str(a.name).replace("|", "\\|")
                 out.append(f"| {a.domid} | {name} | `{mask_s}` | {a.ways} | {a.reason} |")
             else:
-                out.append(f"  {a.domid:>5}  {a.name!s:<40}  {mask_s:<8} {a.ways:>2} ways  {a.reason}")
+                out.append(f"  {a.domid:>5}  {a.name!s:<40}  {mask_s:<{width}} {a.ways:>2} ways  {a.reason}")
         out.append("")
+        for note in p.predicted.get("notes") or []:
+            out.append(f"{'' if markdown else '  '}note: {note}")
+        if p.predicted.get("notes"):
+            out.append("")
         for s in p.steps:
             out.append(("    " if markdown else "  $ ") + " ".join(s.argv))
         out.append("")
@@ -81,6 +100,15 @@ def _text(advice, *, markdown: bool) -> str:
     if not advice.plans and not advice.declined:
         out.append("nothing to advise: the store has no sockets with L3 CAT")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _mask_text(a) -> str:
+    """``0x7f0``; under CDP ``0x7f0 (code=data)`` or ``code 0x3/data 0x7f0``."""
+    if a.cbm is not None:
+        return hex(a.cbm)
+    if a.code_cbm == a.data_cbm:
+        return f"{a.data_cbm:#x} (code=data)"
+    return f"code {a.code_cbm:#x}/data {a.data_cbm:#x}"
 
 
 @command.command("placement")
