@@ -79,6 +79,9 @@ def _attach_commands() -> None:
 
     cli.add_command(report.command)
     cli.add_command(headroom.command)
+    from rdtadvisor.cli import calibrate
+
+    cli.add_command(calibrate.command)
 
 
 _attach_commands()

@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from rdtadvisor import __version__
-from rdtadvisor.plan import CatPlan, Step
+from rdtadvisor.plan import CatPlan
 
 _HELPERS = """\
 fail() { printf 'rdtadvisor: %s\\n' "$*" >&2; exit 1; }
@@ -70,7 +71,17 @@ def _header(host: str, plans: Sequence[CatPlan], what: Sequence[str]) -> list[st
             ""]
 
 
-def _checks(steps: Iterable[Step]) -> list[str]:
+class _Domain(Protocol):
+    """What a domain-id check needs: a `Step`, or a calibration `Sweep` adapted to it."""
+
+    @property
+    def domid(self) -> int: ...
+
+    @property
+    def domain(self) -> str | None: ...
+
+
+def _checks(steps: Iterable[_Domain]) -> list[str]:
     out = ["# Every domain id below must still name the domain the plan was made for."]
     seen: set[int] = set()
     for s in steps:

@@ -34,8 +34,10 @@ checks that both give identical frames.
 
 * ``"default"``: every VM keeps the default (all-ones) mask the whole time.
 * ``"calibration"``: the same run (same loads, same seed) with a time-boxed calibration
-  sweep (`calibration_schedule`), the schedule ``rdtadvisor calibrate`` (issue 5) is to
-  produce: starting at ``calibration_start`` of the run, for each VM in turn (domid order),
+  sweep (`calibration_schedule`), built by `rdtadvisor.advise.calibrate.timeline` as
+  ``rdtadvisor calibrate`` (issue 5) builds its schedules (same levels, holds and restores;
+  the command picks which VMs and orders them by bandwidth, the harness sweeps every VM in
+  domid order): starting at ``calibration_start`` of the run, for each VM in turn,
   its mask shrinks step by step to ``W // 2, W // 4, ..., 1`` ways (contiguous from bit 0),
   each level held for ``hold`` collections, then it goes back to the default mask while the
   next VM starts. The other VMs stay at the default mask, so the sweep needs one COS at a
@@ -59,6 +61,7 @@ import numpy as np
 import pandas as pd
 
 from rdtadvisor import frames
+from rdtadvisor.advise import calibrate
 from rdtadvisor.sim import measure, model, presets
 from rdtadvisor.sim.harness import HISTORY_MODES, SuiteScenario
 from rdtadvisor.sim.layouts import contiguous_mask
@@ -120,27 +123,18 @@ def calibration_schedule(n: int, ways: int, *, start_step: int, hold: int = HOLD
     """The sweep as (VM index, offset from the run's start, mask or None = default), in time order.
 
     VM i's levels are ``W // 2, W // 4, ..., 1`` ways (distinct, contiguous from bit 0), each
-    held ``hold`` collections; its restore coincides with the next VM's first level.
+    held ``hold`` collections; its restore coincides with the next VM's first level. This is
+    `rdtadvisor.advise.calibrate.timeline` (what ``rdtadvisor calibrate`` schedules) for VMs
+    at the default mask.
     """
-    levels = _levels(ways)
-    out: list[tuple[int, timedelta, int | None]] = []
-    step = start_step
-    for i in range(n):
-        for w in levels:
-            out.append((i, timedelta(seconds=step * step_s), contiguous_mask(0, w)))
-            step += hold
-        out.append((i, timedelta(seconds=step * step_s), None))
-    return out
+    sweep = calibrate.timeline([contiguous_mask(0, ways)] * n, hold_s=hold * step_s,
+                               start_s=start_step * step_s)
+    return [(i, timedelta(seconds=at), mask) for i, at, mask in sweep]
 
 
 def calibration_steps(n: int, ways: int, hold: int = HOLD) -> int:
     """Collections the sweep of `calibration_schedule` lasts."""
-    return n * len(_levels(ways)) * hold
-
-
-def _levels(ways: int) -> list[int]:
-    """``W // 2, W // 4, ..., 1``: the widths a VM's mask takes during its sweep."""
-    return sorted({ways >> k for k in range(1, ways.bit_length()) if ways >> k >= 1}, reverse=True)
+    return n * len(calibrate.levels(ways)) * hold
 
 
 def host_spec(scenario: SuiteScenario, mode: str, *, seed: int, hours: float = HOURS, step_s: int = STEP_S,
@@ -154,7 +148,7 @@ def host_spec(scenario: SuiteScenario, mode: str, *, seed: int, hours: float = H
     n = len(scenario.vms)
     changes: dict[int, list[MaskChange]] = {i: [] for i in range(n)}
     if mode == "calibration":
-        levels = _levels(preset.ways)
+        levels = calibrate.levels(preset.ways)
         need = n * len(levels) * hold
         start = int(T * CALIBRATION_START)
         if start + need > T:

@@ -1,0 +1,131 @@
+"""`rdtadvisor calibrate`: a time-boxed schedule of temporary masks that measures VMs' miss curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rdtadvisor.cli import open_store
+from rdtadvisor.cli.output import dump_json, text_table
+from rdtadvisor.timewindow import parse_span
+
+
+def _seconds(text: str, option: str) -> int:
+    """``2h`` / ``30m`` / ``90s`` (or a bare number of seconds) -> seconds; UsageError otherwise."""
+    t = text.strip()
+    try:
+        value = float(t)
+    except ValueError:
+        span = parse_span(t)
+        if span is None or "ago" in t.lower():
+            raise click.UsageError(f"{option} {text!r}: not a duration (try 90s, 30m or 2h)") from None
+        value = span.total_seconds()
+    if value <= 0:
+        raise click.UsageError(f"{option} {text!r}: must be positive")
+    return round(value)
+
+
+@click.command("calibrate")
+@click.option("--host", "hosts", multiple=True,
+              help="Only this host (repeatable; default: every stored host).")
+@click.option("--vm", "vms", multiple=True,
+              help="Sweep this domain (by name; repeatable). Default: every monitored domain whose fitted "
+                   "curve is not good, highest bandwidth first (Domain-0 only when named).")
+@click.option("--duration", default="2h", show_default=True,
+              help="Time box: sweeps that would end later are left out (90s, 30m, 2h).")
+@click.option("--hold", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Collections each level is held.")
+@click.option("--interval", default=None,
+              help="The collector's interval (60s, 5m). Default: the median gap between the host's "
+                   "stored collections.")
+@click.option("--since", default=None, help="History from this time: ISO 8601 or 7d, 24h before now "
+                                             "(default: all stored history).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format.")
+@click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a POSIX shell script per host that runs the sweep on it (FILE, or "
+                   "FILE.<host>.sh for several hosts) and its rollback (.rollback.sh).")
+@click.pass_context
+def command(ctx: click.Context, hosts: tuple[str, ...], vms: tuple[str, ...], duration: str, hold: int,
+            interval: str | None, since: str | None, fmt: str, script_path: Path | None) -> None:
+    """Schedule temporary L3 masks that measure the miss curves of VMs lacking history.
+
+    Each chosen VM's mask shrinks to 1/2, 1/4, ... of its ways, each level held --hold
+    collections, then goes back to its original setting; one VM per socket at a time,
+    sockets in parallel. Nothing is applied here: review the schedule, run the script on
+    the host while the collector keeps running, then run `rdtadvisor advise cat`.
+    """
+    from rdtadvisor.advise.calibrate import plan_calibration
+    from rdtadvisor.render.calibration_script import scripts_by_host
+
+    time_box = _seconds(duration, "--duration")
+    interval_s = _seconds(interval, "--interval") if interval is not None else None
+    store, names = open_store(ctx, hosts)
+    history = {t: store.read(t, hosts=names, since=since) for t in ("samples", "facts", "settings")}
+    plan = plan_calibration(history, hosts=names, vms=vms, duration_s=time_box, hold=hold,
+                            interval_s=interval_s)
+    if fmt == "json":
+        click.echo(dump_json(plan.to_dict()), nl=False)
+    else:
+        click.echo(_text(plan), nl=False)
+    if script_path is None:
+        return
+    paths = {}
+    busy = [h for h in plan.hosts if h.sweeps]
+    for h in busy:
+        several = len(busy) > 1
+        path = script_path.with_name(f"{script_path.stem}.{h.host}.sh") if several else script_path
+        paths[h.host] = (path, path.with_name(path.name.removesuffix(".sh") + ".rollback.sh"))
+    scripts = scripts_by_host(plan, {h: back.name for h, (_p, back) in paths.items()})
+    for host, (apply, undo) in scripts.items():
+        path, back = paths[host]
+        path.write_text(apply, encoding="utf-8")
+        path.chmod(0o755)
+        back.write_text(undo, encoding="utf-8")
+        back.chmod(0o755)
+        click.echo(f"wrote {path} and {back}", err=True)
+    if not scripts:
+        click.echo("no script written: nothing to sweep", err=True)
+
+
+def _clock(seconds: int) -> str:
+    h, rest = divmod(int(seconds), 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _text(plan) -> str:
+    out: list[str] = []
+    for h in plan.hosts:
+        n = len(h.sweeps)
+        out.append(f"{h.host}: {n} VM sweep(s), {_clock(h.duration_s)} of the {_clock(h.time_box_s)} "
+                   f"time box; each level held {h.hold} x {h.interval_s} s = {h.hold_s} s")
+        for s in h.sockets:
+            out.append(f"  socket {s.socket}: COS {s.cos_used} of {s.cos_budget} in use today"
+                       + (", CDP: each level sets code and data together, the restore each half as it was"
+                          if s.cdp else ""))
+            rows = [{"domid": w.domid, "vm": w.name if w.name is not None else "-",
+                     "levels (ways)": ", ".join(str(lv.ways) for lv in w.levels),
+                     "start": _clock(w.start_s), "duration": _clock(w.duration_s),
+                     "why": _short(w.why)} for w in s.sweeps]
+            out += ["    " + line for line in text_table(rows).splitlines()]
+        # One line per (socket, reason): on a multi-socket host every domain is listed on every
+        # socket, and is idle on all but the one it runs on.
+        groups: dict[tuple[int | None, str], list[str]] = {}
+        for k in h.skipped:
+            who = f"{k.name if k.name is not None else '-'} ({k.domid})" if k.domid is not None else ""
+            groups.setdefault((k.socket, k.reason), []).append(who)
+        for (socket, reason), who in groups.items():
+            where = "host" if socket is None else f"socket {socket}"
+            named = [w for w in who if w]
+            out.append(f"  skipped {where}{' ' + ', '.join(named) if named else ''}: {reason}")
+        if not h.sweeps:
+            out.append("  nothing to sweep on this host")
+        out.append("")
+    if not plan.hosts:
+        out.append("nothing to calibrate: the store holds no host")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _short(why: str, width: int = 70) -> str:
+    return why if len(why) <= width else why[: width - 3] + "..."
