@@ -82,6 +82,7 @@ FAMILY = "cat-advisor"
 LOCAL_SEARCH_STARTS = 2  # candidates the local search starts from
 MAX_DRAWS = 48          # posterior draws per curve used for the ensemble (plus the best estimate)
 STREAMING_ALPHA = 0.1   # a fitted exponent below this is "flat" (curves.py uses the same)
+EQUILIBRIUM_TOL = 1e-3  # overlapping layouts: converged when no VM moves 1/1000 of a way (2-3 KB)
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,7 @@ class _Model:
                 cap[:, list(g)] = held[k, :, :len(g)]
             return cap, self.misses(cap)
         own = ((np.asarray(masks, dtype=np.int64)[:, None] >> np.arange(self.ways)) & 1).astype(float)
-        cap, m, _ = equilibrium(*self.params, own, self.wb)
+        cap, m, _ = equilibrium(*self.params, own, self.wb, tol=EQUILIBRIUM_TOL)
         return cap, m
 
     def _rel(self, m: np.ndarray, lat_of, per_vm_latency: bool = False) -> np.ndarray:
@@ -333,12 +334,15 @@ def exact_split(values: np.ndarray, total: int, minima: Sequence[int]) -> list[i
     best = np.full((g + 1, total + 1), -np.inf)
     arg = np.zeros((g + 1, total + 1), dtype=int)
     best[0, 0] = 0.0
+    t = np.arange(total + 1)
     for j in range(g):
-        for t in range(total + 1):
-            for w in range(minima[j], t + 1):
-                v = best[j, t - w] + values[j, w]
-                if v > best[j + 1, t]:
-                    best[j + 1, t], arg[j + 1, t] = v, w
+        # cand[t, w] = best[j, t - w] + values[j, w] for minima[j] <= w <= t
+        w = np.arange(minima[j], total + 1)
+        prev = np.where(t[:, None] >= w[None, :], best[j][np.clip(t[:, None] - w[None, :], 0, None)], -np.inf)
+        cand = prev + values[j, w][None, :]
+        k = np.argmax(cand, axis=1)                 # first maximum: the fewest ways, as before
+        best[j + 1] = cand[t, k]
+        arg[j + 1] = w[k]
     if not np.isfinite(best[g, total]):
         return None
     sizes, t = [], total
@@ -574,7 +578,7 @@ def _local_search(cand: Candidate, score, W: int, full: int, start: int, avail: 
 
 
 MERGE_DRAWS = 8         # ensemble members behind KPart's merge decisions
-LEVELS_SCORED = 3       # merge levels per variant scored on the whole ensemble
+LEVELS_SCORED = 2       # merge levels per variant scored on the whole ensemble
 MERGE_COLUMNS = 8       # way counts a candidate merge is judged at
 
 
