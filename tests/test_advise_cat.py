@@ -52,7 +52,10 @@ def test_with_default_mask_history_it_declines_and_says_why(neighbour):
     _, hist = neighbour
     advice = advise_cat(hist["default"])
     assert not advice.plans
-    assert "hysteresis" in advice.declined[0]["reason"] or "uncertain" in advice.declined[0]["reason"]
+    reason = advice.declined[0]["reason"]
+    assert "hysteresis" in reason or "uncertain" in reason
+    # default masks leave the curves unmeasured: the reason points to the sweep that measures them
+    assert "no measured curve" in reason and "rdtadvisor calibrate" in reason
 
 
 def test_cli_on_the_samples_declines_with_reasons(tmp_path):

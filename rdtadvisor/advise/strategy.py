@@ -516,6 +516,12 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
         declined = (f"best plan ({best.label}) predicts {100 * best.gain_mean:+.1f}% but only "
                     f"{100 * best.p_gain:.0f}% of the curves' uncertainty agrees (need "
                     f"{100 * policy.confidence:.0f}%): within the uncertainty")
+    unmeasured = [v.name for v in items if v.fit.fallback and v.fit.median_bandwidth >= IDLE_BW]
+    if declined and unmeasured:
+        # the uncertainty comes from curves the history could not fit: a sweep measures them
+        declined += (f"; {len(unmeasured)} VM(s) have no measured curve ({', '.join(unmeasured[:4])}"
+                     f"{', ...' if len(unmeasured) > 4 else ''}): `rdtadvisor calibrate` schedules a sweep "
+                     "that measures them")
     masks = list(now) if declined or best is None else list(best.masks)
     rel = rels[best.masks] if best is not None and not declined else np.ones((1, n))
     groups_of: dict[int, int] = {}
