@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from rdtadvisor.sim.history import observe
 from rdtadvisor.store import Store
 from rdtadvisor.units import MIB
 from tests.clirun import run
-from tests.test_plan_script import FAKE_XL, apply_argv
+from tests.test_plan_script import apply_argv, install_fake_xl
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "captures"
 
@@ -252,13 +250,7 @@ def test_cdp_with_guarantees_and_reserved_ways(cdp_history):
 @pytest.fixture
 def fake_xen(tmp_path):
     """A fake xl applying Xen's rules (tests/test_plan_script.py's FAKE_XL) to a JSON state."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    xl = bin_dir / "xl"
-    xl.write_text(f"#!{sys.executable}\n" + FAKE_XL)
-    xl.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "XL_LOG": str(tmp_path / "log"),
-           "XL_STATE": str(tmp_path / "state.json")}
+    env = install_fake_xl(tmp_path)
 
     def setup(masks: dict[int, tuple[int, int]], names: dict[int, str], budget: int, cbm_len: int) -> None:
         state = {"names": {str(d): n for d, n in names.items()}, "sets": 0, "fail_at": None,

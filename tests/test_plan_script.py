@@ -295,15 +295,21 @@ FAKE_XL = textwrap.dedent("""\
 """)
 
 
-@pytest.fixture
-def xl_env(tmp_path: Path):
+def install_fake_xl(tmp_path: Path) -> dict[str, str]:
+    """Put FAKE_XL on PATH as ``xl`` in `tmp_path`; returns the environment to run scripts with
+    (its call log in ``tmp_path/log``, its state in ``tmp_path/state.json``)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     xl = bin_dir / "xl"
     xl.write_text(f"#!{sys.executable}\n" + FAKE_XL)
     xl.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "XL_LOG": str(tmp_path / "log"),
-           "XL_STATE": str(tmp_path / "state.json")}
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "XL_LOG": str(tmp_path / "log"),
+            "XL_STATE": str(tmp_path / "state.json")}
+
+
+@pytest.fixture
+def xl_env(tmp_path: Path):
+    env = install_fake_xl(tmp_path)
 
     def setup(plans: list[CatPlan], current: dict[int, int], names: dict[int, str], fail_at=None,
               budget=15, cbm_len=11):
