@@ -82,6 +82,7 @@ FAMILY = "cat-advisor"
 LOCAL_SEARCH_STARTS = 2  # candidates the local search starts from
 MAX_DRAWS = 48          # posterior draws per curve used for the ensemble (plus the best estimate)
 STREAMING_ALPHA = 0.1   # a fitted exponent below this is "flat" (curves.py uses the same)
+PREFETCH_STALL = 1.0    # `_prefetch_bound`: misses/s a fully stalled vCPU could not make
 EQUILIBRIUM_TOL = 1e-3  # overlapping layouts: converged when no VM moves 1/1000 of a way (2-3 KB)
 
 
@@ -209,7 +210,8 @@ class _Model:
             best = np.array([[np.log(max(f.r, 1e-300)), f.alpha, f.ws_bytes, f.floor]])
             d = f.draws[:MAX_DRAWS] if len(f.draws) else np.zeros((0, 4))
             if policy.widen_fallback and f.quality == "fallback" and f.median_bandwidth >= IDLE_BW:
-                d = _wide_prior(f, ways * way_bytes, MAX_DRAWS, seed=k)
+                d = _wide_prior(f, ways * way_bytes, MAX_DRAWS, seed=k,
+                                prefetching=_prefetch_bound(f, v.vcpus, policy))
             if len(d) < MAX_DRAWS:
                 d = np.concatenate([d, np.repeat(best, MAX_DRAWS - len(d), axis=0)])
             cols.append(np.concatenate([best, d]))
@@ -300,19 +302,30 @@ class _Model:
         return np.concatenate([value[:, :1], value], axis=1)
 
 
-def _wide_prior(fit: CurveFit, l3_bytes: float, n: int, seed: int) -> np.ndarray:
+def _prefetch_bound(fit: CurveFit, vcpus: int, policy: Policy) -> bool:
+    """Whether a VM misses faster than demand misses can: at `Policy.mlp` outstanding misses
+    per vCPU and the unloaded latency, a vCPU stalled all the time makes ``mlp / latency``
+    misses/s; more than that (after the write-back share) takes the hardware prefetchers, i.e.
+    sequential access, i.e. a streaming pattern (§6.4 (f); a pointer-chasing, cache-sensitive
+    VM stays far below it)."""
+    per_vcpu = fit.median_bandwidth / LINE_BYTES / (1 + policy.writeback) / max(vcpus, 1)
+    return per_vcpu * policy.latency_ns * 1e-9 / policy.mlp >= PREFETCH_STALL
+
+
+def _wide_prior(fit: CurveFit, l3_bytes: float, n: int, seed: int, prefetching: bool = False) -> np.ndarray:
     """(n, 4) draws of (log r, alpha, ws, floor) for a curve the history could not fit.
 
     The fit's class prior decides the class from bandwidth (or a knee at the occupancy
     held) alone, which §6.4 (f) warns against: a high-bandwidth VM may be streaming or
     cache-hungry, a VM holding little may be small or merely squeezed. So the draws span
     both: alpha ~ U(0, 0.8) through the median observed point (log-sd 0.35), and a knee
-    anywhere from what it holds to the L3 size (log-uniform) for half of them.
+    anywhere from what it holds to the L3 size (log-uniform) for half of them. A VM missing
+    faster than demand misses can (`_prefetch_bound`) is streaming-like: alpha ~ U(0, 0.15).
     """
     rng = np.random.default_rng(seed)
     c_ref = max(fit.median_occupancy, fit.c0_bytes)
     m_ref = max(fit.median_bandwidth / LINE_BYTES, 1.0)
-    alpha = rng.uniform(0.0, 0.8, n)
+    alpha = rng.uniform(0.0, 0.15 if prefetching else 0.8, n)
     lx = max(np.log(c_ref / fit.c0_bytes), 0.0)
     log_r = np.log(m_ref) + alpha * lx + rng.normal(0, 0.35, n)
     knee = rng.random(n) < 0.5
