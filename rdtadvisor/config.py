@@ -47,6 +47,8 @@ default. The config file (default ``~/.config/rdtadvisor/config.toml``)::
     overlap = true                   # masks may overlap (a streaming VM over another run,
                                      # light VMs left at the default mask); false: disjoint runs
     hysteresis = 0.02                # least predicted weighted-speedup gain worth a change (0..0.5)
+    max_slowdown = 0.1               # fair-share floor: no VM may be predicted to slow down by more
+                                     # than this share for the others' sake (0..1; 1: no floor)
     [cat.tiers]                      # SLO tier -> priority weight (> 0) in the weighted speedup;
     gold = 4                         # without this table: gold = 4, silver = 2, bronze = 1;
     silver = 2                       # with it, exactly the tiers written here
@@ -173,6 +175,7 @@ class CatSettings:
     dom0_ways: int = 0
     overlap: bool = True
     hysteresis: float = 0.02
+    max_slowdown: float = 0.1
     tiers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIERS))
     vms: dict[str, CatVm] = field(default_factory=dict)
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -400,11 +403,14 @@ def _placement(data: dict[str, Any], where: str) -> PlacementSettings:
 
 
 def _cat(data: dict[str, Any], where: str) -> CatSettings:
-    _only_keys(data, {*CAT_HOST_KEYS, "hysteresis", "tiers", "vms", "hosts"}, where)
+    _only_keys(data, {*CAT_HOST_KEYS, "hysteresis", "max_slowdown", "tiers", "vms", "hosts"}, where)
     base = _cat_host_keys(data, where)
     hysteresis = float(_typed(data, "hysteresis", (int, float), where, 0.02))
     if not 0 <= hysteresis <= 0.5:
         raise ConfigError(f"{where}: 'hysteresis' must be a share from 0 to 0.5 (0.02 is 2%)")
+    max_slowdown = float(_typed(data, "max_slowdown", (int, float), where, 0.1))
+    if not 0 <= max_slowdown <= 1:
+        raise ConfigError(f"{where}: 'max_slowdown' must be a share from 0 to 1 (0.1 is 10%)")
     tiers = dict(DEFAULT_TIERS)
     if "tiers" in data:
         given = _table(data, "tiers", where)
@@ -436,7 +442,8 @@ def _cat(data: dict[str, Any], where: str) -> CatSettings:
             raise ConfigError(f"{at}: must be a table ({', '.join(CAT_HOST_KEYS)})")
         _only_keys(table, set(CAT_HOST_KEYS), at)
         hosts[name] = {k: v for k, v in _cat_host_keys(table, at).items() if k in table}
-    return CatSettings(hysteresis=hysteresis, tiers=tiers, vms=vms, hosts=hosts, **base)
+    return CatSettings(hysteresis=hysteresis, max_slowdown=max_slowdown, tiers=tiers, vms=vms, hosts=hosts,
+                       **base)
 
 
 def _cat_host_keys(data: dict[str, Any], where: str) -> dict[str, Any]:

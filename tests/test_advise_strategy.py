@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -209,3 +210,17 @@ def test_no_overlap_policy_gives_disjoint_masks():
     for a, b in itertools.combinations(distinct, 2):
         assert a & b == 0
     assert all("light at default" not in c.label and "over the top" not in c.label for c in adv.candidates)
+
+
+def test_the_fair_share_floor_refuses_plans_that_sacrifice_one_vm():
+    # A high-priority cache-sensitive VM next to a low-priority one: weighted speedup alone
+    # squeezes the low-priority VM; the floor forbids slowing any VM by more than max_slowdown.
+    vms = [VmInput(0, "gold", 4.0, db_fit(5), 4), VmInput(1, "bronze", 0.5, db_fit(6), 4),
+           VmInput(2, "stream", 1.0, stream_fit(7), 4)]
+    free = plan_socket(FACTS, vms, {}, cos_budget=15, policy=replace(POLICY, max_slowdown=1.0))
+    assert free.declined is None and min(v.speed_change for v in free.vms) < -0.02   # someone pays
+    floor = plan_socket(FACTS, vms, {}, cos_budget=15, policy=replace(POLICY, max_slowdown=0.01))
+    if floor.declined is None:
+        assert min(v.speed_change for v in floor.vms) >= -0.01
+    else:
+        assert "fair-share floor" in floor.declined

@@ -106,6 +106,7 @@ reserved_ways = 1
 dom0_ways = 2
 overlap = false
 hysteresis = 0.05
+max_slowdown = 0.25
 [cat.tiers]
 platinum = 8
 gold = 4.5
@@ -131,7 +132,7 @@ def load_text(tmp_path, text: str):
 def test_cat_policy_values_tiers_guarantees_and_host_overrides(tmp_path):
     cat = load_text(tmp_path, CAT).cat
     assert (cat.min_bits, cat.reserved_ways, cat.dom0_ways) == (2, 1, 2)
-    assert (cat.overlap, cat.hysteresis) == (False, 0.05)
+    assert (cat.overlap, cat.hysteresis, cat.max_slowdown) == (False, 0.05, 0.25)
     assert cat.tiers == {"platinum": 8.0, "gold": 4.5}          # written tiers replace the defaults
     assert cat.priority_of("db-orders") == 8.0
     assert cat.priority_of("web 01") == 0.5
@@ -165,6 +166,7 @@ def test_cat_defaults_without_the_table(tmp_path):
     ("[cat]\nhysteresis = 0.6", "[cat]: 'hysteresis' must be a share from 0 to 0.5"),
     ("[cat]\nhysteresis = -0.01", "[cat]: 'hysteresis' must be a share from 0 to 0.5"),
     ("[cat]\nhysteresis = nan", "[cat]: 'hysteresis' must be a share from 0 to 0.5"),
+    ("[cat]\nmax_slowdown = 1.5", "[cat]: 'max_slowdown' must be a share from 0 to 1"),
     ("[cat]\ntiers = 3", "[cat]: [tiers] must be a table"),
     ("[cat.tiers]", "[cat.tiers] is empty"),
     ("[cat.tiers]\ngold = 0", "[cat] tiers: 'gold' must be the tier's priority weight > 0"),

@@ -9,14 +9,14 @@ the operator's policy, are listed in `CatAdvice.declined` with the reason.
 
 **Policy** (`rdtadvisor.config.CatSettings`, the config file's ``[cat]``): per host
 (``[cat.hosts."HOST"]`` applied) a `strategy.Policy` with ``min_bits``, ``reserved_ways``,
-``overlap``, ``hysteresis`` and the guarantees ``min_mib`` by VM name, Domain-0's being
-``dom0_ways`` x the socket's way size (or its own ``min_mib``, whichever is larger); each
-VM's weight in the weighted speedup is its ``priority`` or its tier's weight (default 1),
-its vCPUs come from the ``domains`` table (``xl list``) when the history has it (else 2).
-A guarantee is a *private* run (the strategy never pools, overlays or overlaps it; a plan
-that would is declined). Sockets whose guarantees cannot fit
-(more ways or COS than there are, a guaranteed VM without a curve) are declined, naming
-the VMs and the MiB asked against the MiB available.
+``overlap``, ``hysteresis``, ``max_slowdown`` (the fair-share floor) and the guarantees
+``min_mib`` by VM name, Domain-0's being ``dom0_ways`` x the socket's way size (or its own
+``min_mib``, whichever is larger); each VM's weight in the weighted speedup is its
+``priority`` or its tier's weight (default 1), its vCPUs come from the ``domains`` table
+(``xl list``) when the history has it (else 2). A guarantee is a *private* run (the strategy
+never pools, overlays or overlaps it; a plan that would is declined). Sockets whose
+guarantees cannot fit (more ways or COS than there are, a guaranteed VM without a curve) are
+declined, naming the VMs and the MiB asked against the MiB available.
 
 **CDP** sockets are planned like the others: CMT/MBM cannot tell code from data, so a
 VM's capacity is modelled as one mask (today's is the data half of its setting), the
@@ -91,7 +91,7 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
         rules = cat.for_host(host) if cat is not None else None
         pol = base if rules is None else replace(
             base, min_bits=rules.min_bits, reserved_ways=rules.reserved_ways, overlap=rules.overlap,
-            hysteresis=rules.hysteresis, min_mib=rules.min_mib())
+            hysteresis=rules.hysteresis, max_slowdown=rules.max_slowdown, min_mib=rules.min_mib())
         W, wb = sf.cbm_len, sf.l3_bytes / sf.cbm_len
         if rules is not None and rules.dom0_ways > 0:
             dom0 = max(rules.dom0_ways * wb / MIB, pol.min_mib.get(DOM0_NAME, 0.0))

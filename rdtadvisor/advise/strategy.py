@@ -95,6 +95,8 @@ class Policy:
     min_bits : the fewest ways any mask may have (Xen checks none; hardware may need 1-2).
     overlap : whether masks may overlap (the streaming range laid over another run).
     hysteresis : the least expected relative WS gain worth a change (zsim/UCP: 2 %).
+    max_slowdown : the fair-share floor: no VM's expected speed may drop by more than this
+        share (vs today's masks) for the sake of the others' weighted speedup.
     confidence : the share of the posterior ensemble that must predict a gain.
     tie_margin : candidates whose ranking gain is within this of the best count as
         tied; the one with the fewest COS wins (coarser partitions are the more robust to
@@ -115,6 +117,7 @@ class Policy:
     min_bits: int = 1
     overlap: bool = True
     hysteresis: float = 0.02
+    max_slowdown: float = 0.10
     confidence: float = 0.7
     tie_margin: float = 0.002
     widen_fallback: bool = True
@@ -160,6 +163,7 @@ class Candidate:
     gain_high: float          # 95th percentile
     gain_risk: float          # the `Policy.risk_quantile` quantile: what candidates are ranked by
     p_gain: float             # share of the ensemble predicting a gain
+    worst_speed: float = 1.0  # the lowest expected relative speed of any VM (vs today)
 
 
 @dataclass(frozen=True)
@@ -496,7 +500,7 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
         rels[tuple(int(m) for m in masks)] = rel
         lo, hi, risk = np.quantile(gain, [0.05, 0.95, policy.risk_quantile])
         return Candidate(label, tuple(int(m) for m in masks), float(np.mean(gain)), float(lo), float(hi),
-                         float(risk), float(np.mean(gain > 0)))
+                         float(risk), float(np.mean(gain > 0)), float(np.min(np.mean(rel, axis=0))))
     seen: set[tuple[int, ...]] = set()
     for label, masks, _ in cands:
         key = tuple(masks)
@@ -515,12 +519,18 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
             seen.add(tuple(refined.masks))
             scored.append(refined)
     scored.sort(key=lambda c: (-c.gain_risk, -c.gain_mean, c.label))
-    best = scored[0] if scored else None
+    # the fair-share floor: no plan may buy weighted speedup with one VM's slowdown beyond it
+    fair = [c for c in scored if c.worst_speed >= 1.0 - policy.max_slowdown]
+    best = fair[0] if fair else None
     if best is not None:
-        tied = [c for c in scored if c.gain_risk >= best.gain_risk - policy.tie_margin]
+        tied = [c for c in fair if c.gain_risk >= best.gain_risk - policy.tie_margin]
         best = min(tied, key=lambda c: (len(set(c.masks) - {full}), -c.gain_risk, c.label))
     declined = None
-    if best is None:
+    if best is None and scored:
+        worst = scored[0]
+        declined = (f"every plan slows some VM by more than the {100 * policy.max_slowdown:.0f}% fair-share "
+                    f"floor (the best, {worst.label}, by {100 * (1 - worst.worst_speed):.0f}%)")
+    elif best is None:
         declined = "no valid alternative to today's masks"
     elif best.gain_mean < policy.hysteresis:
         declined = (f"best plan ({best.label}) predicts {100 * best.gain_mean:+.1f}% weighted speedup, "
