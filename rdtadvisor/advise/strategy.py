@@ -163,7 +163,7 @@ class Candidate:
     gain_high: float          # 95th percentile
     gain_risk: float          # the `Policy.risk_quantile` quantile: what candidates are ranked by
     p_gain: float             # share of the ensemble predicting a gain
-    worst_speed: float = 1.0  # the lowest expected relative speed of any VM (vs today)
+    worst_speed: float = 1.0  # the lowest expected relative speed of a protected VM (vs today)
 
 
 @dataclass(frozen=True)
@@ -494,13 +494,17 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     scored: list[Candidate] = []
     rels: dict[tuple[int, ...], np.ndarray] = {}
 
+    # the fair-share floor protects the VMs whose curve says they need cache
+    protected = [i for i in range(n) if kinds[i] in ("sensitive", "small")]
+
     def score(label: str, masks: Sequence[int]) -> Candidate:
         ws, rel = model.ws_of(masks)
         gain = ws / ws_now - 1.0
         rels[tuple(int(m) for m in masks)] = rel
         lo, hi, risk = np.quantile(gain, [0.05, 0.95, policy.risk_quantile])
         return Candidate(label, tuple(int(m) for m in masks), float(np.mean(gain)), float(lo), float(hi),
-                         float(risk), float(np.mean(gain > 0)), float(np.min(np.mean(rel, axis=0))))
+                         float(risk), float(np.mean(gain > 0)),
+                         float(np.min(np.mean(rel[:, protected], axis=0), initial=1.0)))
     seen: set[tuple[int, ...]] = set()
     for label, masks, _ in cands:
         key = tuple(masks)
@@ -526,12 +530,15 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
         tied = [c for c in fair if c.gain_risk >= best.gain_risk - policy.tie_margin]
         best = min(tied, key=lambda c: (len(set(c.masks) - {full}), -c.gain_risk, c.label))
     declined = None
-    if best is None and scored:
-        worst = scored[0]
-        declined = (f"every plan slows some VM by more than the {100 * policy.max_slowdown:.0f}% fair-share "
-                    f"floor (the best, {worst.label}, by {100 * (1 - worst.worst_speed):.0f}%)")
-    elif best is None:
+    unfair = best is None and bool(scored)
+    if unfair:
+        best = scored[0]                # not to be applied: the reason says why
+    if best is None:
         declined = "no valid alternative to today's masks"
+    elif unfair and best.gain_mean >= policy.hysteresis:
+        declined = (f"every plan worth making slows a cache-sensitive VM by more than the "
+                    f"{100 * policy.max_slowdown:.0f}% fair-share floor (the best, {best.label}, "
+                    f"{100 * best.gain_mean:+.1f}% weighted speedup, by {100 * (1 - best.worst_speed):.0f}%)")
     elif best.gain_mean < policy.hysteresis:
         declined = (f"best plan ({best.label}) predicts {100 * best.gain_mean:+.1f}% weighted speedup, "
                     f"under the {100 * policy.hysteresis:.0f}% hysteresis")
