@@ -21,11 +21,13 @@ import pytest
 
 from rdtadvisor import frames
 from rdtadvisor.advise import calibrate as cal
+from rdtadvisor.advise import cbm
 from rdtadvisor.errors import ConfigError
 from rdtadvisor.render.calibration_script import calibration_rollback_script, calibration_script
 from rdtadvisor.sim import history, suite
 from rdtadvisor.store import Store
 from tests.clirun import run
+from tests.test_plan_script import apply_argv
 
 SH = "/bin/sh"
 MIB = 2**20
@@ -113,15 +115,66 @@ def test_levels_stay_inside_the_vms_own_run():
         cal.sweep_masks(0x505)
 
 
-def test_timeline_is_the_simulators_calibration_schedule():
+def test_narrowing_timeline_sweeps_each_vm_inside_its_run_then_restores_it():
     full = (1 << 11) - 1
     assert cal.timeline([full, 0x7f0], hold_s=180, start_s=300) == [
         (0, 300, 0x1f), (0, 480, 0x3), (0, 660, 0x1), (0, 840, None),
         (1, 840, 0x70), (1, 1020, 0x10), (1, 1200, None)]
-    sim = history.calibration_schedule(3, 12, start_step=7, hold=4, step_s=60)
-    ours = cal.timeline([(1 << 12) - 1] * 3, hold_s=4 * 60, start_s=7 * 60)
-    assert [(i, int(at.total_seconds()), m) for i, at, m in sim] == ours
-    assert history.calibration_steps(3, 12, hold=4) == 3 * len(cal.levels(12)) * 4
+
+
+def test_private_timeline_gives_the_swept_vm_the_top_ways_and_fences_the_others_low():
+    plan = cal.private_timeline(3, 11, hold_s=180, start_s=300, swept=[2, 0])
+    # 2 VMs x 3 levels, then one final restore
+    assert [at for at, _l in plan] == [300 + 180 * i for i in range(7)]
+
+    def fence(k: int) -> int:
+        return (1 << (11 - k)) - 1
+
+    def top(k: int) -> int:
+        return ((1 << k) - 1) << (11 - k)
+
+    expected = ([[fence(k), fence(k), top(k)] for k in (5, 2, 1)]
+                + [[top(k), fence(k), fence(k)] for k in (5, 2, 1)])
+    assert [layout for _at, layout in plan[:-1]] == expected
+    assert plan[-1][1] == [None, None, None]                       # everyone back at the end
+    for _at, layout in plan[:-1]:
+        (swept,) = [m for m in layout if m >> 10 & 1]              # the one holding the top way
+        assert swept | layout[1] == (1 << 11) - 1 and swept & layout[1] == 0
+    assert cal.private_timeline(2, 11, hold_s=60) == cal.private_timeline(2, 11, hold_s=60, swept=[0, 1])
+    assert cal.private_timeline(2, 11, hold_s=60, swept=[]) == []
+
+
+def test_private_levels_keep_the_fence_at_least_min_bits_wide():
+    assert cal.private_levels(11) == [5, 2, 1]
+    assert cal.private_levels(20, min_bits=2) == [10, 5, 2]
+    assert cal.private_levels(4, min_bits=2) == [2]
+    assert cal.private_levels(3, min_bits=2) == []                 # levels(3, 2) is empty already
+    assert cal.private_levels(2) == [1]                            # 1 way each side
+    for ways in range(2, 33):
+        for min_bits in (1, 2, 3):
+            for k in cal.private_levels(ways, min_bits):
+                assert k >= min_bits and ways - k >= min_bits
+            plan = cal.private_timeline(4, ways, hold_s=1, min_bits=min_bits)
+            for _at, layout in plan[:-1]:
+                assert all(m is not None and cbm.is_valid(m, ways, min_bits) for m in layout)
+
+
+def test_the_simulators_calibration_schedule_is_the_private_timeline():
+    sim = history.calibration_schedule(3, 12, start_step=7, hold=4, step_s=60, swept=range(2))
+    ours = cal.private_timeline(3, 12, hold_s=4 * 60, start_s=7 * 60, swept=[0, 1])
+    assert [(int(at.total_seconds()), layout) for at, layout in sim] == ours
+    assert history.calibration_steps(2, 12, hold=4) == 2 * len(cal.private_levels(12)) * 4
+    # the simulated host: every domain (the idle Domain-0 too) follows the timeline
+    sc = next(s for s in suite.scenarios() if s.name == "skx-stream-neighbour")
+    host = history.host_spec(sc, "calibration", seed=0)
+    W = sc.socket.ways
+    allowed = ({(1 << (W - k)) - 1 for k in cal.private_levels(W)}
+               | {((1 << k) - 1) << (W - k) for k in cal.private_levels(W)})
+    assert {v.name for v in host.vms} == {v.name for v in sc.vms} | {"Domain-0"}
+    for v in host.vms:
+        masks = [c.cbm for c in v.mask_changes]
+        assert masks[-1] is None and set(masks[:-1]) <= allowed
+        assert len({c.at for c in v.mask_changes}) == len(masks)
 
 
 # --- the schedule ----------------------------------------------------------------------------------
@@ -142,13 +195,102 @@ def test_vms_lacking_a_curve_are_swept_by_bandwidth_one_at_a_time_each_level_hel
     assert [(lv.offset_s, lv.mask) for lv in part.levels] == [(360, 0x70), (480, 0x10)]
     assert part.restore_argv == (("xl", "psr-cat-set", "-s", "0", "7", "0x7f0"),)
     assert small.start_s == 600 and h.duration_s == s.duration_s == 960
-    assert all(lv.argv == ("xl", "psr-cat-set", "-s", "0", str(w.domid), hex(lv.mask))
+    assert all(lv.argv == (("xl", "psr-cat-set", "-s", "0", str(w.domid), hex(lv.mask)),) and lv.fence is None
                for w in s.sweeps for lv in w.levels)
+    # "part" has a partition of its own: no fencing, each VM narrowed inside its run
+    assert s.design == "narrow" and s.design_reason.startswith("partitioned today (1 domain(s)")
+    assert [t.domid for t in s.touched] == [5, 7, 3]                 # only the swept VMs
     why = reasons(h)
     assert "Domain-0 is swept only when named" in why[0]
     assert why[9].startswith("idle")
     assert "not monitored" in why[11]
     assert big.why.startswith("curve fallback")
+
+
+def test_an_all_default_socket_gets_a_private_sweep_every_other_domain_fenced():
+    doms = [Dom(0, "Domain-0", bw=5e8), Dom(3, "small", bw=3e8), Dom(5, "big", bw=4e9),
+            Dom(9, "sleepy", bw=0), Dom(11, "ghost", monitored=False)]
+    h = only_host(cal.plan_calibration(tables(doms), hold=2))
+    (s,) = h.sockets
+    assert s.design == "private" and "every domain is at the default mask today" in s.design_reason
+    assert [w.name for w in s.sweeps] == ["big", "small"]          # same choice and order as narrowing
+    big, small = s.sweeps
+    assert [(lv.offset_s, lv.ways, lv.mask, lv.fence) for lv in big.levels] == [
+        (0, 5, 0x7c0, 0x3f), (120, 2, 0x600, 0x1ff), (240, 1, 0x400, 0x3ff)]
+    # one VM's last level goes straight to the next one's first; one final restore of everyone
+    assert big.restore_offset_s == small.start_s == 360 and big.restore_argv == ()
+    assert small.restore_offset_s == h.duration_s == 720
+    xl = ("xl", "psr-cat-set", "-s", "0")
+    first = big.levels[0]
+    fence = [(*xl, str(d), "0x3f") for d in (0, 3, 9, 11)]
+    assert sorted(first.argv) == sorted([(*xl, "5", "0x7c0"), *fence])
+    assert set(small.levels[0].domids) == {0, 3, 5, 9, 11}         # big joins the fence
+    assert sorted(small.restore_argv) == sorted((*xl, str(d), "0x7ff") for d in (0, 3, 5, 9, 11))
+    # every domain is touched, and each is restored by its own reset
+    assert {t.domid: t.restore_argv for t in s.touched} == {d: ((*xl, str(d), "0x7ff"),)
+                                                            for d in (0, 3, 5, 9, 11)}
+    doc = json.loads(json.dumps(h.to_dict()))["sockets"][0]
+    assert doc["design"] == "private" and len(doc["touched"]) == 5
+    assert doc["vms"][0]["levels"][0]["fence"] == "0x3f"
+    assert sorted(map(tuple, doc["vms"][0]["levels"][0]["argv"])) == sorted(first.argv)
+
+
+def test_a_partitioned_socket_or_an_unreadable_mask_or_one_cos_falls_back_to_narrowing():
+    doms = [Dom(1, "a", bw=3e9), Dom(2, "b", bw=2e9)]
+    assert only_host(cal.plan_calibration(tables(doms))).sockets[0].design == "private"
+    (s,) = only_host(cal.plan_calibration(tables([*doms, Dom(3, "c", mask=0x7f0, bw=0)]))).sockets
+    assert s.design == "narrow" and "partitioned today" in s.design_reason and "domid 3" in s.design_reason
+    assert all(lv.fence is None and len(lv.argv) == 1 for w in s.sweeps for lv in w.levels)
+    # xl printed "error" for c's mask: c cannot be fenced
+    t = tables([*doms, Dom(3, "c", bw=0)])
+    t["settings"].loc[t["settings"]["domid"] == 3, "value"] = None
+    (s,) = only_host(cal.plan_calibration(t)).sockets
+    assert s.design == "narrow" and "could not read the mask of domid(s) 3" in s.design_reason
+    assert 3 not in {d for w in s.sweeps for lv in w.levels for d in lv.domids}
+    (s,) = only_host(cal.plan_calibration(tables(doms, cos_max=1))).sockets
+    assert s.design == "narrow" and s.design_reason.startswith("cos_max is 1: a private level needs 2 COS")
+
+
+def replay(h: cal.HostCalibration, socket: int, start: dict[int, tuple[int, int]], *, cbm_len: int,
+           budget: int) -> list[dict[int, tuple[int, int]]]:
+    """Run a socket's commands in time order through a model of Xen's rules (`apply_argv`, which checks
+    each mask and the COS count after every single command); returns the state after each step."""
+    (s,) = [x for x in h.sockets if x.socket == socket]
+    events = sorted([(lv.offset_s, 1, lv.argv) for w in s.sweeps for lv in w.levels]
+                    + [(w.restore_offset_s, 0, w.restore_argv) for w in s.sweeps if w.restore_argv])
+    state, out = dict(start), []
+    for _at, _kind, argv in events:
+        for a in argv:
+            assert a[3] == str(socket)
+            apply_argv(state, (*a[:3], "0", *a[4:]), cbm_len=cbm_len, cdp=s.cdp, budget=budget,
+                       version=h.xen_version or (4, 19))
+        out.append(dict(state))
+    return out
+
+
+@pytest.mark.parametrize("cdp", [False, True])
+@pytest.mark.parametrize("budget", [2, 3, 15])
+def test_every_state_of_a_private_sweep_fits_the_cos_budget_and_ends_where_it_began(cdp, budget):
+    doms = [Dom(0, "Domain-0", bw=5e8), *(Dom(d, f"vm{d}", bw=d * 1e9) for d in range(1, 6))]
+    h = only_host(cal.plan_calibration(tables(doms, cos_max=budget, cdp=cdp), hold=1, vms=["vm2", "vm5"]))
+    (s,) = h.sockets
+    assert s.design == "private" and [w.name for w in s.sweeps] == ["vm2", "vm5"]
+    full = (0x7ff, 0x7ff)
+    states = replay(h, 0, {d.domid: full for d in doms}, cbm_len=11, budget=budget)
+    levels = [(w.domid, lv) for w in s.sweeps for lv in w.levels]
+    assert len(states) == len(levels) + 1
+    for state, (vm, lv) in zip(states, levels, strict=False):    # each level's layout, exactly
+        assert state == {d: (lv.mask, lv.mask) if d == vm else (lv.fence, lv.fence) for d in state}
+    assert states[-1] == {d.domid: full for d in doms}
+
+
+def test_the_narrowing_fallback_fits_the_budget_and_restores_cdp_halves_exactly():
+    doms = [Dom(5, "jvm", mask=(0xf00, 0x0ff)), Dom(6, "web", mask=(0xff0, 0xff0)), Dom(7, "idle", bw=0)]
+    h = only_host(cal.plan_calibration(tables(doms, cdp=True, cbm_len=12, cos_max=3), hold=1))
+    assert h.sockets[0].design == "narrow"
+    start = {5: (0xf00, 0x0ff), 6: (0xff0, 0xff0), 7: (0xfff, 0xfff)}
+    states = replay(h, 0, start, cbm_len=12, budget=3)
+    assert states[-1] == start
 
 
 def test_sockets_run_concurrently_and_the_host_lasts_as_long_as_the_longest():
@@ -202,7 +344,7 @@ def test_cdp_sets_both_halves_together_and_restores_each_half_as_it_was():
     doms = [Dom(5, "jvm", mask=(0xf00, 0x0ff)), Dom(6, "web", mask=(0xff0, 0xff0))]
     h = only_host(cal.plan_calibration(tables(doms, cdp=True, cbm_len=12, cos_max=7), hold=1))
     jvm, web = h.sweeps
-    assert [lv.argv for lv in jvm.levels] == [("xl", "psr-cat-set", "-s", "0", "5", m)
+    assert [lv.argv for lv in jvm.levels] == [(("xl", "psr-cat-set", "-s", "0", "5", m),)
                                               for m in ("0xf", "0x3", "0x1")]
     assert jvm.restore_argv == (("xl", "psr-cat-set", "-s", "0", "-c", "5", "0xf00"),
                                 ("xl", "psr-cat-set", "-s", "0", "-d", "5", "0xff"))
@@ -211,7 +353,7 @@ def test_cdp_sets_both_halves_together_and_restores_each_half_as_it_was():
     assert jvm.to_dict()["original"] == {"code_cbm": "0xf00", "data_cbm": "0xff"}
     # Xen 4.7-4.9 spells it psr-cat-cbm-set
     old = only_host(cal.plan_calibration(tables(doms, cdp=True, cbm_len=12, cos_max=7, xen="4.9.2")))
-    assert old.sweeps[0].levels[0].argv[:2] == ("xl", "psr-cat-cbm-set")
+    assert old.sweeps[0].levels[0].argv[0][:2] == ("xl", "psr-cat-cbm-set")
     assert old.sweeps[0].restore_argv[0] == ("xl", "psr-cat-cbm-set", "-s", "0", "-c", "5", "0xf00")
 
 
@@ -260,9 +402,12 @@ def test_json_has_the_contract_shape():
     assert s["socket"] == 0
     (vm,) = s["vms"]
     assert {"domid", "name", "why", "levels", "restore_argv"} <= set(vm)
-    assert vm["levels"][0] == {"offset_s": 0, "ways": 5, "mask": "0x1f",
-                               "argv": ["xl", "psr-cat-set", "-s", "0", "1", "0x1f"]}
+    assert vm["levels"][0] == {"offset_s": 0, "ways": 5, "mask": "0x1f", "fence": None,
+                               "argv": [["xl", "psr-cat-set", "-s", "0", "1", "0x1f"]]}
     assert vm["restore_argv"] == [["xl", "psr-cat-set", "-s", "0", "1", "0x7ff"]]
+    assert s["design"] == "narrow" and s["design_reason"].startswith("partitioned today")
+    assert s["touched"] == [{"domid": 1, "name": "a", "original": {"cbm": "0x7ff"},
+                             "restore_argv": vm["restore_argv"]}]
     assert {"socket": 0, "domid": 2, "name": "b", "reason": h["skipped"][0]["reason"]} in h["skipped"]
     assert h["duration_s"] == 3 * 600
     cdp_vm = doc["hosts"][1]["sockets"][0]["vms"][0]
@@ -326,9 +471,12 @@ def test_cli_writes_one_script_pair_per_host_and_groups_skipped_domains(tmp_path
 
 
 def test_good_curves_are_not_swept_again():
-    h = only_host(cal.plan_calibration(simulated("calibration")))
-    assert [w.name for w in h.sweeps] == ["db3"]                   # fair
-    assert {d for d, why in reasons(h).items() if why == "its curve is already good"} == {1, 2, 3}
+    # 4 hours: the private sweep ends (every mask restored) before the last collection
+    sc = next(s for s in suite.scenarios() if s.name == "skx-stream-neighbour")
+    h = only_host(cal.plan_calibration(history.observe(sc, "calibration", seed=sc.seed, hours=4)))
+    assert {d for d, why in reasons(h).items() if why == "its curve is already good"} == {1, 2, 3, 4}
+    # web's working set (0.6 MB) fits in its smallest level: no slope to see, whatever the sweep
+    assert [w.name for w in h.sweeps] == ["web"] and h.sweeps[0].why.startswith("curve fallback")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -372,7 +520,16 @@ STUB_XL = textwrap.dedent("""\
     dom, mask = rest
     code, data = st["masks"][sock + ":" + dom]
     m = int(mask, 16)
+    low = m & -m
+    if m <= 0 or m >> st["cbm_len"] or (m + low) & m:
+        sys.stderr.write("libxl: error: L3 CAT: Invalid input or some internal values are not expected\\n")
+        sys.exit(253)
     st["masks"][sock + ":" + dom] = [m, data] if half == "-c" else [code, m] if half == "-d" else [m, m]
+    full = (1 << st["cbm_len"]) - 1
+    used = {tuple(v) for k, v in st["masks"].items() if k.startswith(sock + ":") and v != [full, full]}
+    if len(used) > st["budget"]:
+        sys.stderr.write("libxl: error: L3 CAT: no free COS available\\n")
+        sys.exit(253)
     json.dump(st, open(path, "w"))
 """)
 
@@ -387,7 +544,8 @@ def host_sh(tmp_path: Path):
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "XL_LOG": str(tmp_path / "log"),
            "XL_STATE": str(tmp_path / "state.json")}
 
-    def setup(doms: list[Dom], sockets: tuple[int, ...], cbm_len: int, fail: tuple[str, ...] = ()) -> None:
+    def setup(doms: list[Dom], sockets: tuple[int, ...], cbm_len: int, fail: tuple[str, ...] = (),
+              budget: int = 3) -> None:
         full = (1 << cbm_len) - 1
         masks = {}
         for s in sockets:
@@ -395,7 +553,8 @@ def host_sh(tmp_path: Path):
                 m = d.mask if (d.mask is not None and d.socket == s) else full
                 masks[f"{s}:{d.domid}"] = list(m) if isinstance(m, tuple) else [m, m]
         (tmp_path / "state.json").write_text(json.dumps({"names": {str(d.domid): d.name for d in doms},
-                                                         "masks": masks, "fail": list(fail)}))
+                                                         "masks": masks, "fail": list(fail),
+                                                         "cbm_len": cbm_len, "budget": budget}))
         (tmp_path / "log").write_text("")
 
     def write(text: str, name: str) -> Path:
@@ -408,8 +567,9 @@ def host_sh(tmp_path: Path):
                               timeout=60, cwd=tmp_path)
 
     def start(text: str) -> subprocess.Popen:
+        # Its own process group: a test may SIGKILL the shell and its `sleep` together.
         return subprocess.Popen([SH, str(write(text, "run.sh"))], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                                stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True)
 
     def state() -> dict[str, list[int]]:
         return json.loads((tmp_path / "state.json").read_text())["masks"]
@@ -420,8 +580,10 @@ def host_sh(tmp_path: Path):
     return setup, run_sh, start, state, log
 
 
-# two sockets, CDP; b's code and data differ and its data run (2 ways) starts at bit 2: cbm_len 4,
-# so a and c have levels of 2 and 1 ways, b one level of 1 way
+# two sockets, CDP, 3 COS; b's code and data differ and its data run (2 ways) starts at bit 2
+# (cbm_len 4): socket 0 is partitioned, so a (levels of 2 and 1 ways) and b (one level of 1 way)
+# are narrowed; on socket 1 everyone is at the default, so c gets a private sweep (the top 2,
+# then the top 1 way) with a and b fenced into the low 2, then 3 ways
 SCRIPT_DOMS = [Dom(1, "a", bw=3e9, socket=0), Dom(2, "b", mask=(0x3, 0xc), bw=2e9, socket=0),
                Dom(3, "c", bw=1e9, socket=1)]
 
@@ -445,18 +607,24 @@ def test_the_script_runs_the_merged_timeline_and_leaves_the_original_masks(host_
     calls = [" ".join(c) for c in log()]
     assert calls == [
         "domname 1", "domname 2", "domname 3",
-        "psr-cat-set -s 0 1 0x3", "psr-cat-set -s 1 3 0x3",                  # t=0: both sockets start
-        "psr-cat-set -s 0 1 0x1", "psr-cat-set -s 1 3 0x1",                  # t=1
-        "psr-cat-set -s 0 1 0xf", "psr-cat-set -s 1 3 0xf",                  # t=2: restores first...
+        "psr-cat-set -s 0 1 0x3",                                            # t=0: both sockets start
+        "psr-cat-set -s 1 1 0x3", "psr-cat-set -s 1 2 0x3", "psr-cat-set -s 1 3 0xc",
+        "psr-cat-set -s 0 1 0x1",                                            # t=1
+        "psr-cat-set -s 1 3 0x8", "psr-cat-set -s 1 1 0x7", "psr-cat-set -s 1 2 0x7",
+        "psr-cat-set -s 0 1 0xf",                                            # t=2: restores first...
+        "psr-cat-set -s 1 1 0xf", "psr-cat-set -s 1 2 0xf", "psr-cat-set -s 1 3 0xf",
         "psr-cat-set -s 0 2 0x4",                                            # ...then b, in its data run
         "psr-cat-set -s 0 -c 2 0x3", "psr-cat-set -s 0 -d 2 0xc"]            # t=3: each half as it was
     assert state() == before
     stamps = [x for x in r.stderr.splitlines() if " rdtadvisor: socket " in x]
     assert len(stamps) == 8 and all(x[:4].isdigit() and x[10] == "T" and x[19] == "Z" for x in stamps)
-    # the standalone rollback restores every swept domain (a no-op now) after checking its id
+    # the standalone rollback restores every touched domain (a no-op now) after checking its id
     r = run_sh(undo, "undo.sh")
     assert r.returncode == 0, r.stderr
     assert state() == before
+    assert {" ".join(c) for c in log()[len(calls):] if c[0] == "psr-cat-set"} == {
+        "psr-cat-set -s 0 1 0xf", "psr-cat-set -s 0 -c 2 0x3", "psr-cat-set -s 0 -d 2 0xc",
+        "psr-cat-set -s 1 1 0xf", "psr-cat-set -s 1 2 0xf", "psr-cat-set -s 1 3 0xf"}
 
 
 def test_sigterm_in_the_middle_of_a_level_restores_the_masks(host_sh):
@@ -466,11 +634,11 @@ def test_sigterm_in_the_middle_of_a_level_restores_the_masks(host_sh):
     proc = start(calibration_script(script_host(hold=30)))       # 30 s levels: the signal lands in a pause
     try:
         for _ in range(400):
-            if sum(c[0] == "psr-cat-set" for c in log()) == 2 or proc.poll() is not None:
+            if sum(c[0] == "psr-cat-set" for c in log()) == 4 or proc.poll() is not None:
                 break
             time.sleep(0.05)
-        assert [c[0] for c in log()][-2:] == ["psr-cat-set", "psr-cat-set"]
-        time.sleep(0.3)                                           # both set: now in `pause 30`
+        assert sum(c[0] == "psr-cat-set" for c in log()) == 4
+        time.sleep(0.3)                                           # all set: now in `pause 30`
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=20)
     finally:
@@ -478,10 +646,11 @@ def test_sigterm_in_the_middle_of_a_level_restores_the_masks(host_sh):
             proc.kill()
     assert proc.returncode == 143
     calls = [" ".join(c) for c in log()]
-    assert calls[-4:] == ["psr-cat-set -s 0 1 0x3", "psr-cat-set -s 1 3 0x3",
-                          "psr-cat-set -s 0 1 0xf", "psr-cat-set -s 1 3 0xf"]   # only the narrowed ones
+    assert calls[-4:] == ["psr-cat-set -s 0 1 0xf", "psr-cat-set -s 1 1 0xf", "psr-cat-set -s 1 2 0xf",
+                          "psr-cat-set -s 1 3 0xf"]        # the changed ones, fenced ones too, once
+    assert "psr-cat-set -s 0 2 0x4" not in calls                  # b was not changed yet: left alone
     assert state() == before
-    assert "restoring socket 0 domid 1" in err and "could not restore" not in err
+    assert "restoring socket 1 domid 2" in err and "could not restore" not in err
 
 
 def test_a_failing_restore_is_reported_and_the_others_still_run(host_sh):
@@ -489,12 +658,37 @@ def test_a_failing_restore_is_reported_and_the_others_still_run(host_sh):
     setup(SCRIPT_DOMS, (0, 1), 4, fail=("psr-cat-set -s 0 1 0xf",))
     r = run_sh(calibration_script(script_host()))
     # set -e stops the sweep at the failed restore; the rollback retries it, reports it, and
-    # still restores the other narrowed domain
     assert r.returncode == 253
     assert "could not restore socket 0 domid 1: xl psr-cat-set -s 0 1 0xf" in r.stderr
     calls = [" ".join(c) for c in log()]
-    assert calls[-3:] == ["psr-cat-set -s 0 1 0xf", "psr-cat-set -s 0 1 0xf", "psr-cat-set -s 1 3 0xf"]
-    assert state()["1:3"] == [0xf, 0xf] and state()["0:1"] == [0x1, 0x1]
+    # still restores the other changed domains (here the private socket's, fenced ones included)
+    assert calls[-5:] == ["psr-cat-set -s 0 1 0xf", "psr-cat-set -s 0 1 0xf", "psr-cat-set -s 1 1 0xf",
+                          "psr-cat-set -s 1 2 0xf", "psr-cat-set -s 1 3 0xf"]
+    assert calls.count("psr-cat-set -s 0 1 0xf") == 2
+    assert all(state()[f"1:{d}"] == [0xf, 0xf] for d in (1, 2, 3)) and state()["0:1"] == [0x1, 0x1]
+
+
+def test_after_a_sigkill_mid_sweep_the_rollback_script_restores_every_touched_domain(host_sh):
+    setup, run_sh, start, state, log = host_sh
+    setup(SCRIPT_DOMS, (0, 1), 4)
+    before = state()
+    h = script_host(hold=30)
+    proc = start(calibration_script(h))
+    try:
+        for _ in range(400):
+            if sum(c[0] == "psr-cat-set" for c in log()) == 4 or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGKILL)                       # no trap runs: the masks stay changed
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert state() != before and state()["1:1"] == [0x3, 0x3]      # a fenced on the private socket
+    r = run_sh(calibration_rollback_script(h), "undo.sh")
+    assert r.returncode == 0, r.stderr
+    assert state() == before
 
 
 def test_the_rollback_script_skips_a_domain_whose_id_now_names_another(host_sh):
@@ -504,9 +698,11 @@ def test_the_rollback_script_skips_a_domain_whose_id_now_names_another(host_sh):
     r = run_sh(calibration_rollback_script(h), "undo.sh")
     assert r.returncode == 1
     assert "socket 0 domid 1: the id is gone or names another domain now" in r.stderr
+    assert "socket 1 domid 1: the id is gone or names another domain now" in r.stderr
     assert not any(c[0] == "psr-cat-set" and c[-2] == "1" for c in log())
     assert {" ".join(c) for c in log() if c[0] == "psr-cat-set"} == {
-        "psr-cat-set -s 0 -c 2 0x3", "psr-cat-set -s 0 -d 2 0xc", "psr-cat-set -s 1 3 0xf"}
+        "psr-cat-set -s 0 -c 2 0x3", "psr-cat-set -s 0 -d 2 0xc", "psr-cat-set -s 1 2 0xf",
+        "psr-cat-set -s 1 3 0xf"}
 
 
 def test_hostile_names_never_reach_a_command_line(host_sh, tmp_path):

@@ -60,35 +60,42 @@ def test_default_history_keeps_every_mask_at_default() -> None:
     assert set(st["value"].astype(int)) == {full_mask(sc.socket.ways)}
 
 
-def test_calibration_narrows_each_vm_in_turn_and_its_occupancy_follows() -> None:
+def test_calibration_gives_each_vm_the_top_ways_alone_in_turn_and_its_occupancy_follows() -> None:
     sc = scenario("skx-stream-neighbour")
     W, way = sc.socket.ways, sc.socket.way_bytes
     f = observed(sc.name, "calibration")
     st = f["settings"][f["settings"]["setting"] == "l3_cbm"]
     wide = st.pivot(index="time", columns="domain", values="value").astype(int)
-    # one narrowed VM at a time (one COS), the others at the default mask
-    narrowed = (wide != full_mask(W)).sum(axis=1)
-    assert narrowed.max() == 1
+    # the private sweep: at every collection either everyone at the default mask, or one VM
+    # alone in the top k ways and every other domain (Domain-0 too) fenced into the low W - k
+    for _t, row in wide.iterrows():
+        if (row == full_mask(W)).all():
+            continue
+        (swept,) = [n for n, m in row.items() if m >> (W - 1) & 1]
+        k = int(row[swept]).bit_count()
+        assert row[swept] == contiguous_mask(W - k, k)
+        assert (row.drop(swept) == contiguous_mask(0, W - k)).all()
+    assert (wide.iloc[-1] == full_mask(W)).all()                   # restored before the run ends
     occ = f["samples"][f["samples"]["metric"] == "l3_occupancy"].pivot(index="time", columns="domain",
                                                                        values="value")
-    default_occ = observed(sc.name, "default")["samples"]
-    default_occ = default_occ[default_occ["metric"] == "l3_occupancy"].pivot(index="time", columns="domain",
-                                                                             values="value")
     upscale = history.preset_for(sc.socket).upscale_bytes
     for v in sc.vms:
         masks = wide[v.name]
-        seen = set(masks)
-        assert seen == {full_mask(W)} | {contiguous_mask(0, w) for w in (W // 2, W // 4, W // 8)}
-        for w in (W // 4, W // 8):
-            at = masks.index[masks == contiguous_mask(0, w)]
+        tops = {contiguous_mask(W - k, k) for k in (W // 2, W // 4, W // 8)}
+        fences = {contiguous_mask(0, W - k) for k in (W // 2, W // 4, W // 8)}
+        assert set(masks) == {full_mask(W)} | tops | fences
+        for k in (W // 2, W // 4, W // 8):
+            at = masks.index[masks == contiguous_mask(W - k, k)]
             assert len(at) == history.HOLD                          # held `hold` collections
             last = occ.loc[at[-1], v.name]                           # lag has (mostly) drained
-            assert last <= w * way * 1.05 + upscale
-            if default_occ.loc[at, v.name].median() > 1.5 * w * way:   # squeezed: it fell
-                assert last < 0.8 * default_occ.loc[at[-1], v.name]
-    # the lag: the first collection after the 1-way narrowing of the biggest VM still holds more
+            # alone in its ways, it holds min(k ways, its working set): the point the fit needs
+            assert 0.8 * min(k * way, v.curve.ws_bytes) <= last <= k * way * 1.05 + upscale
+    # the lag: the first collection after the 1-way level of the biggest VM starts still holds more
+    default_occ = observed(sc.name, "default")["samples"]
+    default_occ = default_occ[default_occ["metric"] == "l3_occupancy"].pivot(index="time", columns="domain",
+                                                                             values="value")
     big = default_occ.median().drop("Domain-0").idxmax()
-    first = wide.index[wide[big] == contiguous_mask(0, 1)][0]
+    first = wide.index[wide[big] == contiguous_mask(W - 1, 1)][0]
     assert occ.loc[first, big] > 1 * way + upscale
 
 
@@ -113,9 +120,15 @@ def test_fast_frames_equal_parsing_every_capture(name: str) -> None:
 
 
 def test_cdp_scenario_shows_code_and_data_masks() -> None:
-    st = observed("bdwd-cdp-3vm", "calibration")["settings"]
+    sc = scenario("bdwd-cdp-3vm")
+    W = sc.socket.ways
+    st = observed(sc.name, "calibration")["settings"]
     assert set(st["setting"]) == {"l3_code_cbm", "l3_data_cbm"}
-    assert st["value"].astype(int).min() == contiguous_mask(0, 1)
+    halves = st.pivot_table(index=["time", "domain"], columns="setting", values="value", aggfunc="first")
+    assert (halves["l3_code_cbm"] == halves["l3_data_cbm"]).all()      # a level sets both halves
+    ks = (W // 2, W // 4, W // 8)
+    assert set(halves["l3_data_cbm"].astype(int)) == ({full_mask(W)} | {contiguous_mask(W - k, k) for k in ks}
+                                                      | {contiguous_mask(0, W - k) for k in ks})
 
 
 def test_haswell_history_has_no_bandwidth() -> None:
@@ -125,9 +138,11 @@ def test_haswell_history_has_no_bandwidth() -> None:
 
 def test_schedule_levels_and_fit() -> None:
     sched = history.calibration_schedule(2, 11, start_step=5, hold=3)
-    assert [(i, int(at.total_seconds()) // 60, m) for i, at, m in sched] == [
-        (0, 5, 0x1f), (0, 8, 0x3), (0, 11, 0x1), (0, 14, None),
-        (1, 14, 0x1f), (1, 17, 0x3), (1, 20, 0x1), (1, 23, None)]
+    top, low = contiguous_mask, (lambda k: contiguous_mask(0, 11 - k))
+    assert [(int(at.total_seconds()) // 60, layout) for at, layout in sched] == [
+        (5, [top(6, 5), low(5)]), (8, [top(9, 2), low(2)]), (11, [top(10, 1), low(1)]),
+        (14, [low(5), top(6, 5)]), (17, [low(2), top(9, 2)]), (20, [low(1), top(10, 1)]),
+        (23, [None, None])]
     assert history.calibration_steps(2, 11, hold=3) == 18
     with pytest.raises(ValueError, match="mode"):
         history.host_spec(scenario("skx-all-small"), "sometimes", seed=0)

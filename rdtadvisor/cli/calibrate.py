@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from rdtadvisor.cli import open_store
 from rdtadvisor.cli.output import dump_json, text_table
 from rdtadvisor.timewindow import parse_span
+
+if TYPE_CHECKING:
+    from rdtadvisor.advise.calibrate import CalibrationPlan
 
 
 def _seconds(text: str, option: str) -> int:
@@ -51,10 +55,13 @@ def command(ctx: click.Context, hosts: tuple[str, ...], vms: tuple[str, ...], du
             interval: str | None, since: str | None, fmt: str, script_path: Path | None) -> None:
     """Schedule temporary L3 masks that measure the miss curves of VMs lacking history.
 
-    Each chosen VM's mask shrinks to 1/2, 1/4, ... of its ways, each level held --hold
-    collections, then goes back to its original setting; one VM per socket at a time,
-    sockets in parallel. Nothing is applied here: review the schedule, run the script on
-    the host while the collector keeps running, then run `rdtadvisor advise cat`.
+    Each chosen VM gets 1/2, 1/4, ... of the ways, each level held --hold collections; one
+    VM per socket at a time, sockets in parallel. On a socket where every domain is at the
+    default mask (private sweep) the VM gets the top k ways alone and every other domain
+    is confined to the low W-k ways meanwhile; on a partitioned socket (narrowing sweep)
+    the VM's mask shrinks inside its own run. Then every setting goes back. Nothing is
+    applied here: review the schedule, run the script on the host while the collector
+    keeps running, then run `rdtadvisor advise cat`.
     """
     from rdtadvisor.advise.calibrate import plan_calibration
     from rdtadvisor.render.calibration_script import scripts_by_host
@@ -94,18 +101,28 @@ def _clock(seconds: int) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def _text(plan) -> str:
+def _text(plan: CalibrationPlan) -> str:
     out: list[str] = []
     for h in plan.hosts:
         n = len(h.sweeps)
         out.append(f"{h.host}: {n} VM sweep(s), {_clock(h.duration_s)} of the {_clock(h.time_box_s)} "
                    f"time box; each level held {h.hold} x {h.interval_s} s = {h.hold_s} s")
         for s in h.sockets:
-            out.append(f"  socket {s.socket}: COS {s.cos_used} of {s.cos_budget} in use today"
+            out.append(f"  socket {s.socket}: {s.design} sweep, COS {s.cos_used} of {s.cos_budget} in use "
+                       "today"
                        + (", CDP: each level sets code and data together, the restore each half as it was"
                           if s.cdp else ""))
+            out.append(f"    {s.design_reason}")
+            if s.design == "private":
+                # The cost of a private sweep falls on the neighbours: say it where it is read.
+                others = len(s.touched) - 1
+                out.append(f"    during a level of k ways the {others} other domain(s) are confined to the "
+                           f"low {s.cbm_len}-k ways: they run with less cache for that time")
             rows = [{"domid": w.domid, "vm": w.name if w.name is not None else "-",
                      "levels (ways)": ", ".join(str(lv.ways) for lv in w.levels),
+                     **({"others (ways)": ", ".join(str(int(lv.fence).bit_count()) for lv in w.levels
+                                                    if lv.fence is not None)}
+                        if s.design == "private" else {}),
                      "start": _clock(w.start_s), "duration": _clock(w.duration_s),
                      "why": _short(w.why)} for w in s.sweeps]
             out += ["    " + line for line in text_table(rows).splitlines()]

@@ -1,32 +1,47 @@
 """Calibration schedules as reviewable POSIX shell scripts, to run **on the Xen host itself**.
 
 `calibration_script(host)` runs one host's sweep (`rdtadvisor.advise.calibrate`) in real
-time; `calibration_rollback_script(host)` restores every swept domain's original setting,
-for when the sweep was killed in a way it could not clean up after (SIGKILL, a crash of
-the shell). The conventions are `rdtadvisor.render.script`'s (and its helpers are reused):
-``#!/bin/sh``, ``set -eu``, a header saying what it does and how to undo it, the domain ids
+time; `calibration_rollback_script(host)` restores every domain the sweep touches (the swept
+VMs and, on a private socket, every fenced domain) to its original setting, for when the
+sweep was killed in a way it could not clean up after (SIGKILL, a crash of the shell). The
+conventions are `rdtadvisor.render.script`'s (and its helpers are reused): ``#!/bin/sh``,
+``set -eu``, a header saying what it does and how to undo it, the id of every touched domain
 checked with ``xl domname`` before anything changes, every argv through `shlex.join` with
 the domid as the domain argument, names only in comments as JSON-escaped text.
 
 The apply script is **one merged timeline**: the sockets' sweeps run concurrently, so all
 their steps are sorted by offset (at equal offsets, restores first: a restore frees the COS
-the next level takes) and the script sleeps the gap between consecutive offsets. Each step
-logs a ``date -u`` line to stderr. On exit for any reason (``trap ... EXIT``; INT, TERM and
-HUP exit through it), a `rollback` function restores the domains that are narrowed at that
-moment: it runs once (the trap is cleared first, further signals ignored), with ``set +e``
-and ``|| ...`` per command so that one failing restore does not stop the others, and reports
-failures on stderr. Sleeps run as ``sleep N & wait``: a signal interrupts ``wait`` at once,
-whereas the shell runs a trap only after a foreground ``sleep`` ends.
+the next level takes) and the script sleeps the gap between consecutive offsets. A step is
+every command of one transition (`calibrate.Level.argv`: on a private socket the fence
+commands for the other domains and the swept VM's set, in `plan.build_steps`' COS-safe
+order). Each step logs a ``date -u`` line to stderr. A flag per touched (socket, domain),
+set before the commands that change it and cleared by its restore, says what is changed.
+On exit for any reason (``trap ... EXIT``; INT, TERM and HUP exit through it), a `rollback`
+function restores each flagged domain, once: it runs once (the trap is cleared first,
+further signals ignored), with ``set +e`` and ``|| ...`` per command so that one failing
+restore does not stop the others, and reports failures on stderr. On a private socket every
+original setting is the default, so those restores are resets, which fit the COS budget in
+any order; on a narrow socket one VM is changed at a time. Sleeps run as ``sleep N & wait``:
+a signal interrupts ``wait`` at once, whereas the shell runs a trap only after a foreground
+``sleep`` ends.
 """
 
 from __future__ import annotations
 
 import shlex
+import textwrap
 from collections.abc import Iterable
 
 from rdtadvisor import __version__
 from rdtadvisor.advise import cbm
-from rdtadvisor.advise.calibrate import CalibrationPlan, HostCalibration, Sweep
+from rdtadvisor.advise.calibrate import (
+    CalibrationPlan,
+    HostCalibration,
+    SocketSweep,
+    Sweep,
+    Touched,
+    domid_of,
+)
 from rdtadvisor.render.script import _HELPERS, _checks, _text
 
 _LOG = """\
@@ -40,18 +55,35 @@ def _duration(seconds: int) -> str:
     return f"{h} h {m:02d} min" + (f" {s:02d} s" if s else "")
 
 
-def _who(w: Sweep) -> str:
+def _who(w: Sweep | Touched) -> str:
     name = f" \"{_text(w.name)}\"" if w.name is not None else ""
     return f"socket {w.socket}, domid {w.domid}{name}"
 
 
-def _flag(w: Sweep) -> str:
-    """The shell variable saying the domain is narrowed and not restored yet (ints only: safe)."""
-    return f"changed_{w.socket}_{w.domid}"
+def _flag(socket: int, domid: int) -> str:
+    """The shell variable saying the domain is changed and not restored yet (ints only: safe)."""
+    return f"changed_{socket}_{domid}"
+
+
+def _design_lines(h: HostCalibration) -> list[str]:
+    """One header line (or two) per socket: its design, and what the other domains go through."""
+    out: list[str] = []
+    for s in h.sockets:
+        if s.design == "private":
+            others = len(s.touched) - 1
+            out += [f"Socket {s.socket}: PRIVATE sweep. At a level of k ways the swept VM gets the top k "
+                    f"of {s.cbm_len} ways alone",
+                    f"  and the {others} other domain(s) are confined to the low {s.cbm_len}-k ways "
+                    "(they run with less cache meanwhile)."]
+        else:
+            why = textwrap.wrap(f"are untouched): {_text(s.design_reason)}", 92)
+            out += [f"Socket {s.socket}: NARROWING sweep (the VM's mask shrinks inside its own run, the "
+                    "other domains", *(f"  {line}" for line in why)]
+    return out
 
 
 def _header(h: HostCalibration, what: Iterable[str]) -> list[str]:
-    verbs = sorted({lv.argv[1] for w in h.sweeps for lv in w.levels})
+    verbs = sorted({a[1] for w in h.sweeps for lv in w.levels for a in lv.argv})
     sockets = ", ".join(str(s.socket) for s in h.sockets) or "none"
     return ["#!/bin/sh",
             f"# Generated by rdtadvisor {__version__} from a calibration schedule "
@@ -67,23 +99,31 @@ def _header(h: HostCalibration, what: Iterable[str]) -> list[str]:
             ""]
 
 
+def _restore_lines(socket: int, argv: Iterable[tuple[str, ...]], indent: str) -> list[str]:
+    return [f"{indent}{shlex.join(a)} || "
+            + shlex.join(["restore_failed", f"socket {socket} domid {domid_of(a)}: {shlex.join(a)}"])
+            for a in argv]
+
+
 def calibration_script(h: HostCalibration, rollback_name: str = "the matching .rollback.sh script") -> str:
     """The apply script of one host's calibration sweep (see the module docstring)."""
     sweeps = h.sweeps
+    touched = h.touched
     n_vm = len({w.domid for w in sweeps})
     lines = _header(h, [
-        f"What it does: a CALIBRATION SWEEP. It narrows the L3 mask of {n_vm} VM(s) step by step, one",
-        "VM per socket at a time (sockets in parallel), each level held "
+        f"What it does: a CALIBRATION SWEEP. It gives {n_vm} VM(s) 1/2, 1/4, ... of the L3 ways step by",
+        "step, one VM per socket at a time (sockets in parallel), each level held "
         f"{h.hold} collections x {h.interval_s} s = {h.hold_s} s,",
-        "then restores each VM's original setting. It runs in the foreground and ends",
+        "then restores every domain it changed. It runs in the foreground and ends",
         f"{_duration(h.duration_s)} ({h.duration_s} s) after it starts, all masks restored, exit status 0.",
+        *_design_lines(h),
         "The collector must keep running every "
         f"{h.interval_s} s (e.g. rdtadvisor collect --interval {h.interval_s}) for the",
         "whole sweep: the samples it stores while a mask is narrow ARE the measurement.",
         "Narrow masks slow the swept VM down while they last (that is what is measured).",
         "To stop early: Ctrl-C, or kill -TERM / -HUP its pid: it restores the masks it changed and",
         "exits non-zero. If it was killed with SIGKILL (no cleanup is possible), run",
-        f"{rollback_name} on this host: it restores every swept domain's original setting.",
+        f"{rollback_name} on this host: it restores every touched domain's original setting.",
     ])
     lines.append(_HELPERS)
     lines.append(_LOG)
@@ -98,8 +138,8 @@ def calibration_script(h: HostCalibration, rollback_name: str = "the matching .r
               '    wait "$sleep_pid"',
               "    sleep_pid=",
               "}",
-              "# 1 while a domain's mask is narrowed and not restored yet: what rollback must restore.",
-              *(f"{_flag(w)}=0" for w in sweeps),
+              "# 1 while a domain's mask is changed and not restored yet: what rollback must restore.",
+              *(f"{_flag(t.socket, t.domid)}=0" for t in touched),
               "restore_failed() { printf 'rdtadvisor: could not restore %s\\n' \"$*\" >&2; }",
               "rollback() {",
               "    # Once only, to the end: clear the traps, ignore further signals, never stop on an error.",
@@ -108,14 +148,12 @@ def calibration_script(h: HostCalibration, rollback_name: str = "the matching .r
               "    set +e",
               '    [ -z "$sleep_pid" ] || kill "$sleep_pid" 2>/dev/null',
               ]
-    for w in sweeps:
-        lines += [f"    if [ \"${_flag(w)}\" = 1 ]; then",
-                  f"        # {_who(w)}: back to its original setting",
-                  f"        log 'restoring socket {w.socket} domid {w.domid}'"]
-        lines += [f"        {shlex.join(a)} || "
-                  + shlex.join(["restore_failed", f"socket {w.socket} domid {w.domid}: {shlex.join(a)}"])
-                  for a in w.restore_argv]
-        lines += [f"        {_flag(w)}=0", "    fi"]
+    for t in touched:
+        lines += [f"    if [ \"${_flag(t.socket, t.domid)}\" = 1 ]; then",
+                  f"        # {_who(t)}: back to its original setting {_original(t)}",
+                  f"        log 'restoring socket {t.socket} domid {t.domid}'"]
+        lines += _restore_lines(t.socket, t.restore_argv, "        ")
+        lines += [f"        {_flag(t.socket, t.domid)}=0", "    fi"]
     lines += ["}",
               "on_exit() {",
               "    status=$?",
@@ -127,26 +165,32 @@ def calibration_script(h: HostCalibration, rollback_name: str = "the matching .r
               "trap 'exit 143' TERM",
               "trap 'exit 129' HUP",
               ""]
-    lines += _checks(_unique(sweeps))
+    lines += _checks(_unique(touched))
     lines += [f"log 'calibration sweep starts: {len(sweeps)} VM sweep(s), done in {h.duration_s} s'", ""]
     groups = _timeline(h)
     for k, (at, group) in enumerate(groups):
         lines.append(f"# --- +{_duration(at)} ({at} s)")
-        for kind, w, index in group:
+        for kind, s, w, index in group:
             if kind == "restore":
-                lines.append(f"# {_who(w)}: restore its original setting")
-                lines.append(f"log 'socket {w.socket} domid {w.domid}: restore'")
+                everyone = s.design == "private"
+                lines.append(f"# {_who(w)}: restore " + ("every domain's original setting on the socket"
+                                                         if everyone else "its original setting"))
+                lines.append(f"log 'socket {w.socket} domid {w.domid}: restore"
+                             + (" (every domain on the socket)'" if everyone else "'"))
                 lines += [shlex.join(a) for a in w.restore_argv]
-                lines.append(f"{_flag(w)}=0")
+                restored = dict.fromkeys(domid_of(a) for a in w.restore_argv)
+                lines += [f"{_flag(w.socket, d)}=0" for d in restored]
             else:
                 lv = w.levels[index]
-                lines.append(f"# {_who(w)}: level {index + 1} of {len(w.levels)}, {lv.ways} way(s)")
-                lines.append(f"log 'socket {w.socket} domid {w.domid}: level {index + 1} of {len(w.levels)}, "
-                             f"{lv.ways} way(s) ({lv.mask:#x})'")
-                # Flag first: a signal arriving while xl runs must still restore this domain
-                # (restoring a mask the domain already has changes nothing).
-                lines.append(f"{_flag(w)}=1")
-                lines.append(shlex.join(lv.argv))
+                what = f"level {index + 1} of {len(w.levels)}, {lv.ways} way(s) ({lv.mask:#x})"
+                if lv.fence is not None:
+                    what += f", the others fenced in {lv.fence:#x}"
+                lines.append(f"# {_who(w)}: {what}")
+                lines.append(f"log 'socket {w.socket} domid {w.domid}: {what}'")
+                # Flags first: a signal arriving while xl runs must still restore these domains
+                # (restoring a mask a domain already has changes nothing).
+                lines += [f"{_flag(w.socket, d)}=1" for d in lv.domids]
+                lines += [shlex.join(a) for a in lv.argv]
         if k + 1 < len(groups):         # none after the last group: it is the final restores
             lines.append(f"pause {groups[k + 1][0] - at}")
         lines.append("")
@@ -155,15 +199,17 @@ def calibration_script(h: HostCalibration, rollback_name: str = "the matching .r
 
 
 def calibration_rollback_script(h: HostCalibration) -> str:
-    """The standalone rollback of one host's sweep: every swept domain back to its original setting.
+    """The standalone rollback of one host's sweep: every touched domain back to its original setting.
 
-    Unlike the plan rollback, a domain that is gone or renamed does not stop the others: it
-    is reported and left alone (its id may name another domain now), the rest are restored.
+    Touched: the swept VMs and, on a private socket, every domain fenced during it. Unlike
+    the plan rollback, a domain that is gone or renamed does not stop the others: it is
+    reported and left alone (its id may name another domain now), the rest are restored.
     """
-    sweeps = _unique_restores(h.sweeps)
+    touched = _unique_restores(h.touched)
     lines = _header(h, [
-        "What it does: ROLLBACK of the calibration sweep. It sets every domain the sweep narrows back",
-        f"to the setting it had when the schedule was made ({len(sweeps)} domain/socket pair(s)).",
+        "What it does: ROLLBACK of the calibration sweep. It sets every domain the sweep changes (the",
+        "swept VMs and, on a private socket, every domain fenced during it) back to the setting it had",
+        f"when the schedule was made ({len(touched)} domain/socket pair(s)).",
         "Run it if the calibration script was killed with SIGKILL, or its own rollback reported a",
         "failure. Restoring a setting a domain already has changes nothing, so it is safe to run",
         "whatever point the sweep reached. Each domain id is checked first (xl domname); one that",
@@ -171,7 +217,7 @@ def calibration_rollback_script(h: HostCalibration) -> str:
     ])
     lines.append(_HELPERS)
     lines.append(_LOG)
-    if not sweeps:
+    if not touched:
         lines += ["# Nothing to restore: the schedule sweeps no domain on this host.", "exit 0", ""]
         return "\n".join(lines)
     lines += ["failures=0",
@@ -184,25 +230,25 @@ def calibration_rollback_script(h: HostCalibration) -> str:
               "    failures=$((failures + 1))",
               "}",
               ""]
-    for w in sweeps:
-        restore = [f"    {shlex.join(a)} || restore_failed 'socket {w.socket} domid {w.domid}'"
-                   for a in w.restore_argv]
-        lines.append(f"# {_who(w)}: original setting {_original(w)}")
-        lines.append(f"log 'restoring socket {w.socket} domid {w.domid}'")
-        if w.name is None or not w.name.isprintable():
-            why = "name unknown" if w.name is None else "name has control characters"
+    for t in touched:
+        restore = [f"    {shlex.join(a)} || restore_failed 'socket {t.socket} domid {t.domid}'"
+                   for a in t.restore_argv]
+        lines.append(f"# {_who(t)}: original setting {_original(t)}")
+        lines.append(f"log 'restoring socket {t.socket} domid {t.domid}'")
+        if t.name is None or not t.name.isprintable():
+            why = "name unknown" if t.name is None else "name has control characters"
             lines.append(f"# {why}: restored without checking the domain id")
             lines += [r.strip() for r in restore]
         else:
-            lines.append(f"if {shlex.join(['same_domain', str(w.domid), w.name])}; then")
+            lines.append(f"if {shlex.join(['same_domain', str(t.domid), t.name])}; then")
             lines += restore
             lines += ["else",
-                      f"    restore_failed 'socket {w.socket} domid {w.domid}: the id is gone or names "
+                      f"    restore_failed 'socket {t.socket} domid {t.domid}: the id is gone or names "
                       "another domain now'",
                       "fi"]
         lines.append("")
     lines += ['[ "$failures" -eq 0 ] || fail "$failures restore(s) failed; see above"',
-              f"log '{len(sweeps)} original setting(s) restored'", ""]
+              f"log '{len(touched)} original setting(s) restored'", ""]
     return "\n".join(lines)
 
 
@@ -218,35 +264,44 @@ def scripts_by_host(plan: CalibrationPlan, rollback_names: dict[str, str] | None
             for h in plan.hosts if h.sweeps}
 
 
-def _original(w: Sweep) -> str:
-    code, data = cbm.normalise(w.original)
+def _original(t: Sweep | Touched) -> str:
+    code, data = cbm.normalise(t.original)
     return f"{data:#x}" if code == data else f"code {code:#x}, data {data:#x}"
 
 
-def _unique_restores(sweeps: list[Sweep]) -> list[Sweep]:
-    """One entry per (socket, domid): the sweep that restores it."""
-    seen: dict[tuple[int, int], Sweep] = {}
-    for w in sweeps:
-        seen.setdefault((w.socket, w.domid), w)
+def _unique_restores(touched: list[Touched]) -> list[Touched]:
+    """One entry per (socket, domid): the one that restores it."""
+    seen: dict[tuple[int, int], Touched] = {}
+    for t in touched:
+        seen.setdefault((t.socket, t.domid), t)
     return list(seen.values())
 
 
-def _unique(sweeps: list[Sweep]) -> list[Sweep]:
-    seen: dict[int, Sweep] = {}
-    for w in sweeps:
-        seen.setdefault(w.domid, w)
+def _unique(touched: list[Touched]) -> list[Touched]:
+    seen: dict[int, Touched] = {}
+    for t in touched:
+        seen.setdefault(t.domid, t)
     return list(seen.values())
 
 
-def _timeline(h: HostCalibration) -> list[tuple[int, list[tuple[str, Sweep, int]]]]:
-    """Every step of every socket by offset; at one offset restores first, then by socket."""
-    events: list[tuple[int, int, int, str, Sweep, int]] = []
-    for w in h.sweeps:
-        for i, lv in enumerate(w.levels):
-            events.append((lv.offset_s, 1, w.socket, "level", w, i))
-        events.append((w.restore_offset_s, 0, w.socket, "restore", w, -1))
+Event = tuple[str, SocketSweep, Sweep, int]
+
+
+def _timeline(h: HostCalibration) -> list[tuple[int, list[Event]]]:
+    """Every step of every socket by offset; at one offset restores first, then by socket.
+
+    A private sweep's restore is empty except the socket's last (the next VM's first level
+    moves the previous VM into the fence): empty restores are no step.
+    """
+    events: list[tuple[int, int, int, Event]] = []
+    for s in h.sockets:
+        for w in s.sweeps:
+            for i, _lv in enumerate(w.levels):
+                events.append((_lv.offset_s, 1, s.socket, ("level", s, w, i)))
+            if w.restore_argv:
+                events.append((w.restore_offset_s, 0, s.socket, ("restore", s, w, -1)))
     events.sort(key=lambda e: (e[0], e[1], e[2]))
-    groups: dict[int, list[tuple[str, Sweep, int]]] = {}
-    for at, _o, _s, kind, w, i in events:
-        groups.setdefault(at, []).append((kind, w, i))
+    groups: dict[int, list[Event]] = {}
+    for at, _o, _s, ev in events:
+        groups.setdefault(at, []).append(ev)
     return sorted(groups.items())

@@ -33,27 +33,31 @@ checks that both give identical frames.
 **History modes** (`harness.HISTORY_MODES`):
 
 * ``"default"``: every VM keeps the default (all-ones) mask the whole time.
-* ``"calibration"``: the same run (same loads, same seed) with a time-boxed calibration
-  sweep (`calibration_schedule`), built by `rdtadvisor.advise.calibrate.timeline` as
-  ``rdtadvisor calibrate`` (issue 5) builds its schedules (same levels, holds and restores;
-  the command picks which VMs and orders them by bandwidth, the harness sweeps every VM in
-  domid order): starting at ``calibration_start`` of the run, for each VM in turn,
-  its mask shrinks step by step to ``W // 2, W // 4, ..., 1`` ways (contiguous from bit 0),
-  each level held for ``hold`` collections, then it goes back to the default mask while the
-  next VM starts. The other VMs stay at the default mask, so the sweep needs one COS at a
-  time and respects any COS budget. ``hold`` defaults to 10 collections (10 minutes at
-  1-minute steps): with the measurement model's 3-minute occupancy lag the first two or
-  three collections at a level still show lines draining (as a real sweep would), and the
-  10 ms bandwidth snapshots are noisy, so shorter levels leave the curve fit too few clean
-  points (on the quick suite, UCP on fitted curves reached ~96 % of the optimum with
-  hold 4 and ~98-99 % with hold 10). A run too short for the sweep shrinks ``hold`` (down to 1) and, if
-  needed, starts the sweep earlier.
+* ``"calibration"``: the same run (same loads, same seed) with a time-boxed **private**
+  calibration sweep (`calibration_schedule`), built by
+  `rdtadvisor.advise.calibrate.private_timeline` as ``rdtadvisor calibrate`` builds its
+  schedule for a socket whose domains are all at the default mask (same levels, holds,
+  fence and final restore; the command picks which VMs and orders them by bandwidth, the
+  harness sweeps every scenario VM in the scenario's order): starting at
+  ``calibration_start`` of the run, each VM in turn gets the top ``k`` ways alone for
+  ``k = W // 2, W // 4, ..., 1``, while every other domain (the idle Domain-0 too) is
+  fenced into the low ``W - k`` ways, each level held for ``hold`` collections; one VM's
+  last level goes straight to the next VM's first, and after the last level every domain
+  goes back to the default mask. A level needs 2 COS. ``hold`` defaults to 10 collections
+  (10 minutes at 1-minute steps): with the measurement model's 3-minute occupancy lag the
+  first two or three collections at a level still show lines draining (as a real sweep
+  would), and the 10 ms bandwidth snapshots are noisy, so shorter levels leave the curve
+  fit too few clean points (with the earlier narrowing sweep, UCP on fitted curves reached
+  ~96 % of the optimum on the quick suite with hold 4 and ~98-99 % with hold 10). A run
+  too short for the sweep shrinks ``hold`` (down to 1) and, if needed, starts the sweep
+  earlier.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -64,7 +68,6 @@ from rdtadvisor import frames
 from rdtadvisor.advise import calibrate
 from rdtadvisor.sim import measure, model, presets
 from rdtadvisor.sim.harness import HISTORY_MODES, SuiteScenario
-from rdtadvisor.sim.layouts import contiguous_mask
 from rdtadvisor.sim.phases import Phase
 from rdtadvisor.sim.scenario import DEFAULT_START, DOM0_NAME, HostSpec, MaskChange, VmSpec
 from rdtadvisor.sim.truth import simulate_host
@@ -118,23 +121,24 @@ def preset_for(socket: model.Socket) -> presets.Preset:
     return _ScenarioPreset(**kw, truth_socket=socket)
 
 
-def calibration_schedule(n: int, ways: int, *, start_step: int, hold: int = HOLD,
-                         step_s: int = STEP_S) -> list[tuple[int, timedelta, int | None]]:
-    """The sweep as (VM index, offset from the run's start, mask or None = default), in time order.
+def calibration_schedule(n: int, ways: int, *, start_step: int, hold: int = HOLD, step_s: int = STEP_S,
+                         swept: Sequence[int] | None = None) -> list[tuple[timedelta, list[int | None]]]:
+    """The private sweep as (offset from the run's start, one mask per domain or None = default).
 
-    VM i's levels are ``W // 2, W // 4, ..., 1`` ways (distinct, contiguous from bit 0), each
-    held ``hold`` collections; its restore coincides with the next VM's first level. This is
-    `rdtadvisor.advise.calibrate.timeline` (what ``rdtadvisor calibrate`` schedules) for VMs
-    at the default mask.
+    The domains ``swept`` (indices; default all ``n``) in turn get the top ``k`` ways alone for
+    ``k`` in ``W // 2, W // 4, ..., 1``, every other domain fenced in the low ``W - k``, each
+    level held ``hold`` collections; the last entry puts everyone back to the default. This is
+    `rdtadvisor.advise.calibrate.private_timeline` (what ``rdtadvisor calibrate`` schedules on
+    a socket whose domains are all at the default mask).
     """
-    sweep = calibrate.timeline([contiguous_mask(0, ways)] * n, hold_s=hold * step_s,
-                               start_s=start_step * step_s)
-    return [(i, timedelta(seconds=at), mask) for i, at, mask in sweep]
+    sweep = calibrate.private_timeline(n, ways, hold_s=hold * step_s, start_s=start_step * step_s,
+                                       swept=swept)
+    return [(timedelta(seconds=at), layout) for at, layout in sweep]
 
 
 def calibration_steps(n: int, ways: int, hold: int = HOLD) -> int:
-    """Collections the sweep of `calibration_schedule` lasts."""
-    return n * len(calibrate.levels(ways)) * hold
+    """Collections the sweep of `calibration_schedule` lasts for ``n`` swept VMs."""
+    return n * len(calibrate.private_levels(ways)) * hold
 
 
 def host_spec(scenario: SuiteScenario, mode: str, *, seed: int, hours: float = HOURS, step_s: int = STEP_S,
@@ -146,20 +150,28 @@ def host_spec(scenario: SuiteScenario, mode: str, *, seed: int, hours: float = H
     cdp = "cdp" in scenario.tags and preset.cdp
     T = int(hours * 3600 // step_s)
     n = len(scenario.vms)
-    changes: dict[int, list[MaskChange]] = {i: [] for i in range(n)}
+    # The socket's domains in index order: the scenario's VMs, then the idle Domain-0 added
+    # below when the scenario has none (fenced like any other domain, as the command does).
+    n_all = n + (not any(v.name == DOM0_NAME for v in scenario.vms))
+    changes: dict[int, list[MaskChange]] = {i: [] for i in range(n_all)}
     if mode == "calibration":
-        levels = calibrate.levels(preset.ways)
-        need = n * len(levels) * hold
+        per_vm = len(calibrate.private_levels(preset.ways))
+        need = n * per_vm * hold
         start = int(T * CALIBRATION_START)
         if start + need > T:
-            hold = max(1, (T - start) // max(n * len(levels), 1))
-            need = n * len(levels) * hold
+            hold = max(1, (T - start) // max(n * per_vm, 1))
+            need = n * per_vm * hold
             if start + need > T:
                 start = max(0, T - need)
             if start + need > T:
                 raise ValueError(f"{hours} h at {step_s} s steps cannot hold a calibration of {n} VMs")
-        for i, at, mask in calibration_schedule(n, preset.ways, start_step=start, hold=hold, step_s=step_s):
-            changes[i].append(MaskChange(at, None, mask, mask) if cdp else MaskChange(at, mask))
+        state: list[int | None] = [None] * n_all
+        for at, layout in calibration_schedule(n_all, preset.ways, start_step=start, hold=hold, step_s=step_s,
+                                               swept=range(n)):
+            for j, m in enumerate(layout):
+                if m != state[j]:         # only the domains whose mask changes get a MaskChange
+                    changes[j].append(MaskChange(at, None, m, m) if cdp else MaskChange(at, m))
+            state = layout
     words = [int(seed) % (1 << 63), zlib.crc32(scenario.name.encode()), 0x4157]
     rng = np.random.default_rng(np.random.SeedSequence(words))       # load shapes: not the truth's draws
     specs: list[VmSpec] = []
@@ -181,7 +193,7 @@ def host_spec(scenario: SuiteScenario, mode: str, *, seed: int, hours: float = H
         specs.append(VmSpec(name=DOM0_NAME, domid=0, socket=0, profile="dom0", vm=idle,
                             memory_bytes=4 * GIB, cbm=None, code_cbm=None, data_cbm=None, l2_cbm=None,
                             mba_thrtl=None, attached=True, phases=(Phase("constant", level=0.0),),
-                            mask_changes=()))
+                            mask_changes=tuple(changes[n])))
     specs.sort(key=lambda s: s.domid)
     used = sum(s.memory_bytes for s in specs)
     memory = max(64 * GIB, math.ceil(used * 1.25 / (64 * GIB)) * 64 * GIB)
