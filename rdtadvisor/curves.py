@@ -149,6 +149,8 @@ class CurveFit:
     (log r, alpha, ws, floor) used for bands and by the what-if ensemble.
     quality : ``good`` | ``fair`` | ``low`` | ``fallback``; kind : ``sensitive`` |
     ``streaming`` | ``small`` | ``insensitive`` | ``idle``; reason : why, in words.
+    shared_only : no point was taken alone in a partition or with a narrowed mask, so its own
+    load moved its occupancy and its misses together (the slope is biased towards flat).
     """
 
     r: float
@@ -164,6 +166,7 @@ class CurveFit:
     median_bandwidth: float = 0.0
     c0_bytes: float = C0_BYTES
     draws: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)), repr=False, compare=False)
+    shared_only: bool = False          # every point taken sharing the whole cache (see `fit`)
 
     @property
     def fallback(self) -> bool:
@@ -404,7 +407,7 @@ def fit(pts: pd.DataFrame, *, l3_bytes: float, seed: int = 0) -> CurveFit:
               f"{f', weighting the {n_alone} alone in their ways' if clean else ''}{shared_note}{why}")
     return CurveFit(r=float(np.exp(a[i, j])), alpha=alpha, ws_bytes=ws, floor=floor, n_points=n_all,
                     coverage=cov, quality=quality, kind=kind, reason=reason, median_occupancy=occ_med,
-                    median_bandwidth=bw_med, draws=draws)
+                    median_bandwidth=bw_med, draws=draws, shared_only=not partitioned)
 
 
 # class priors: (alpha low, alpha high); the knee is set per class in `_fallback`

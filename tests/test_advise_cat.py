@@ -12,8 +12,9 @@ from rdtadvisor.advise import cbm
 from rdtadvisor.advise.cat import CDP_NOTE, advise_cat
 from rdtadvisor.config import CatSettings, CatVm
 from rdtadvisor.plan import socket_settings
-from rdtadvisor.sim import suite
+from rdtadvisor.sim import harness, suite
 from rdtadvisor.sim.history import observe
+from rdtadvisor.sim.layouts import full_mask
 from rdtadvisor.store import Store
 from rdtadvisor.units import MIB
 from tests.clirun import run
@@ -46,9 +47,26 @@ def test_with_calibration_history_the_streaming_vm_is_confined(neighbour):
                                     "predicted", "commands", "rollback"}
 
 
-def test_with_default_mask_history_it_declines_and_says_why(neighbour):
-    _, hist = neighbour
-    advice = advise_cat(hist["default"])
+def test_with_default_mask_history_the_streamer_is_confined_and_the_truth_agrees(neighbour):
+    # Default masks all along: the curves are guesses, but the streamer misses faster than demand
+    # misses can (prefetching) and the others' flat-looking curves are known to be biased, so
+    # confining it is a safe bet; the simulator's truth says the plan is a real gain.
+    sc, hist = neighbour
+    (plan,) = advise_cat(hist["default"]).plans
+    masks = masks_of(plan)
+    assert cbm.ways_of(masks["stream"]) <= 2
+    by_name = {v.name: i for i, v in enumerate(sc.vms)}
+    layout = [full_mask(sc.socket.ways)] * len(sc.vms)
+    for name, m in masks.items():
+        if name in by_name:
+            layout[by_name[name]] = m
+    none = harness.evaluate(sc.socket, list(sc.vms), [full_mask(sc.socket.ways)] * len(sc.vms))
+    assert harness.evaluate(sc.socket, list(sc.vms), layout).weighted_speedup > 1.03 * none.weighted_speedup
+
+
+def test_a_decline_for_want_of_measured_curves_points_to_calibrate():
+    sc = next(s for s in suite.scenarios() if s.name == "skx-mix-2")
+    advice = advise_cat(observe(sc, "default", seed=sc.seed))
     assert not advice.plans
     reason = advice.declined[0]["reason"]
     assert "hysteresis" in reason or "uncertain" in reason
@@ -109,17 +127,17 @@ def speed_change(plan, name: str) -> float:
 
 
 def test_a_gold_tier_vm_gets_at_least_the_ways_it_had_and_gains_more():
-    hist = history_of("skx-priorities")       # oltp: the VM an operator would mark gold
+    hist = history_of("skx-mix-4")            # db5: one of three cache-sensitive VMs, marked gold
     # no fair-share floor here: it would cap what a priority may take from the others
     plain = advise_cat(hist, cat=CatSettings(max_slowdown=1.0))
-    gold = advise_cat(hist, cat=CatSettings(max_slowdown=1.0, vms={"oltp": CatVm(tier="gold")}))
+    gold = advise_cat(hist, cat=CatSettings(max_slowdown=1.0, vms={"db5": CatVm(tier="gold")}))
     assert len(plain.plans) == len(gold.plans) == 1
     before, after = plain.plans[0], gold.plans[0]
     assert masks_of(after) != masks_of(before)
-    assert cbm.ways_of(masks_of(after)["oltp"]) > cbm.ways_of(masks_of(before)["oltp"])
-    # weighted 4x, the strategy trades others' speed for oltp's
-    assert speed_change(after, "oltp") > speed_change(before, "oltp")
-    reason = next(a.reason for a in after.assignments if a.name == "oltp")
+    assert cbm.ways_of(masks_of(after)["db5"]) > cbm.ways_of(masks_of(before)["db5"])
+    # weighted 4x, the strategy trades others' speed for db5's
+    assert speed_change(after, "db5") > speed_change(before, "db5")
+    reason = next(a.reason for a in after.assignments if a.name == "db5")
     assert "tier gold (priority 4)" in reason
 
 

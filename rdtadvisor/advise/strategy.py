@@ -144,7 +144,7 @@ class VmInput:
 class VmAdvice:
     domid: int
     name: str
-    kind: str                 # streaming | idle | small | sensitive | insensitive
+    kind: str                 # streaming | idle | small | sensitive | insensitive | unknown
     group: int                # index of its COS group in the plan (shared mask)
     mask: int                 # recommended (today's when declined)
     mask_now: int
@@ -213,7 +213,7 @@ class _Model:
             f = v.fit
             best = np.array([[np.log(max(f.r, 1e-300)), f.alpha, f.ws_bytes, f.floor]])
             d = f.draws[:MAX_DRAWS] if len(f.draws) else np.zeros((0, 4))
-            if policy.widen_fallback and f.quality == "fallback" and f.median_bandwidth >= IDLE_BW:
+            if policy.widen_fallback and _unmeasured(f) and f.median_bandwidth >= IDLE_BW:
                 d = _wide_prior(f, ways * way_bytes, MAX_DRAWS, seed=k,
                                 prefetching=_prefetch_bound(f, v.vcpus, policy))
             if len(d) < MAX_DRAWS:
@@ -304,6 +304,13 @@ class _Model:
         if ways is not None:
             return value
         return np.concatenate([value[:, :1], value], axis=1)
+
+
+def _unmeasured(fit: CurveFit) -> bool:
+    """A curve the history could not fit, or a flat one fitted from shared periods only: as good
+    as unmeasured, since own-load swings move occupancy and misses together, which reads as
+    "flat" (`curves.CurveFit.shared_only`)."""
+    return fit.quality == "fallback" or (fit.shared_only and fit.alpha < STREAMING_ALPHA)
 
 
 def _prefetch_bound(fit: CurveFit, vcpus: int, policy: Policy) -> bool:
@@ -401,6 +408,11 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     n = len(items)
     now = [int(current_masks.get(v.domid, full)) for v in items]
     kinds = [classify(v.fit, l3) for v in items]
+    # a flat or streaming label from an unmeasured curve is a guess unless the VM misses faster
+    # than demand misses can: "unknown" (not pooled with the streamers, reasons say so)
+    kinds = ["unknown" if k in ("streaming", "insensitive") and _unmeasured(v.fit)
+             and not _prefetch_bound(v.fit, v.vcpus, policy) else k
+             for k, v in zip(kinds, items, strict=True)]
     if n == 0:
         return SocketAdvice(W, cos_budget, 0, (), "today", 0.0, (0.0, 0.0), (), "no VMs on this socket")
     avail = W - policy.reserved_ways
@@ -685,6 +697,9 @@ def _reason(kind: str, v: VmInput, mask: int, now: int, ways: int, wb: float, mo
                  else f"flat curve alpha {f.alpha:.2f}")
         return (f"streaming ({f.median_bandwidth / 1e9:.1f} GB/s, {curve}): confined "
                 f"to {ways} way{'s' * (ways != 1)}{share}{over}")
+    if kind == "unknown":
+        return (f"curve not measured ({f.median_bandwidth / 1e9:.1f} GB/s; flat-looking from shared periods "
+                f"only, or a class prior: ask for a calibration): {ways} way{'s' * (ways != 1)}{share}{over}")
     if kind == "idle":
         return f"idle ({f.median_bandwidth / 1e6:.2f} MB/s): shares a {ways}-way region{share}{over}"
     if kind == "small":
