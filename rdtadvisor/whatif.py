@@ -193,7 +193,7 @@ def _hex(m: int | None) -> str | None:
 # --- the equilibrium --------------------------------------------------------------------------
 
 def equilibrium(log_r: np.ndarray, alpha: np.ndarray, ws: np.ndarray, floor: np.ndarray, own: np.ndarray,
-                way_bytes: float, *, iterations: int = 300, tol: float = 1e-4
+                way_bytes: float, *, iterations: int = 300, tol: float = 1e-4, start: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Capacity [B] and misses/s of n VMs sharing ways, for an ensemble of curve sets.
 
@@ -201,10 +201,15 @@ def equilibrium(log_r: np.ndarray, alpha: np.ndarray, ws: np.ndarray, floor: np.
     matrix. Damped iteration of `model.allocate` with misses = M(capacity), as the truth
     model does, each ensemble member frozen once it moves less than `tol` ways (keeping the
     undamped step, which lands exactly on a working-set knee). Returns (capacity, misses,
-    converged per member).
+    converged per member). `start`: (E, n) capacities to start from (a nearby layout's
+    equilibrium converges in a few steps); default each VM's even share of its ways.
     """
     ws_cap = np.where(np.isfinite(ws), ws, np.inf)
-    cap = np.broadcast_to((own * way_bytes / np.maximum(own.sum(axis=0), 1)).sum(axis=1), log_r.shape).copy()
+    if start is not None:
+        cap = np.array(start, dtype=float, copy=True)
+    else:
+        even = (own * way_bytes / np.maximum(own.sum(axis=0), 1)).sum(axis=1)
+        cap = np.broadcast_to(even, log_r.shape).copy()
     cap = np.minimum(cap, ws_cap)
     done = np.zeros(cap.shape[0], dtype=bool)
     for _ in range(iterations):

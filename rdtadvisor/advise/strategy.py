@@ -79,7 +79,7 @@ from rdtadvisor.sim.model import LINE_BYTES
 from rdtadvisor.whatif import equilibrium
 
 FAMILY = "cat-advisor"
-LOCAL_SEARCH_STARTS = 2  # candidates the local search starts from
+LOCAL_SEARCH_STARTS = 1  # candidates the local search starts from
 MAX_DRAWS = 48          # posterior draws per curve used for the ensemble (plus the best estimate)
 STREAMING_ALPHA = 0.1   # a fitted exponent below this is "flat" (curves.py uses the same)
 PREFETCH_STALL = 1.0    # `_prefetch_bound`: misses/s a fully stalled vCPU could not make
@@ -244,7 +244,7 @@ class _Model:
         u = bandwidth_misses * LINE_BYTES / self.policy.bw_capacity
         return self.policy.latency_ns / (1.0 - np.minimum(u, 0.95))
 
-    def solve(self, masks: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    def solve(self, masks: Sequence[int], start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(E, n) capacity and misses of a layout. Disjoint layouts (every pair of distinct
         masks disjoint: each partition one pool) in closed form (`sharing.shared_pools`),
         overlapping ones with `whatif.equilibrium`."""
@@ -264,7 +264,7 @@ class _Model:
                 cap[:, list(g)] = held[k, :, :len(g)]
             return cap, self.misses(cap)
         own = ((np.asarray(masks, dtype=np.int64)[:, None] >> np.arange(self.ways)) & 1).astype(float)
-        cap, m, _ = equilibrium(*self.params, own, self.wb, tol=EQUILIBRIUM_TOL)
+        cap, m, _ = equilibrium(*self.params, own, self.wb, tol=EQUILIBRIUM_TOL, start=start)
         return cap, m
 
     def _rel(self, m: np.ndarray, lat_of, per_vm_latency: bool = False) -> np.ndarray:
@@ -277,11 +277,13 @@ class _Model:
             rel = 1.0 / ((1 - self.stall) + self.stall * ratio * lat / self.lat_now[:, None])
         return rel
 
-    def ws_of(self, masks: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(E,) weighted speedup and (E, n) relative speeds vs today of a layout."""
-        _, m = self.solve(masks)
+    def ws_of(self, masks: Sequence[int], start: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(E,) weighted speedup, (E, n) relative speeds vs today and (E, n) capacities of a
+        layout (`start`: capacities of a nearby layout, where the equilibrium search begins)."""
+        cap, m = self.solve(masks, start)
         rel = self._rel(m, self.latency)
-        return (self.prio * rel / self.rel_alone).sum(axis=1), rel
+        return (self.prio * rel / self.rel_alone).sum(axis=1), rel, cap
 
     def group_values(self, groups: Sequence[Group], max_ways: int, draws: int | None = None,
                      ways: np.ndarray | None = None) -> np.ndarray:
@@ -447,7 +449,8 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
                           and reserved_ok(policy)), key=lambda i: (items[i].fit.median_bandwidth, i))
     at_default: list[tuple[int, ...]] = [()]
     if policy.overlap:
-        at_default += [tuple(light_order[:j]) for j in range(1, min(len(light_order), n - 2, 3) + 1)]
+        most = min(len(light_order), n - 2, LIGHT_VARIANTS)
+        at_default += [tuple(light_order[:j]) for j in range(1, most + 1)]
     pool = streaming
     units = [(i,) for i in range(n)]
     if policy.seed_streaming and len(pool) > 1:
@@ -502,17 +505,21 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
         cands.append(("UCP lookahead on fitted curves", ucp, None))
 
     # 7. evaluate every candidate and today's masks on the ensemble
-    ws_now, _ = model.ws_of(now)
+    ws_now, _, _ = model.ws_of(now)
     scored: list[Candidate] = []
     rels: dict[tuple[int, ...], np.ndarray] = {}
+    caps: dict[tuple[int, ...], np.ndarray] = {}
 
     # the fair-share floor protects the VMs whose curve says they need cache
     protected = [i for i in range(n) if kinds[i] in ("sensitive", "small")]
 
-    def score(label: str, masks: Sequence[int]) -> Candidate:
-        ws, rel = model.ws_of(masks)
+    def score(label: str, masks: Sequence[int], near: tuple[int, ...] | None = None) -> Candidate:
+        """A candidate judged on the ensemble; `near`: a scored layout one step away, whose
+        equilibrium is where the search for this one starts."""
+        ws, rel, cap = model.ws_of(masks, caps.get(near) if near is not None else None)
         gain = ws / ws_now - 1.0
         rels[tuple(int(m) for m in masks)] = rel
+        caps[tuple(int(m) for m in masks)] = cap
         lo, hi, risk = np.quantile(gain, [0.05, 0.95, policy.risk_quantile])
         return Candidate(label, tuple(int(m) for m in masks), float(np.mean(gain)), float(lo), float(hi),
                          float(risk), float(np.mean(gain > 0)),
@@ -615,7 +622,7 @@ def _local_search(cand: Candidate, score, W: int, full: int, start: int, avail: 
                     for i in g:
                         new[i] = contiguous_mask(at, z)
                     at += z
-                c = score(f"{cand.label} + local search", new)
+                c = score(f"{cand.label} + local search", new, near=tuple(masks))
                 if (c.gain_risk, c.gain_mean) > (best.gain_risk, best.gain_mean) and (
                         step is None or (c.gain_risk, c.gain_mean) > (step[0].gain_risk, step[0].gain_mean)):
                     step = (c, trial, new)
@@ -625,9 +632,10 @@ def _local_search(cand: Candidate, score, W: int, full: int, start: int, avail: 
     return best if improved else None
 
 
-MERGE_DRAWS = 8         # ensemble members behind KPart's merge decisions
+MERGE_DRAWS = 4         # ensemble members behind KPart's merge decisions
 LEVELS_SCORED = 2       # merge levels per variant scored on the whole ensemble
-MERGE_COLUMNS = 8       # way counts a candidate merge is judged at
+LIGHT_VARIANTS = 2      # leave the 1..N lightest VMs at the default mask (alternatives)
+MERGE_COLUMNS = 6       # way counts a candidate merge is judged at
 
 
 def reserved_ok(policy: Policy) -> bool:
