@@ -208,6 +208,7 @@ class _Model:
     def __init__(self, vms: Sequence[VmInput], ways: int, way_bytes: float, policy: Policy,
                  now_masks: Sequence[int]) -> None:
         self.n, self.ways, self.wb, self.policy = len(vms), ways, way_bytes, policy
+        latency = loaded_latency(vms, policy)
         cols = []
         for k, v in enumerate(vms):
             f = v.fit
@@ -215,7 +216,7 @@ class _Model:
             d = f.draws[:MAX_DRAWS] if len(f.draws) else np.zeros((0, 4))
             if policy.widen_fallback and _unmeasured(f) and f.median_bandwidth >= IDLE_BW:
                 d = _wide_prior(f, ways * way_bytes, MAX_DRAWS, seed=k,
-                                prefetching=_prefetch_bound(f, v.vcpus, policy))
+                                prefetching=_prefetch_bound(f, v.vcpus, policy, latency))
             if len(d) < MAX_DRAWS:
                 d = np.concatenate([d, np.repeat(best, MAX_DRAWS - len(d), axis=0)])
             cols.append(np.concatenate([best, d]))
@@ -315,14 +316,24 @@ def _unmeasured(fit: CurveFit) -> bool:
     return fit.quality == "fallback" or (fit.shared_only and fit.alpha < STREAMING_ALPHA)
 
 
-def _prefetch_bound(fit: CurveFit, vcpus: int, policy: Policy) -> bool:
+def _prefetch_bound(fit: CurveFit, vcpus: int, policy: Policy, latency_ns: float | None = None) -> bool:
     """Whether a VM misses faster than demand misses can: at `Policy.mlp` outstanding misses
-    per vCPU and the unloaded latency, a vCPU stalled all the time makes ``mlp / latency``
-    misses/s; more than that (after the write-back share) takes the hardware prefetchers, i.e.
-    sequential access, i.e. a streaming pattern (§6.4 (f); a pointer-chasing, cache-sensitive
-    VM stays far below it)."""
+    per vCPU and the memory latency (`latency_ns`: today's loaded latency when known, else
+    the unloaded one), a vCPU stalled all the time makes ``mlp / latency`` misses/s; more than
+    that (after the write-back share) takes the hardware prefetchers, i.e. sequential access,
+    i.e. a streaming pattern (§6.4 (f); a pointer-chasing, cache-sensitive VM stays far below it)."""
     per_vcpu = fit.median_bandwidth / LINE_BYTES / (1 + policy.writeback) / max(vcpus, 1)
-    return per_vcpu * policy.latency_ns * 1e-9 / policy.mlp >= PREFETCH_STALL
+    latency = policy.latency_ns if latency_ns is None else latency_ns
+    return per_vcpu * latency * 1e-9 / policy.mlp >= PREFETCH_STALL
+
+
+def loaded_latency(vms: Sequence[VmInput], policy: Policy) -> float:
+    """Today's memory latency [ns] on the socket from the VMs' median bandwidth and the queueing
+    curve ``L0 / (1 - U)`` (the unloaded latency when the bandwidth capacity is unknown)."""
+    if not policy.bw_capacity:
+        return policy.latency_ns
+    u = sum(v.fit.median_bandwidth for v in vms) / policy.bw_capacity
+    return policy.latency_ns / (1.0 - min(u, 0.95))
 
 
 def _wide_prior(fit: CurveFit, l3_bytes: float, n: int, seed: int, prefetching: bool = False) -> np.ndarray:
@@ -413,7 +424,7 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     # a flat or streaming label from an unmeasured curve is a guess unless the VM misses faster
     # than demand misses can: "unknown" (not pooled with the streamers, reasons say so)
     kinds = ["unknown" if k in ("streaming", "insensitive") and _unmeasured(v.fit)
-             and not _prefetch_bound(v.fit, v.vcpus, policy) else k
+             and not _prefetch_bound(v.fit, v.vcpus, policy, loaded_latency(items, policy)) else k
              for k, v in zip(kinds, items, strict=True)]
     if n == 0:
         return SocketAdvice(W, cos_budget, 0, (), "today", 0.0, (0.0, 0.0), (), "no VMs on this socket")
