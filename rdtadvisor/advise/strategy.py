@@ -193,11 +193,22 @@ def classify(fit: CurveFit, l3_bytes: float) -> str:
     bw = fit.median_bandwidth
     if bw < IDLE_BW:
         return "idle"
+    if fit.alpha < STREAMING_ALPHA and _cliff(fit):
+        # flat, then a drop once the working set fits: a cache user with a knee, not a streamer
+        return "small" if fit.ws_bytes < 0.1 * l3_bytes else "sensitive"
     if fit.alpha < STREAMING_ALPHA:
         return "streaming" if bw >= STREAMING_BW else "insensitive"
     if fit.kind == "small" or (np.isfinite(fit.ws_bytes) and fit.ws_bytes < 0.1 * l3_bytes):
         return "small"
     return "sensitive"
+
+
+def _cliff(fit: CurveFit) -> bool:
+    """A fitted knee below which misses are at least twice the floor's (the working set fits)."""
+    if not np.isfinite(fit.ws_bytes) or fit.quality == "fallback":
+        return False
+    below = float(fit.curve().miss_ratio(fit.ws_bytes * 0.99))
+    return below >= 2.0 * max(fit.floor, 1e-12)
 
 
 # ---------------------------------------------------------------------------- the model
