@@ -455,6 +455,15 @@ def test_cli_text_json_and_scripts_on_a_simulated_host(sim_store, tmp_path):
     assert "expect_domain 2 db1" in text and "pause 1200" in text
 
 
+def test_cli_follows_the_configs_cat_min_bits(sim_store, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[cat]\nmin_bits = 1\n[cat.hosts."elsewhere"]\nmin_bits = 3\n')
+    r = run("--config", str(config), "--store", sim_store, "calibrate", "--format", "json")
+    doc = json.loads(r.stdout)
+    widths = [lv["ways"] for h in doc["hosts"] for s in h["sockets"] for v in s["vms"] for lv in v["levels"]]
+    assert widths and min(widths) >= 3          # no host's minimum is undercut
+
+
 def test_cli_writes_one_script_pair_per_host_and_groups_skipped_domains(tmp_path):
     doms = [Dom(1, "a", socket=0), Dom(2, "b", socket=0), Dom(3, "c", socket=1)]
     Store(tmp_path / "s").append(merge(tables(doms, sockets=(0, 1)), tables(doms[:1], host="xen02")))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rdtadvisor.cli import open_store
+from rdtadvisor.cli import open_store, settings_of
 from rdtadvisor.cli.output import dump_json, text_table
 from rdtadvisor.timewindow import parse_span
 
@@ -70,8 +70,11 @@ def command(ctx: click.Context, hosts: tuple[str, ...], vms: tuple[str, ...], du
     interval_s = _seconds(interval, "--interval") if interval is not None else None
     store, names = open_store(ctx, hosts)
     history = {t: store.read(t, hosts=names, since=since) for t in ("samples", "facts", "settings")}
+    # the config's [cat] min_bits: no level or fence narrower than any host's minimum
+    cat = settings_of(ctx).cat
+    min_bits = max([cat.min_bits, *(int(o["min_bits"]) for o in cat.hosts.values() if "min_bits" in o)])
     plan = plan_calibration(history, hosts=names, vms=vms, duration_s=time_box, hold=hold,
-                            interval_s=interval_s)
+                            interval_s=interval_s, min_bits=min_bits)
     if fmt == "json":
         click.echo(dump_json(plan.to_dict()), nl=False)
     else:
