@@ -101,7 +101,17 @@ def test_merge_levels_follow_kpart_and_record_every_level():
     assert sorted(levels) == [2, 3, 4]
     for k, groups in levels.items():
         assert len(groups) == k and sorted(i for g in groups for i in g) == list(range(n))
-    assert levels[3] == baselines.kpart_groups(n, 3, ways, curve_of)
+    # KPart's rule, written out: merge the pair whose sharing loses least against its best split
+    current = [(i,) for i in range(n)]
+    while len(current) > 3:
+        def loss(a, b):
+            ca, cb = curve_of(a), curve_of(b)
+            split = [min(ca[x] + cb[w - x] for x in range(1, w)) for w in range(2, ways + 1)]
+            return float(np.mean(curve_of(tuple(sorted(a + b)))[2:] - split))
+        a, b = min(((a, b) for i, a in enumerate(current) for b in current[i + 1:]), key=lambda p: loss(*p))
+        current = sorted([g for g in current if g not in (a, b)] + [tuple(sorted(a + b))])
+    assert levels[3] == current
+    assert baselines.kpart_groups(n, 3, ways, curve_of) == current      # the harness's baseline uses it
     # refused merges are never made: the sequence stops instead
     alone = merge_levels([(i,) for i in range(n)], n, cost, can_merge=lambda g: 0 not in g)
     assert all((0,) in groups for groups in alone.values()) and min(alone) == 2

@@ -71,7 +71,7 @@ import numpy as np
 import pandas as pd
 
 from rdtadvisor.advise.sharing import Group, merge_levels, padded, pooled_misses, shared_pools
-from rdtadvisor.curves import IDLE_BW, MIB, STREAMING_BW, CurveFit, misses_of
+from rdtadvisor.curves import IDLE_BW, MIB, SMALL_FRACTION, STREAMING_BW, CurveFit, misses_of
 from rdtadvisor.plans import SocketFacts
 from rdtadvisor.sim import baselines
 from rdtadvisor.sim.layouts import Layout, contiguous_mask, full_mask, valid
@@ -195,10 +195,10 @@ def classify(fit: CurveFit, l3_bytes: float) -> str:
         return "idle"
     if fit.alpha < STREAMING_ALPHA and _cliff(fit):
         # flat, then a drop once the working set fits: a cache user with a knee, not a streamer
-        return "small" if fit.ws_bytes < 0.1 * l3_bytes else "sensitive"
+        return "small" if fit.ws_bytes < SMALL_FRACTION * l3_bytes else "sensitive"
     if fit.alpha < STREAMING_ALPHA:
         return "streaming" if bw >= STREAMING_BW else "insensitive"
-    if fit.kind == "small" or (np.isfinite(fit.ws_bytes) and fit.ws_bytes < 0.1 * l3_bytes):
+    if fit.kind == "small" or (np.isfinite(fit.ws_bytes) and fit.ws_bytes < SMALL_FRACTION * l3_bytes):
         return "small"
     return "sensitive"
 
@@ -217,9 +217,9 @@ class _Model:
     """The ensemble of curve sets and the relative-speed model of the module docstring."""
 
     def __init__(self, vms: Sequence[VmInput], ways: int, way_bytes: float, policy: Policy,
-                 now_masks: Sequence[int]) -> None:
+                 now_masks: Sequence[int], latency: float) -> None:
+        """`latency`: today's loaded memory latency [ns] (`loaded_latency`), for the prefetch test."""
         self.n, self.ways, self.wb, self.policy = len(vms), ways, way_bytes, policy
-        latency = loaded_latency(vms, policy)
         cols = []
         for k, v in enumerate(vms):
             f = v.fit
@@ -432,16 +432,17 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     n = len(items)
     now = [int(current_masks.get(v.domid, full)) for v in items]
     kinds = [classify(v.fit, l3) for v in items]
+    latency = loaded_latency(items, policy)
     # a flat or streaming label from an unmeasured curve is a guess unless the VM misses faster
     # than demand misses can: "unknown" (not pooled with the streamers, reasons say so)
     kinds = ["unknown" if k in ("streaming", "insensitive") and _unmeasured(v.fit)
-             and not _prefetch_bound(v.fit, v.vcpus, policy, loaded_latency(items, policy)) else k
+             and not _prefetch_bound(v.fit, v.vcpus, policy, latency) else k
              for k, v in zip(kinds, items, strict=True)]
     if n == 0:
         return SocketAdvice(W, cos_budget, 0, (), "today", 0.0, (0.0, 0.0), (), "no VMs on this socket")
     avail = W - policy.reserved_ways
     start = policy.reserved_ways
-    model = _Model(items, W, wb, policy, now)
+    model = _Model(items, W, wb, policy, now, latency)
     min_ways = [max(policy.min_bits, ceil(policy.min_mib.get(v.name, 0.0) * MIB / wb - 1e-9)) for v in items]
     guaranteed = [policy.min_mib.get(v.name, 0.0) > 0 for v in items]
 

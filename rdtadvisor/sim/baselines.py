@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from rdtadvisor.advise.sharing import merge_levels
 from rdtadvisor.sim.layouts import Layout, contiguous_mask, full_mask
 from rdtadvisor.sim.model import Socket, Vm
 
@@ -117,43 +118,25 @@ def tabulate(curves: Curves, n: int, ways: int) -> np.ndarray:
     return c
 
 
-def _best_split(a: np.ndarray, b: np.ndarray, ways: int) -> np.ndarray:
-    """min over 1 <= x < w of a[x] + b[w - x], for w = 0..W (inf where w < 2)."""
-    out = np.full(ways + 1, np.inf)
-    for w in range(2, ways + 1):
-        x = np.arange(1, w)
-        out[w] = np.min(a[x] + b[w - x])
-    return out
-
-
 def kpart_groups(n: int, groups: int, ways: int, curve_of: Callable[[tuple[int, ...]], np.ndarray],
                  ) -> list[tuple[int, ...]]:
     """Greedy KPart-style merging of n VMs into ``groups`` groups by least sharing loss.
 
-    ``curve_of(members)`` gives the (W + 1,) miss curve of those VMs sharing w ways.
-    Returns the groups (sorted tuples of VM indices) ordered by their lowest member.
+    ``curve_of(members)`` gives the (ways + 1,) miss curve of those VMs sharing w ways.
+    Returns the groups (sorted tuples of VM indices) ordered by their lowest member. The
+    merging is `rdtadvisor.advise.sharing.merge_levels` (the CAT advisor's), over these curves.
     """
-    cache: dict[tuple[int, ...], np.ndarray] = {}
+    singles = [(i,) for i in range(n)]
+    if n <= groups:
+        return singles
 
-    def curve(g: tuple[int, ...]) -> np.ndarray:
-        if g not in cache:
-            cache[g] = np.asarray(curve_of(g), dtype=float)
-        return cache[g]
+    def cost(members: list[tuple[int, ...]], cols: np.ndarray | None = None) -> np.ndarray:
+        table = np.stack([np.asarray(curve_of(g), dtype=float) for g in members])
+        if table.shape[1] != ways + 1:
+            raise ValueError(f"curve_of must give {ways + 1} columns, got {table.shape[1]}")
+        return table if cols is None else table[:, cols]
 
-    current = [(i,) for i in range(n)]
-    while len(current) > groups:
-        best, pair = np.inf, (0, 1)
-        for x in range(len(current)):
-            for y in range(x + 1, len(current)):
-                a, b = current[x], current[y]
-                merged = tuple(sorted(a + b))
-                loss = float(np.mean((curve(merged) - _best_split(curve(a), curve(b), ways))[2:]))
-                if loss < best:
-                    best, pair = loss, (x, y)
-        x, y = pair
-        merged = tuple(sorted(current[x] + current[y]))
-        current = [g for i, g in enumerate(current) if i not in pair] + [merged]
-    return sorted(current)
+    return merge_levels(singles, groups, cost, bottom=groups)[groups]
 
 
 def ucp_lookahead(socket: Socket, vms: Sequence[Vm], cos_budget: int, *, curves: Curves | None = None,
