@@ -26,16 +26,19 @@ The curve model is the simulator's (`rdtadvisor.sim.model.Curve`), scaled by the
 with ``c0`` = 256 KiB, so ``r`` is the miss rate when the VM holds (almost) nothing.
 
 **Fitting** (`fit`): a small Bayesian grid posterior in log space. For every alpha in
-0..1.2 (step 0.02) and every candidate knee (observed occupancies in the upper part of
-the range, or no knee), log r and log(r f) are profiled out with a Huber M-estimator of
-location (robust to the lognormal 10 ms snapshot noise and to the odd burst), the
-residual scale is estimated by the MAD of the best fit, and the grid is weighted by
-``exp(-sum huber(res / s))`` times a prior alpha ~ N(0.5, 0.35) and a BIC-like penalty
-for having a knee. Draws from that posterior (with the standard error of the profiled
-locations added) give the uncertainty band of any prediction. Too few points, or
-occupancies spanning too narrow a range to see a slope, fall back to a **class prior**
-(streaming: alpha ~ 0; small: knee just above what it holds; otherwise alpha ~ 0.5)
-anchored at the median observed point, with a wide band, and `CurveFit.reason` says so.
+0..1.2 (step 0.02) and every candidate knee (observed occupancies in the upper part of the
+range, or no knee), log r and log(r f) are profiled out with a Huber M-estimator of
+location (robust to the lognormal 10 ms snapshot noise and to the odd burst), the residual
+scale is estimated by the MAD of the best fit, and the grid is weighted by ``exp(-sum
+huber(res / s))`` times a prior alpha ~ N(0.5, 0.35) and a BIC-like penalty for having a
+knee. A VM at its floor holds its whole working set, so the working set is read from the
+high end of the points above the chosen knee (their 90th percentile; the draws take the
+75th-100th), not from the lowest occupancy that splits the points. Draws from that
+posterior (with the standard error of the profiled locations added) give the uncertainty
+band of any prediction. Too few points, or occupancies spanning too narrow a range to see
+a slope, fall back to a **class prior** (streaming: alpha ~ 0; small: knee just above what
+it holds; otherwise alpha ~ 0.5) anchored at the median observed point, with a wide band,
+and `CurveFit.reason` says so.
 """
 
 from __future__ import annotations
@@ -355,7 +358,11 @@ def fit(pts: pd.DataFrame, *, l3_bytes: float, seed: int = 0) -> CurveFit:
     da = a[di, dj] + rng.normal(0, 1, N_DRAWS) * se_scale / np.sqrt(np.maximum(nb[di, dj], 1))
     db = b[di, dj] + rng.normal(0, 1, N_DRAWS) * se_scale / np.sqrt(np.maximum(na[di, dj], 1))
     dalpha = ALPHAS[di]
-    dws = knees[dj]
+    # A VM at its floor holds its whole working set, so the points above a knee sit *at* the
+    # working set: read it from their high end (occupancy lags upward as neighbours' stale
+    # lines drain), not from the lowest occupancy that split the points.
+    held_at = _held(c, above)
+    dws = held_at(dj, rng.uniform(HELD_Q[0], 1.0, N_DRAWS))
     dfloor = np.where(np.isfinite(dws), np.exp(np.minimum(db - da, 0.0)), 0.0)
     # no knee seen: it may lie anywhere beyond what was seen; half of those draws get one there
     unseen = ~np.isfinite(dws) & (rng.random(N_DRAWS) < 0.5)
@@ -382,7 +389,7 @@ def fit(pts: pd.DataFrame, *, l3_bytes: float, seed: int = 0) -> CurveFit:
     draws = np.column_stack([da, dalpha, dws, dfloor])
 
     alpha = float(ALPHAS[i])
-    ws = float(knees[j])
+    ws = float(held_at(np.array([j]), np.array([HELD_Q[1]]))[0])
     floor = float(np.exp(min(b[i, j] - a[i, j], 0.0))) if np.isfinite(ws) else 0.0
     alpha_lo, alpha_hi = np.quantile(dalpha, [0.05, 0.95])
     if alpha < 0.1:
@@ -408,6 +415,24 @@ def fit(pts: pd.DataFrame, *, l3_bytes: float, seed: int = 0) -> CurveFit:
     return CurveFit(r=float(np.exp(a[i, j])), alpha=alpha, ws_bytes=ws, floor=floor, n_points=n_all,
                     coverage=cov, quality=quality, kind=kind, reason=reason, median_occupancy=occ_med,
                     median_bandwidth=bw_med, draws=draws, shared_only=not partitioned)
+
+
+HELD_Q = (0.75, 0.9)   # quantiles of the points above a knee: draws' lowest, point estimate
+
+
+def _held(c: np.ndarray, above: np.ndarray):
+    """``f(rows, q)``: the ``q`` quantile of the occupancies above knee ``rows`` (inf: no knee)."""
+    srt = np.where(above, c[None, :], np.nan)
+    srt.sort(axis=1)                                   # NaNs last
+    cnt = above.sum(1)
+
+    def at(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+        k = cnt[rows]
+        pos = np.clip(np.round(q * (k - 1)).astype(int), 0, np.maximum(k - 1, 0))
+        vals = srt[rows, pos]
+        return np.where(k > 0, vals, np.inf)
+
+    return at
 
 
 # class priors: (alpha low, alpha high); the knee is set per class in `_fallback`

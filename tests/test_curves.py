@@ -299,3 +299,23 @@ def test_fit_never_fails_and_band_is_ordered(rows: list[tuple[float, float]]) ->
     best = f.misses(caps)
     assert np.all(np.isfinite(best)) and np.all(lo <= hi)
     assert np.all(np.diff(best) <= 1e-6 * best[:-1])                  # more cache never adds misses
+
+
+def test_working_set_read_from_the_high_end_of_the_floor_points() -> None:
+    # Below its 9 MiB working set the VM follows a power law; whenever it could hold all of
+    # it, it missed at its floor while its occupancy reading climbed from 7.9 to 9 MiB
+    # (neighbours' stale lines draining). It holds its whole working set there, so the knee
+    # is near the top of that ramp, not at the lowest reading that splits the points.
+    rng = np.random.default_rng(4)
+    ws = 9 * MIB
+    c_low = np.exp(rng.uniform(np.log(1.5 * MIB), np.log(7 * MIB), 120))
+    m_low = 1e8 * (c_low / curves.C0_BYTES) ** -0.5 * np.exp(rng.normal(0, 0.2, 120))
+    c_top = np.linspace(7.9 * MIB, ws, 10)
+    floor = 1e8 * (ws / curves.C0_BYTES) ** -0.5 / 20
+    m_top = floor * np.exp(rng.normal(0, 0.2, 10))
+    pts = pd.DataFrame({"occupancy_bytes": np.r_[c_low, c_top], "misses_per_s": np.r_[m_low, m_top],
+                        "alone": True, "ways": np.r_[np.full(120, 4.0), np.full(10, 11.0)]})
+    f = curves.fit(pts, l3_bytes=12 * MIB)
+    assert 0.93 * ws <= f.ws_bytes <= ws, f.reason
+    assert np.all(f.draws[:, 2] >= 8.5 * MIB)                  # every draw's knee is up the ramp
+    assert f.misses(8.2 * MIB) > 5 * f.misses(9.2 * MIB)        # squeezed just below it: the cliff
