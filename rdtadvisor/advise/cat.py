@@ -24,6 +24,14 @@ budget is ``cos_max`` (Xen already halved it), and every target is ``(m, m)``: c
 data get the same mask, written as ``code_cbm``/``data_cbm`` with Xen's CDP syntax (one
 plain set when today's halves are equal, else ``-c`` and ``-d``). Each reason and the
 plan's ``predicted["notes"]`` say so.
+
+**Bandwidth** (``bandwidth``: the config's ``[report] bandwidth_capacity``, per socket): when
+the operator gives it, the strategy models memory latency rising with the socket's load
+(``L0 / (1 - U)``), so freeing a saturated bus counts. Only when the figures are plausible:
+if the VMs' median MBM bandwidths add up to more than the capacity (`MBM_PLAUSIBLE`), the
+figures are inflated (Skylake-SP/Cascade Lake's MBM erratum over-reports high RMIDs by up to
+45 %, and Xen does not correct it) or the capacity is set too low; the socket is then planned
+without latency feedback and the output says why. Without a capacity there is none either.
 """
 
 from __future__ import annotations
@@ -41,10 +49,12 @@ from rdtadvisor.advise.strategy import Policy, SocketAdvice, VmInput, plan_socke
 from rdtadvisor.config import DOM0_NAME, CatSettings
 from rdtadvisor.curves import MIB, fit_all
 from rdtadvisor.errors import PlanError
+from rdtadvisor.model.capacity import BandwidthCapacity
 from rdtadvisor.plans import SocketFacts, socket_facts
 
 DEFAULT_VCPUS = 2
 CDP_NOTE = "CDP: code and data get the same mask (CMT/MBM cannot split them)"
+MBM_PLAUSIBLE = 1.0   # summed median MBM over the configured capacity beyond which no bus carries it
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,8 @@ class CatAdvice:
 
 
 def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None = None,
-               cat: CatSettings | None = None, policy: Policy | None = None) -> CatAdvice:
+               cat: CatSettings | None = None, policy: Policy | None = None,
+               bandwidth: BandwidthCapacity | None = None) -> CatAdvice:
     """Advise L3 masks for every (host, socket) in `history` (the store's tables).
 
     ``cat``: the operator's policy (the config's ``[cat]``; module docstring); None keeps
@@ -68,6 +79,7 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
     at priority 1. ``policy``: the model constants (and, without ``cat``, the policy);
     default `Policy()`. Only domains seen with occupancy samples in the host's latest
     collection are planned; the others keep their masks (and the COS they hold).
+    ``bandwidth``: the sockets' memory bandwidth (module docstring); None: no latency feedback.
     """
     base = policy or Policy()
     samples, facts = history["samples"], history["facts"]
@@ -128,10 +140,11 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
         if why:
             decline(host, socket, why)
             continue
+        pol, feedback = _with_bandwidth(pol, items, bandwidth.of(host) if bandwidth else None)
         advice = plan_socket(sf, items, now, cos_budget=budget, policy=pol)
-        notes: list[str] = []
+        notes: list[str] = [feedback] if feedback else []
         if advice.declined:
-            decline(host, socket, advice.declined)
+            decline(host, socket, advice.declined + (f"; {feedback}" if feedback else ""))
             continue
         broken = _shared_guarantees(advice, pol, wb)
         if broken:     # the strategy keeps guaranteed runs private; this guards the contract
@@ -163,6 +176,20 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
         except PlanError as e:
             decline(host, socket, f"the advised masks cannot be reached with xl: {e}")
     return CatAdvice(tuple(plans), tuple(declined))
+
+
+def _with_bandwidth(pol: Policy, items: Sequence[VmInput],
+                    capacity: float | None) -> tuple[Policy, str | None]:
+    """``pol`` with the socket's bandwidth ``capacity`` [B/s] when the MBM figures are plausible
+    against it, else unchanged and the note saying why latency feedback is off."""
+    if not capacity:
+        return pol, None
+    used = sum(v.fit.median_bandwidth for v in items)
+    if used > MBM_PLAUSIBLE * capacity:
+        return pol, (f"latency feedback off: the VMs' median MBM bandwidths add up to {used / capacity:.0%} "
+                     f"of the configured {capacity / 1e9:.1f} GB/s per socket, more than a bus carries "
+                     "(MBM erratum on Skylake-SP/Cascade Lake high RMIDs, or the capacity is set too low)")
+    return replace(pol, bw_capacity=float(capacity)), None
 
 
 def _vcpus(domains: pd.DataFrame | None) -> dict[tuple[str, int], int]:

@@ -42,6 +42,7 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, f
     then run the script on the host.
     """
     from rdtadvisor.advise.cat import advise_cat
+    from rdtadvisor.model.capacity import BandwidthCapacity
     from rdtadvisor.render.script import rollbacks_by_host, scripts_by_host
 
     settings = settings_of(ctx)
@@ -51,7 +52,9 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, f
     names = list(hosts) or None
     tables = ("samples", "facts", "settings", "domains")     # domains: the vCPUs from xl list
     history = {t: store.read(t, hosts=names, since=since) for t in tables}
-    advice = advise_cat(history, hosts=names, cat=cat)
+    report = settings.report
+    bandwidth = BandwidthCapacity(report.bandwidth_capacity, dict(report.host_bandwidth_capacity))
+    advice = advise_cat(history, hosts=names, cat=cat, bandwidth=bandwidth)
     if fmt == "json":
         click.echo(dump_json(advice.to_dict()), nl=False)
     else:
