@@ -172,11 +172,19 @@ def loads(demand: np.ndarray, assignment: np.ndarray, n_hosts: int) -> np.ndarra
     return out
 
 
-def violations(a: Arrays, assignment: np.ndarray, slack: float = 0.0) -> np.ndarray:
+def violations(a: Arrays, assignment: np.ndarray, slack: float = 0.0,
+               limit: np.ndarray | None = None) -> np.ndarray:
     """(H,) bool: hosts over capacity in some dimension (by more than `slack`, a share of it),
-    holding a VM in maintenance, or holding two members of an anti-affinity group."""
+    holding a VM in maintenance, or holding two members of an anti-affinity group.
+
+    ``limit`` (H, D), instead of the capacity: a plan's own per-host limits, compared with a
+    rounding tolerance (a solver's loads land exactly on them).
+    """
     n_hosts = a.capacity.shape[0]
-    over = (loads(a.demand, assignment, n_hosts) > a.capacity * (1 + slack)).any(axis=1)
+    if limit is None:
+        over = (loads(a.demand, assignment, n_hosts) > a.capacity * (1 + slack)).any(axis=1)
+    else:
+        over = (loads(a.demand, assignment, n_hosts) > limit * (1 + 1e-9) + 1e-6).any(axis=1)
     over |= a.maintenance & (np.bincount(assignment[~a.resident], minlength=n_hosts) > 0)
     for g in a.groups:
         over |= np.bincount(assignment[g], minlength=n_hosts) > 1

@@ -95,18 +95,18 @@ def plan(
     work = limit.copy()
     work[stuck] = np.inf
     assignment, how, optimal = heuristic(a, src, work, policy), "heuristic", False
-    left = _violating(a, assignment, src, limit)
+    left = violations(a, assignment, limit=limit)
     optimal = not (left & ~stuck).any() and int((assignment != a.current).sum()) == lb
     if method == "milp" or (method == "auto" and not optimal):
         pairs = _candidates(a, src, work)
         if pairs is not None:
             out = _milp(a, src, work, pairs, policy, time_limit - (time.perf_counter() - started))
-            if out is not None and _better(a, out[0], assignment, src, limit):
+            if out is not None and _better(a, out[0], assignment, limit):
                 assignment, optimal = out
                 how = "milp"
             elif out is not None and method == "milp":
                 assignment, optimal, how = out[0], out[1], "milp"
-    left = _violating(a, assignment, src, limit)
+    left = violations(a, assignment, limit=limit)
     unresolved = np.flatnonzero(left)
     budget = policy.max_migrations if policy.max_migrations is not None else lb
     n = int((assignment != a.current).sum())
@@ -155,23 +155,13 @@ def impossible(a: Arrays, src: np.ndarray, limit: np.ndarray) -> np.ndarray:
     return out & src
 
 
-def _violating(a: Arrays, assignment: np.ndarray, src: np.ndarray, limit: np.ndarray) -> np.ndarray:
-    """Hosts breaking the plan's rules: over their limit, maintenance with VMs, group clash."""
-    n_hosts = len(src)
-    over = (loads(a.demand, assignment, n_hosts) > limit * (1 + 1e-9) + 1e-6).any(axis=1)
-    over |= a.maintenance & (np.bincount(assignment[~a.resident], minlength=n_hosts) > 0)
-    for g in a.groups:
-        over |= np.bincount(assignment[g], minlength=n_hosts) > 1
-    return over
-
-
-def _better(a: Arrays, x: np.ndarray, y: np.ndarray, src: np.ndarray, limit: np.ndarray) -> bool:
+def _better(a: Arrays, x: np.ndarray, y: np.ndarray, limit: np.ndarray) -> bool:
     """Is assignment `x` better than `y`: fewer hosts left violating, then fewer moves, then less
     memory moved?"""
 
     def key(z: np.ndarray) -> tuple[int, int, float]:
         m = z != a.current
-        return int(_violating(a, z, src, limit).sum()), int(m.sum()), float(a.demand[m, 2].sum())
+        return int(violations(a, z, limit=limit).sum()), int(m.sum()), float(a.demand[m, 2].sum())
 
     return key(x) < key(y)
 
