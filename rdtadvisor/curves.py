@@ -65,6 +65,7 @@ STREAMING_BW = 1.0e9           # B/s: a flat curve at this bandwidth or more is 
 STREAMING_BW_PRIOR = 2.0e9     # B/s: without a curve, only this much bandwidth suggests streaming
 IDLE_BW = 1.0e6                # B/s: below this the VM is idle
 SMALL_FRACTION = 0.1           # a knee below this share of the L3 is a small working set
+FLAT_ALPHA = 0.1               # a fitted exponent below this is a flat curve (streaming or insensitive)
 
 ALPHAS = np.round(np.arange(0.0, 1.2001, 0.02), 2)
 MAX_POINTS = 600               # longer histories are thinned (see `_thin`): bounds the fit's cost
@@ -174,6 +175,13 @@ class CurveFit:
     @property
     def fallback(self) -> bool:
         return self.quality == "fallback"
+
+    @property
+    def measured(self) -> bool:
+        """False for a class prior, and for a flat fit from shared periods only: own-load swings
+        move occupancy and misses together, which reads as flat (see `fit`), so such a curve is
+        as good as unmeasured."""
+        return not (self.fallback or (self.shared_only and self.alpha < FLAT_ALPHA))
 
     @property
     def coverage_ratio(self) -> float:
@@ -392,7 +400,7 @@ def fit(pts: pd.DataFrame, *, l3_bytes: float, seed: int = 0) -> CurveFit:
     ws = float(held_at(np.array([j]), np.array([HELD_Q[1]]))[0])
     floor = float(np.exp(min(b[i, j] - a[i, j], 0.0))) if np.isfinite(ws) else 0.0
     alpha_lo, alpha_hi = np.quantile(dalpha, [0.05, 0.95])
-    if alpha < 0.1:
+    if alpha < FLAT_ALPHA:
         kind = "streaming" if bw_med >= STREAMING_BW else "insensitive"
     elif np.isfinite(ws) and ws < SMALL_FRACTION * l3_bytes:
         kind = "small"
@@ -488,6 +496,45 @@ def _fallback(c: np.ndarray, m: np.ndarray, kind: str, cov: tuple[float, float],
     return CurveFit(r=r, alpha=alpha, ws_bytes=ws, floor=floor, n_points=n_all,
                     coverage=cov, quality="fallback", kind=kind, reason=reason, median_occupancy=occ_med,
                     median_bandwidth=bw_med, draws=np.column_stack([d_lr, d_alpha, d_ws, d_floor]))
+
+
+TABLE_COLUMNS = ["host", "socket", "domid", "domain", "kind", "quality", "measured", "points",
+                 "occupancy_p5_bytes", "occupancy_p95_bytes", "alpha", "alpha_lo", "alpha_hi", "knee_bytes",
+                 "floor", "bandwidth_bytes_s", "ways",
+                 "misses_1way", "misses_1way_lo", "misses_1way_hi",
+                 "misses_half", "misses_half_lo", "misses_half_hi",
+                 "misses_all", "misses_all_lo", "misses_all_hi", "reason"]
+
+
+def fit_table(fits: Mapping[tuple[str, int, int], CurveFit], *,
+              sizes: Mapping[tuple[str, int], tuple[float, int]],
+              names: Mapping[tuple[str, int], str] | None = None) -> pd.DataFrame:
+    """One row per fitted VM (`TABLE_COLUMNS`, sorted by host, socket, domid): what its curve says
+    and how sure it is.
+
+    ``sizes``: (host, socket) -> (L3 bytes, ways); the misses [1/s] are predicted holding one
+    way, half the ways and all of them (best estimate and the 90 % band of the posterior
+    draws; NaN where the socket's size is unknown). ``alpha_lo``/``alpha_hi``: the 90 % band of
+    the exponent; ``knee_bytes`` NaN when no knee was seen. ``measured``: `CurveFit.measured`.
+    ``names``: (host, domid) -> domain name.
+    """
+    rows = []
+    for (host, socket, domid), f in sorted(fits.items()):
+        l3, ways = sizes.get((host, socket), (np.nan, 0))
+        caps = np.array([l3 / ways, l3 * (ways // 2) / ways, l3]) if ways else np.full(3, np.nan)
+        known = np.isfinite(caps)
+        best = np.full(3, np.nan)
+        lo, hi = best.copy(), best.copy()
+        if known.all():
+            best = np.asarray(f.misses(caps), dtype=float)
+            lo, hi = f.band(caps)
+        a_lo, a_hi = (np.quantile(f.draws[:, 1], [0.05, 0.95]) if len(f.draws) else (f.alpha, f.alpha))
+        rows.append([host, socket, domid, (names or {}).get((host, domid)), f.kind, f.quality, f.measured,
+                     f.n_points, f.coverage[0], f.coverage[1], f.alpha, float(a_lo), float(a_hi),
+                     f.ws_bytes if np.isfinite(f.ws_bytes) else np.nan, f.floor, f.median_bandwidth,
+                     ways or None, best[0], lo[0], hi[0], best[1], lo[1], hi[1], best[2], lo[2], hi[2],
+                     f.reason])
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
 def l3_sizes(facts: pd.DataFrame) -> dict[tuple[str, int], float]:

@@ -71,7 +71,7 @@ import numpy as np
 import pandas as pd
 
 from rdtadvisor.advise.sharing import Group, merge_levels, padded, pooled_misses, shared_pools
-from rdtadvisor.curves import IDLE_BW, MIB, SMALL_FRACTION, STREAMING_BW, CurveFit, misses_of
+from rdtadvisor.curves import FLAT_ALPHA, IDLE_BW, MIB, SMALL_FRACTION, STREAMING_BW, CurveFit, misses_of
 from rdtadvisor.plans import SocketFacts
 from rdtadvisor.sim import baselines
 from rdtadvisor.sim.layouts import Layout, contiguous_mask, full_mask, valid
@@ -81,7 +81,7 @@ from rdtadvisor.whatif import equilibrium
 FAMILY = "cat-advisor"
 LOCAL_SEARCH_STARTS = 1  # candidates the local search starts from
 MAX_DRAWS = 48          # posterior draws per curve used for the ensemble (plus the best estimate)
-STREAMING_ALPHA = 0.1   # a fitted exponent below this is "flat" (curves.py uses the same)
+STREAMING_ALPHA = FLAT_ALPHA   # a fitted exponent below this is "flat"
 PREFETCH_STALL = 1.0    # `_prefetch_bound`: misses/s a fully stalled vCPU could not make
 EQUILIBRIUM_TOL = 1e-3  # overlapping layouts: converged when no VM moves 1/1000 of a way (2-3 KB)
 
@@ -225,7 +225,7 @@ class _Model:
             f = v.fit
             best = np.array([[np.log(max(f.r, 1e-300)), f.alpha, f.ws_bytes, f.floor]])
             d = f.draws[:MAX_DRAWS] if len(f.draws) else np.zeros((0, 4))
-            if policy.widen_fallback and _unmeasured(f) and f.median_bandwidth >= IDLE_BW:
+            if policy.widen_fallback and not f.measured and f.median_bandwidth >= IDLE_BW:
                 d = _wide_prior(f, ways * way_bytes, MAX_DRAWS, seed=k,
                                 prefetching=_prefetch_bound(f, v.vcpus, policy, latency))
             if len(d) < MAX_DRAWS:
@@ -318,13 +318,6 @@ class _Model:
         if ways is not None:
             return value
         return np.concatenate([value[:, :1], value], axis=1)
-
-
-def _unmeasured(fit: CurveFit) -> bool:
-    """A curve the history could not fit, or a flat one fitted from shared periods only: as good
-    as unmeasured, since own-load swings move occupancy and misses together, which reads as
-    "flat" (`curves.CurveFit.shared_only`)."""
-    return fit.quality == "fallback" or (fit.shared_only and fit.alpha < STREAMING_ALPHA)
 
 
 def _prefetch_bound(fit: CurveFit, vcpus: int, policy: Policy, latency_ns: float | None = None) -> bool:
@@ -435,7 +428,7 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     latency = loaded_latency(items, policy)
     # a flat or streaming label from an unmeasured curve is a guess unless the VM misses faster
     # than demand misses can: "unknown" (not pooled with the streamers, reasons say so)
-    kinds = ["unknown" if k in ("streaming", "insensitive") and _unmeasured(v.fit)
+    kinds = ["unknown" if k in ("streaming", "insensitive") and not v.fit.measured
              and not _prefetch_bound(v.fit, v.vcpus, policy, latency) else k
              for k, v in zip(kinds, items, strict=True)]
     if n == 0:
@@ -588,7 +581,7 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
         declined = (f"best plan ({best.label}) predicts {100 * best.gain_mean:+.1f}% but only "
                     f"{100 * best.p_gain:.0f}% of the curves' uncertainty agrees (need "
                     f"{100 * policy.confidence:.0f}%): within the uncertainty")
-    unmeasured = [v.name for v in items if v.fit.fallback and v.fit.median_bandwidth >= IDLE_BW]
+    unmeasured = [v.name for v in items if not v.fit.measured and v.fit.median_bandwidth >= IDLE_BW]
     if declined and unmeasured:
         # the uncertainty comes from curves the history could not fit: a sweep measures them
         declined += (f"; {len(unmeasured)} VM(s) have no measured curve ({', '.join(unmeasured[:4])}"

@@ -80,8 +80,10 @@ def _attach_commands() -> None:
     cli.add_command(report.command)
     cli.add_command(headroom.command)
     from rdtadvisor.cli import calibrate
+    from rdtadvisor.cli import curves as curves_cli
 
     cli.add_command(calibrate.command)
+    cli.add_command(curves_cli.command)
 
 
 _attach_commands()
