@@ -15,7 +15,7 @@ issue 5's JSON contract, one entry of::
 
 ``commands`` run in order; ``rollback`` (the steps' undo, last step first) restores today's
 masks from the plan's end state. ``shell`` is ``shlex.join(argv)``; the domain argument is
-always the domid, never the name (names are untrusted text). `rdtadvisor.plans` (``whatif
+always the domid, never the name (names are untrusted text). `rdtadvisor.planfile` (``whatif
 --plan``) reads the same files. ``cos`` is a group label, not Xen's COS id: 0 = the default
 mask (COS 0), 1..cos_used = one per distinct setting, numbered by mask; Xen picks the ids.
 

@@ -42,7 +42,8 @@ import pandas as pd
 
 from rdtadvisor import curves
 from rdtadvisor.errors import RdtError
-from rdtadvisor.plans import CatPlan, Migration, Plan, SocketFacts, check_masks, socket_facts
+from rdtadvisor.model.capacity import SocketFacts, socket_facts
+from rdtadvisor.planfile import CatEntry, Migration, PlanFile, check_masks
 from rdtadvisor.sim.model import LINE_BYTES, allocate, mask_matrix
 
 RECENT = 3              # the latest collections (with today's mask) that make "today's" level
@@ -456,7 +457,7 @@ def _predict_socket(st: _SocketState, after: list[_Member], n_draws: int) -> Soc
 
 # --- the public entry points ---------------------------------------------------------------
 
-def predict(history: Mapping[str, pd.DataFrame], plan: Plan, *, bw_capacity: Mapping | None = None,
+def predict(history: Mapping[str, pd.DataFrame], plan: PlanFile, *, bw_capacity: Mapping | None = None,
             n_draws: int = N_DRAWS) -> Prediction:
     """Predict the effect of `plan` (its CAT part and its migrations together).
 
@@ -518,21 +519,21 @@ def predict(history: Mapping[str, pd.DataFrame], plan: Plan, *, bw_capacity: Map
     return out
 
 
-def predict_cat(history: Mapping[str, pd.DataFrame], plan: Plan, **kw) -> Prediction:
+def predict_cat(history: Mapping[str, pd.DataFrame], plan: PlanFile, **kw) -> Prediction:
     """The CAT part of `plan` only (see `predict`)."""
-    return predict(history, Plan(plan.source, plan.cat, ()), **kw)
+    return predict(history, PlanFile(plan.source, plan.cat, ()), **kw)
 
 
-def predict_migrations(history: Mapping[str, pd.DataFrame], plan: Plan, **kw) -> Prediction:
+def predict_migrations(history: Mapping[str, pd.DataFrame], plan: PlanFile, **kw) -> Prediction:
     """The migrations of `plan` only (see `predict`)."""
-    return predict(history, Plan(plan.source, (), plan.migrations), **kw)
+    return predict(history, PlanFile(plan.source, (), plan.migrations), **kw)
 
 
 def _listed(out: Prediction, m: _Member) -> bool:
     return any(x.domid == m.domid and x.name == m.name for x in out.lacking_history)
 
 
-def _apply_cat(cp: CatPlan, members: list[_Member], st: _SocketState, out: Prediction) -> None:
+def _apply_cat(cp: CatEntry, members: list[_Member], st: _SocketState, out: Prediction) -> None:
     for a in cp.assignments:
         hit = [m for m in members if a.domid is not None and m.domid == a.domid and m.moved is None]
         if not hit and a.name is not None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from rdtadvisor.advise import strategy
 from rdtadvisor.advise.strategy import Policy, VmInput, exact_split, plan_socket
 from rdtadvisor.curves import C0_BYTES, CurveFit
-from rdtadvisor.plans import SocketFacts
+from rdtadvisor.model.capacity import SocketFacts
 from rdtadvisor.sim import harness, suite
 from rdtadvisor.sim.history import observe
 from rdtadvisor.sim.layouts import Layout, full_mask, valid

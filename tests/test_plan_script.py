@@ -32,7 +32,7 @@ from rdtadvisor.plan import (
     socket_settings,
     xen_version_of,
 )
-from rdtadvisor.plans import parse_plan
+from rdtadvisor.planfile import parse_plan
 from rdtadvisor.render.script import rollback_script, script, scripts_by_host
 
 SH = "/bin/sh"

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rdtadvisor import plans, whatif
+from rdtadvisor import planfile, whatif
+from rdtadvisor.advise import cbm
 from rdtadvisor.cli import cli
 from rdtadvisor.cli.whatif import command
 from rdtadvisor.config import Settings
@@ -26,8 +27,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "captures"
 FULL = (1 << SOCKET.ways) - 1
 
 
-def cat_plan(host: str, socket: int, masks: dict[int, int]) -> plans.Plan:
-    return plans.parse_plan({"plans": [{"host": host, "socket": socket, "level": 3, "assignments": [
+def cat_plan(host: str, socket: int, masks: dict[int, int]) -> planfile.PlanFile:
+    return planfile.parse_plan({"plans": [{"host": host, "socket": socket, "level": 3, "assignments": [
         {"domid": d, "cbm": f"{m:#x}"} for d, m in masks.items()]}]}, source="plan.json")
 
 
@@ -47,7 +48,7 @@ GOOD = {"plans": [{"host": "h", "socket": 0, "level": 3, "cos_budget": 15, "assi
 
 
 def test_plan_parses_both_contracts(tmp_path: Path) -> None:
-    p = plans.load_plan(write(tmp_path, GOOD))
+    p = planfile.load_plan(write(tmp_path, GOOD))
     assert p.cat[0].assignments[0].cbm == 0x7f0 and p.cat[0].assignments[1].cbm == 3
     assert p.cat[0].assignments[0].path == "$.plans[0].assignments[0]"
     assert p.migrations[0].source == "h" and p.migrations[0].destination == "g"
@@ -81,19 +82,20 @@ def test_plan_parses_both_contracts(tmp_path: Path) -> None:
 def test_bad_plans_name_file_and_path(tmp_path: Path, data: object, where: str, words: str) -> None:
     path = write(tmp_path, data)
     with pytest.raises(ConfigError) as e:
-        plans.load_plan(path)
+        planfile.load_plan(path)
     msg = str(e.value)
     assert str(path) in msg and where in msg and words in msg, msg
 
 
 def test_unreadable_plan(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read plan"):
-        plans.load_plan(tmp_path / "nope.json")
+        planfile.load_plan(tmp_path / "nope.json")
 
 
 def test_contiguous() -> None:
-    assert plans.is_contiguous(0x7f0) and plans.is_contiguous(1) and plans.is_contiguous(0x7ff)
-    assert not plans.is_contiguous(0x5) and not plans.is_contiguous(0) and not plans.is_contiguous(0x701)
+    assert cbm.is_contiguous(0x7f0) and cbm.is_contiguous(1) and cbm.is_contiguous(0x7ff)
+    assert not cbm.is_contiguous(0x5) and not cbm.is_contiguous(0)
+    assert not cbm.is_contiguous(0x701)
 
 
 _json = st.recursive(st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=False)
@@ -108,11 +110,11 @@ _json = st.recursive(st.none() | st.booleans() | st.integers(-5, 5000) | st.floa
 @given(_json)
 def test_any_json_is_a_plan_or_a_config_error(data: object) -> None:
     try:
-        p = plans.parse_plan(data, source="fuzz.json")
+        p = planfile.parse_plan(data, source="fuzz.json")
     except ConfigError as e:
         assert str(e).startswith("fuzz.json: $")
     else:
-        assert isinstance(p, plans.Plan)
+        assert isinstance(p, planfile.PlanFile)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +129,7 @@ def today() -> object:
     ({"domid": 1, "code_cbm": "0x3", "data_cbm": "0xc"}, "CDP is off"),
 ])
 def test_masks_checked_against_stored_facts(today, assignment: dict, words: str) -> None:
-    plan = plans.parse_plan({"plans": [{"host": "synth01", "socket": 0, "assignments": [assignment]}]},
+    plan = planfile.parse_plan({"plans": [{"host": "synth01", "socket": 0, "assignments": [assignment]}]},
                             source="p.json")
     with pytest.raises(ConfigError) as e:
         whatif.predict_cat(today.frames, plan)
@@ -136,7 +138,7 @@ def test_masks_checked_against_stored_facts(today, assignment: dict, words: str)
 
 def test_unknown_host_in_plan(today) -> None:
     with pytest.raises(ConfigError, match=r"p.json: \$.plans\[0\]: host 'nowhere' is not in the store"):
-        whatif.predict_cat(today.frames, plans.parse_plan(
+        whatif.predict_cat(today.frames, planfile.parse_plan(
             {"plans": [{"host": "nowhere", "socket": 0, "assignments": [{"domid": 1, "cbm": 1}]}]},
             source="p.json"))
 
@@ -220,9 +222,9 @@ def fleet() -> dict[str, pd.DataFrame]:
     return merge(a, b0, b1)
 
 
-def migration_plan(**kw) -> plans.Plan:
+def migration_plan(**kw) -> planfile.PlanFile:
     m = {"name": "stream", "domid": 2, "from": "busy01", "to": "quiet01", **kw}
-    return plans.parse_plan({"migrations": [m]}, source="moves.json")
+    return planfile.parse_plan({"migrations": [m]}, source="moves.json")
 
 
 def test_migration_removes_and_adds_demand(fleet) -> None:
@@ -393,7 +395,7 @@ def test_cdp_plan_on_sample_captures(sample_store: Path) -> None:
 
     store = Store(sample_store, create=False)
     history = {t: store.read(t, hosts="xen-bdw-cdp") for t in ("samples", "settings", "facts")}
-    plan = plans.parse_plan({"plans": [{"host": "xen-bdw-cdp", "socket": 0, "assignments": [
+    plan = planfile.parse_plan({"plans": [{"host": "xen-bdw-cdp", "socket": 0, "assignments": [
         {"domid": 1, "code_cbm": "0x3", "data_cbm": "0xffffc"}]}]}, source="cdp.json")
     p = whatif.predict_cat(history, plan)
     jvm = next(v for v in p.sockets[0].vms if v.domid == 1)

@@ -68,8 +68,8 @@ from rdtadvisor import curves
 from rdtadvisor.advise import cbm
 from rdtadvisor.advise.cbm import Mask
 from rdtadvisor.errors import ConfigError, PlanError
+from rdtadvisor.model.capacity import SocketFacts, socket_facts
 from rdtadvisor.plan import build_steps, socket_settings, xen_version_of
-from rdtadvisor.plans import SocketFacts, socket_facts
 from rdtadvisor.xl.commands import cat_set_argv
 
 HOLD = 10                          # collections per level (see rdtadvisor.sim.history for why 10)

@@ -49,8 +49,7 @@ from rdtadvisor.advise.strategy import Policy, SocketAdvice, VmInput, plan_socke
 from rdtadvisor.config import DOM0_NAME, CatSettings
 from rdtadvisor.curves import MIB, fit_all
 from rdtadvisor.errors import PlanError
-from rdtadvisor.model.capacity import BandwidthCapacity
-from rdtadvisor.plans import SocketFacts, socket_facts
+from rdtadvisor.model.capacity import BandwidthCapacity, SocketFacts, socket_facts
 
 DEFAULT_VCPUS = 2
 CDP_NOTE = "CDP: code and data get the same mask (CMT/MBM cannot split them)"

@@ -72,7 +72,7 @@ import pandas as pd
 
 from rdtadvisor.advise.sharing import Group, merge_levels, padded, pooled_misses, shared_pools
 from rdtadvisor.curves import FLAT_ALPHA, IDLE_BW, MIB, SMALL_FRACTION, STREAMING_BW, CurveFit, misses_of
-from rdtadvisor.plans import SocketFacts
+from rdtadvisor.model.capacity import SocketFacts
 from rdtadvisor.sim import baselines
 from rdtadvisor.sim.layouts import Layout, contiguous_mask, full_mask, valid
 from rdtadvisor.sim.model import LINE_BYTES

@@ -170,7 +170,7 @@ def _predict(result: dict, settings, tables: dict) -> None:
     if not result["migrations"]:
         return
     from rdtadvisor.errors import RdtError
-    from rdtadvisor.plans import Migration, Plan
+    from rdtadvisor.planfile import Migration, PlanFile
     from rdtadvisor.whatif import predict_migrations
 
     history = {t: tables[t] for t in ("samples", "settings", "facts")}   # the window already read
@@ -178,7 +178,7 @@ def _predict(result: dict, settings, tables: dict) -> None:
     moves = list(result["migrations"])
     predicted: dict = {}
     while moves:
-        plan = Plan("advise placement", (), tuple(Migration(m["name"], m["domid"], m["from"], m["to"])
+        plan = PlanFile("advise placement", (), tuple(Migration(m["name"], m["domid"], m["from"], m["to"])
                                                    for m in moves))
         try:
             predicted = predict_migrations(history, plan, bw_capacity=capacity).hosts()

@@ -26,7 +26,7 @@ import pandas as pd
 from rdtadvisor.cli import open_store
 from rdtadvisor.cli.output import dump_json, format_option, text_table
 from rdtadvisor.curves import IDLE_BW, MIB, fit_all, fit_table
-from rdtadvisor.plans import socket_facts
+from rdtadvisor.model.capacity import socket_facts
 
 
 @click.command("curves")

@@ -43,7 +43,7 @@ import pandas as pd
 from rdtadvisor.cli import settings_of
 from rdtadvisor.cli.output import dump_json, text_table
 from rdtadvisor.curves import MIB
-from rdtadvisor.plans import load_plan
+from rdtadvisor.planfile import load_plan
 from rdtadvisor.store import Store, parse_when
 from rdtadvisor.whatif import Figure, Prediction, predict
 

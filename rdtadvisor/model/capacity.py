@@ -15,6 +15,9 @@ bw_capacity_source      ``config`` (the operator said), ``observed-peak`` (the h
                         socket may never have been saturated) or ``unknown``
 ======================  =====================================================================
 
+`SocketFacts` / `socket_facts` give each socket's latest L3 facts (size, CBM length, CDP,
+default mask, COS) from the facts table, as the advisors and ``whatif`` use them.
+
 Pure functions over the store's tables and `figures.per_collection`; no I/O.
 """
 
@@ -43,6 +46,46 @@ CAPACITY_COLUMNS = [
     "bw_capacity_source",
 ]
 SUSTAIN = 3  # collections a bandwidth figure must hold to count as sustained
+
+
+@dataclass(frozen=True)
+class SocketFacts:
+    """What the store knows of one socket's L3: size, CBM length, CDP, default mask."""
+
+    l3_bytes: float | None
+    cbm_len: int | None
+    cdp: bool
+    default_cbm: int | None
+    cos_max: int | None = None      # highest COS id (already halved under CDP); COS 0 is the default
+
+    @property
+    def ways(self) -> int | None:
+        if self.cbm_len is not None:
+            return self.cbm_len
+        return self.default_cbm.bit_length() if self.default_cbm else None
+
+    @property
+    def full_mask(self) -> int | None:
+        if self.default_cbm:
+            return self.default_cbm
+        return (1 << self.cbm_len) - 1 if self.cbm_len else None
+
+
+def socket_facts(facts: pd.DataFrame) -> dict[tuple[str, int], SocketFacts]:
+    """Latest L3 facts per (host, socket) from the facts table."""
+    f = facts[facts["socket"].notna() & facts["fact"].isin(
+        ["l3_cache_bytes", "l3_cbm_len", "l3_cdp", "l3_default_cbm", "l3_cos_max"])]
+    f = f.sort_values("time", kind="stable").drop_duplicates(["host", "socket", "fact"], keep="last")
+    table: dict[tuple[str, int], dict[str, float]] = {}
+    for h, s, name, v in zip(f["host"], f["socket"], f["fact"], f["value"], strict=True):
+        if pd.notna(v):
+            table.setdefault((str(h), int(s)), {})[str(name)] = float(v)
+    return {k: SocketFacts(l3_bytes=d.get("l3_cache_bytes"),
+                           cbm_len=int(d["l3_cbm_len"]) if "l3_cbm_len" in d else None,
+                           cdp=bool(d.get("l3_cdp", 0)),
+                           default_cbm=int(d["l3_default_cbm"]) if "l3_default_cbm" in d else None,
+                           cos_max=int(d["l3_cos_max"]) if "l3_cos_max" in d else None)
+            for k, d in table.items()}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Plan files: CAT plans (issue 5's contract) and migration plans (issue 6's), read into dataclasses.
+"""Reads plan files: CAT plans (issue 5's contract) and migration plans (issue 6's), into dataclasses.
 
 A plan file is JSON with ``plans`` (CAT), ``migrations``, or both::
 
@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from rdtadvisor.advise.cbm import is_contiguous
 from rdtadvisor.errors import ConfigError
+from rdtadvisor.model.capacity import SocketFacts
 
 
 @dataclass(frozen=True)
-class Assignment:
+class MaskEntry:
     """One VM's masks in a CAT plan. Under CDP `code_cbm`/`data_cbm`; else `cbm` (or both halves equal)."""
 
     domid: int | None
@@ -53,11 +52,11 @@ class Assignment:
 
 
 @dataclass(frozen=True)
-class CatPlan:
+class CatEntry:
     host: str
     socket: int
     level: int
-    assignments: tuple[Assignment, ...]
+    assignments: tuple[MaskEntry, ...]
     path: str = ""
 
 
@@ -75,9 +74,9 @@ class Migration:
 
 
 @dataclass(frozen=True)
-class Plan:
+class PlanFile:
     source: str
-    cat: tuple[CatPlan, ...] = ()
+    cat: tuple[CatEntry, ...] = ()
     migrations: tuple[Migration, ...] = ()
 
     @property
@@ -92,7 +91,7 @@ class Plan:
         return list(seen)
 
 
-def load_plan(path: str | Path) -> Plan:
+def load_plan(path: str | Path) -> PlanFile:
     """Read and parse a plan file; ConfigError names the file (and the JSON path) on any problem."""
     p = Path(path)
     try:
@@ -108,8 +107,8 @@ def load_plan(path: str | Path) -> Plan:
     return parse_plan(data, source=str(p))
 
 
-def parse_plan(data: Any, *, source: str = "<plan>") -> Plan:
-    """Turn decoded JSON into a `Plan` (see the module docstring for the shape)."""
+def parse_plan(data: Any, *, source: str = "<plan>") -> PlanFile:
+    """Turn decoded JSON into a `PlanFile` (see the module docstring for the shape)."""
 
     def fail(path: str, why: str) -> ConfigError:
         return ConfigError(f"{source}: {path}: {why}")
@@ -118,7 +117,7 @@ def parse_plan(data: Any, *, source: str = "<plan>") -> Plan:
         raise fail("$", f"expected an object with 'plans' and/or 'migrations', got {_kind(data)}")
     if "plans" not in data and "migrations" not in data:
         raise fail("$", "expected 'plans' (a CAT plan) and/or 'migrations' (a migration plan)")
-    cat: list[CatPlan] = []
+    cat: list[CatEntry] = []
     plans = data.get("plans", [])
     if not isinstance(plans, list):
         raise fail("$.plans", f"expected a list, got {_kind(plans)}")
@@ -138,7 +137,7 @@ def parse_plan(data: Any, *, source: str = "<plan>") -> Plan:
         assignments = p.get("assignments")
         if not isinstance(assignments, list) or not assignments:
             raise fail(f"{where}.assignments", f"expected a non-empty list, got {_kind(assignments)}")
-        out: list[Assignment] = []
+        out: list[MaskEntry] = []
         ids: dict[object, str] = {}
         for j, a in enumerate(assignments):
             w = f"{where}.assignments[{j}]"
@@ -158,8 +157,8 @@ def parse_plan(data: Any, *, source: str = "<plan>") -> Plan:
                 raise fail(w, "needs 'cbm', or both 'code_cbm' and 'data_cbm' (CDP)")
             if cbm is not None and (code is not None or dat is not None):
                 raise fail(w, "give either 'cbm' or 'code_cbm'/'data_cbm', not both")
-            out.append(Assignment(domid, name, cbm, code, dat, w))
-        cat.append(CatPlan(host, socket, level, tuple(out), where))
+            out.append(MaskEntry(domid, name, cbm, code, dat, w))
+        cat.append(CatEntry(host, socket, level, tuple(out), where))
     migrations: list[Migration] = []
     moves = data.get("migrations", [])
     if not isinstance(moves, list):
@@ -182,7 +181,7 @@ def parse_plan(data: Any, *, source: str = "<plan>") -> Plan:
             raise fail(w, f"{name or domid} on {src} already moves at {moved[key]}")
         moved[key] = w
         migrations.append(Migration(name, domid, src, dst, w))
-    return Plan(source, tuple(cat), tuple(migrations))
+    return PlanFile(source, tuple(cat), tuple(migrations))
 
 
 def _kind(x: Any) -> str:
@@ -243,47 +242,7 @@ def _mask(obj: dict, key: str, where: str, fail) -> int | None:
 
 # --- validation against the store's facts ------------------------------------------------------
 
-@dataclass(frozen=True)
-class SocketFacts:
-    """What the store knows of one socket's L3: size, CBM length, CDP, default mask."""
-
-    l3_bytes: float | None
-    cbm_len: int | None
-    cdp: bool
-    default_cbm: int | None
-    cos_max: int | None = None      # highest COS id (already halved under CDP); COS 0 is the default
-
-    @property
-    def ways(self) -> int | None:
-        if self.cbm_len is not None:
-            return self.cbm_len
-        return self.default_cbm.bit_length() if self.default_cbm else None
-
-    @property
-    def full_mask(self) -> int | None:
-        if self.default_cbm:
-            return self.default_cbm
-        return (1 << self.cbm_len) - 1 if self.cbm_len else None
-
-
-def socket_facts(facts: pd.DataFrame) -> dict[tuple[str, int], SocketFacts]:
-    """Latest L3 facts per (host, socket) from the facts table."""
-    f = facts[facts["socket"].notna() & facts["fact"].isin(
-        ["l3_cache_bytes", "l3_cbm_len", "l3_cdp", "l3_default_cbm", "l3_cos_max"])]
-    f = f.sort_values("time", kind="stable").drop_duplicates(["host", "socket", "fact"], keep="last")
-    table: dict[tuple[str, int], dict[str, float]] = {}
-    for h, s, name, v in zip(f["host"], f["socket"], f["fact"], f["value"], strict=True):
-        if pd.notna(v):
-            table.setdefault((str(h), int(s)), {})[str(name)] = float(v)
-    return {k: SocketFacts(l3_bytes=d.get("l3_cache_bytes"),
-                           cbm_len=int(d["l3_cbm_len"]) if "l3_cbm_len" in d else None,
-                           cdp=bool(d.get("l3_cdp", 0)),
-                           default_cbm=int(d["l3_default_cbm"]) if "l3_default_cbm" in d else None,
-                           cos_max=int(d["l3_cos_max"]) if "l3_cos_max" in d else None)
-            for k, d in table.items()}
-
-
-def check_masks(plan: Plan, facts: Mapping[tuple[str, int], SocketFacts]) -> None:
+def check_masks(plan: PlanFile, facts: Mapping[tuple[str, int], SocketFacts]) -> None:
     """Raise ConfigError (file and JSON path) for a mask Xen or the hardware would reject.
 
     Each planned (host, socket) must be known to the store with its CBM length (from
