@@ -17,8 +17,9 @@ from rdtadvisor.sim.history import observe
 from rdtadvisor.sim.layouts import full_mask
 from rdtadvisor.store import Store
 from rdtadvisor.units import MIB
+from tests import cat_xl
 from tests.clirun import run
-from tests.test_plan_script import apply_argv, install_fake_xl
+from tests.test_plan_script import apply_argv
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "captures"
 
@@ -268,8 +269,8 @@ def test_cdp_with_guarantees_and_reserved_ways(cdp_history):
 
 @pytest.fixture
 def fake_xen(tmp_path):
-    """A fake xl applying Xen's rules (tests/test_plan_script.py's FAKE_XL) to a JSON state."""
-    env = install_fake_xl(tmp_path)
+    """A fake xl applying Xen's rules (tests/cat_xl.py) to a JSON state."""
+    env = cat_xl.install(tmp_path)
 
     def setup(masks: dict[int, tuple[int, int]], names: dict[int, str], budget: int, cbm_len: int) -> None:
         state = {"names": {str(d): n for d, n in names.items()}, "sets": 0, "fail_at": None,

@@ -9,8 +9,6 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -26,6 +24,7 @@ from rdtadvisor.errors import ConfigError
 from rdtadvisor.render.calibration_script import calibration_rollback_script, calibration_script
 from rdtadvisor.sim import history, suite
 from rdtadvisor.store import Store
+from tests import cat_xl
 from tests.clirun import run
 from tests.test_plan_script import apply_argv
 
@@ -502,56 +501,10 @@ def test_cli_errors_are_one_line_and_exit_2(sim_store, args, message):
 
 # --- the scripts, run for real ---------------------------------------------------------------------
 
-STUB_XL = textwrap.dedent("""\
-    import json, os, sys
-    args = sys.argv[1:]
-    with open(os.environ["XL_LOG"], "a") as f:
-        f.write(json.dumps(args) + "\\n")
-    path = os.environ["XL_STATE"]
-    st = json.load(open(path))
-    if args[0] == "domname":
-        name = st["names"].get(args[1])
-        if name is None:
-            sys.stderr.write("Can't get domain name of domain id '%s'\\n" % args[1])
-            sys.exit(1)
-        sys.stdout.write(name + "\\n")
-        sys.exit(0)
-    assert args[0] in ("psr-cat-set", "psr-cat-cbm-set"), args
-    if " ".join(args) in st["fail"]:
-        sys.stderr.write("libxl: error: L3 CAT: Invalid input or some internal values are not expected\\n")
-        sys.exit(253)
-    rest, sock, half = args[1:], None, None
-    while rest[0].startswith("-"):
-        if rest[0] == "-s":
-            sock, rest = rest[1], rest[2:]
-        else:
-            half, rest = rest[0], rest[1:]
-    dom, mask = rest
-    code, data = st["masks"][sock + ":" + dom]
-    m = int(mask, 16)
-    low = m & -m
-    if m <= 0 or m >> st["cbm_len"] or (m + low) & m:
-        sys.stderr.write("libxl: error: L3 CAT: Invalid input or some internal values are not expected\\n")
-        sys.exit(253)
-    st["masks"][sock + ":" + dom] = [m, data] if half == "-c" else [code, m] if half == "-d" else [m, m]
-    full = (1 << st["cbm_len"]) - 1
-    used = {tuple(v) for k, v in st["masks"].items() if k.startswith(sock + ":") and v != [full, full]}
-    if len(used) > st["budget"]:
-        sys.stderr.write("libxl: error: L3 CAT: no free COS available\\n")
-        sys.exit(253)
-    json.dump(st, open(path, "w"))
-""")
-
-
 @pytest.fixture
 def host_sh(tmp_path: Path):
     """(setup(doms, sockets), run(text) -> CompletedProcess, start(text) -> Popen, state(), log())."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "xl").write_text(f"#!{sys.executable}\n" + STUB_XL)
-    (bin_dir / "xl").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "XL_LOG": str(tmp_path / "log"),
-           "XL_STATE": str(tmp_path / "state.json")}
+    env = cat_xl.install(tmp_path)
 
     def setup(doms: list[Dom], sockets: tuple[int, ...], cbm_len: int, fail: tuple[str, ...] = (),
               budget: int = 3) -> None:

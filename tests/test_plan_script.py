@@ -2,7 +2,7 @@
 
 Properties over random hosts: every mask in every step passes Xen's check, every state on
 the way fits the COS budget, and rollback restores exactly today's masks. The scripts are
-checked with the real /bin/sh (``sh -n``) and run against a fake ``xl`` that applies Xen's
+checked with the real /bin/sh (``sh -n``) and run against a fake ``xl`` (tests/cat_xl.py) that applies Xen's
 rules for ``psr-cat-set`` (contiguous CBM within the length, identical settings share a COS,
 ``no free COS available``, ``-c``/``-d`` under CDP) to a JSON state file.
 """
@@ -10,11 +10,8 @@ rules for ``psr-cat-set`` (contiguous CBM within the length, identical settings 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -34,6 +31,7 @@ from rdtadvisor.plan import (
 )
 from rdtadvisor.planfile import parse_plan
 from rdtadvisor.render.script import rollback_script, script, scripts_by_host
+from tests import cat_xl
 
 SH = "/bin/sh"
 EVIL = "x; rm -rf / $(reboot)"
@@ -246,70 +244,9 @@ def test_plan_files_read_back_accept_only_xl_cat_commands(key, index, argv, mess
 
 # --- scripts -------------------------------------------------------------------------------------
 
-FAKE_XL = textwrap.dedent("""\
-    import json, os, sys
-    log, state_path = os.environ["XL_LOG"], os.environ["XL_STATE"]
-    with open(log, "a") as f:
-        f.write(json.dumps(sys.argv[1:]) + "\\n")
-    st = json.load(open(state_path))
-    args = sys.argv[1:]
-    if args[0] == "domname":
-        name = st["names"].get(args[1])
-        if name is None:
-            sys.stderr.write("Can't get domain name of domain id '%s', maybe this domain does not exist.\\n"
-                             % args[1])
-            sys.exit(1)
-        sys.stdout.write(name + "\\n")
-        sys.exit(0)
-    assert args[0] in ("psr-cat-set", "psr-cat-cbm-set"), args
-    st["sets"] += 1
-    if st["sets"] == st.get("fail_at"):
-        sys.stderr.write("libxl: error: libxl_psr.c:123:libxl__psr_alloc_log_err_msg: L3 CAT: "
-                         "no free COS available\\n")
-        json.dump(st, open(state_path, "w"))
-        sys.exit(253)
-    rest = args[1:]
-    sock = None
-    half = None
-    while rest[0].startswith("-"):
-        if rest[0] == "-s":
-            sock, rest = rest[1], rest[2:]
-        else:
-            half, rest = rest[0], rest[1:]
-    dom, mask = rest
-    key = sock + ":" + dom
-    code, data = st["masks"][key]
-    m = int(mask, 0)
-    low = m & -m
-    if m <= 0 or m >> st["cbm_len"] or (m + low) & m:
-        sys.stderr.write("L3 CAT: Invalid input or some internal values are not expected\\n")
-        sys.exit(253)
-    st["masks"][key] = [m, data] if half == "-c" else [code, m] if half == "-d" else [m, m]
-    full = (1 << st["cbm_len"]) - 1
-    used = {tuple(v) for k, v in st["masks"].items() if k.startswith(sock + ":") and v != [full, full]}
-    if len(used) > st.get("budget", 99):
-        sys.stderr.write("libxl: error: libxl_psr.c:123:libxl__psr_alloc_log_err_msg: L3 CAT: "
-                         "no free COS available\\n")
-        sys.exit(253)
-    json.dump(st, open(state_path, "w"))
-""")
-
-
-def install_fake_xl(tmp_path: Path) -> dict[str, str]:
-    """Put FAKE_XL on PATH as ``xl`` in `tmp_path`; returns the environment to run scripts with
-    (its call log in ``tmp_path/log``, its state in ``tmp_path/state.json``)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    xl = bin_dir / "xl"
-    xl.write_text(f"#!{sys.executable}\n" + FAKE_XL)
-    xl.chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "XL_LOG": str(tmp_path / "log"),
-            "XL_STATE": str(tmp_path / "state.json")}
-
-
 @pytest.fixture
 def xl_env(tmp_path: Path):
-    env = install_fake_xl(tmp_path)
+    env = cat_xl.install(tmp_path)
 
     def setup(plans: list[CatPlan], current: dict[int, int], names: dict[int, str], fail_at=None,
               budget=15, cbm_len=11):
