@@ -89,3 +89,12 @@ def test_markdown_escapes_pipes_in_names():
                alpha_hi=0.6, bandwidth_bytes_s=1e9, reason="r")
     md = render_text(pd.DataFrame([row], columns=TABLE_COLUMNS), markdown=True)
     assert "a\\|b" in md and md.splitlines()[2].count(" | ") == md.splitlines()[0].count(" | ")
+
+
+def test_a_host_without_mbm_is_named_on_stderr(tmp_path):
+    sc = next(s for s in suite.scenarios() if s.name == "hsw-cos-starved-5")
+    store = tmp_path / "s"
+    Store(store).append(observe(sc, "default", seed=sc.seed, hours=1.0))
+    r = run("--store", str(store), "curves", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"curves": []}
+    assert f"{sc.name}: no memory-bandwidth samples" in r.stderr and len(r.stderr.splitlines()) == 1

@@ -44,12 +44,23 @@ def command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, fmt: 
     fits = fit_all(samples, facts, history["settings"]) if len(samples) else {}
     sizes = {k: (sf.l3_bytes, sf.ways) for k, sf in socket_facts(facts).items() if sf.l3_bytes and sf.ways}
     table = fit_table(fits, sizes=sizes, names=_names(samples))
+    for host in _without_mbm(samples):
+        click.echo(f"rdtadvisor: {host}: no memory-bandwidth samples (no MBM on this CPU, or not collected): "
+                   "miss curves cannot be estimated", err=True)
     if fmt == "json":
         click.echo(dump_json({"curves": [_json_row(r) for r in table.to_dict("records")]}), nl=False)
     elif fmt == "csv":
         click.echo(table.to_csv(index=False), nl=False)
     else:
         click.echo(render_text(table, markdown=fmt == "markdown"), nl=False)
+
+
+def _without_mbm(samples: pd.DataFrame) -> list[str]:
+    """Hosts with occupancy samples but no total-bandwidth samples (Haswell-EP has no MBM)."""
+    if samples.empty:
+        return []
+    has = samples.groupby("host", observed=True)["metric"].agg(lambda m: bool((m == "mem_bw_total").any()))
+    return sorted(str(h) for h, ok in has.items() if not ok)
 
 
 def _names(samples: pd.DataFrame) -> dict[tuple[str, int], str]:
