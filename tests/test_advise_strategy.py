@@ -226,3 +226,15 @@ def test_the_fair_share_floor_refuses_plans_that_sacrifice_one_vm():
     tight = plan_socket(FACTS, vms, {}, cos_budget=15, policy=replace(POLICY, max_slowdown=0.01))
     assert tight.declined is not None and "fair-share floor" in tight.declined
     assert tight.masks == (full_mask(W),) * 2                         # today's masks stay
+
+
+def test_a_shallow_slope_on_a_vm_missing_faster_than_demand_can_is_a_streamer():
+    # alpha 0.14 was measured, but 11 GB/s over 4 vCPUs is more than demand misses can make at
+    # MLP 2 (prefetching): the slope is the latency confound of a streamer, not cache reuse
+    fast = make_fit(0.14, np.inf, 11e9, occupancy_mib=12, seed=7)
+    slow = make_fit(0.14, np.inf, 1.5e9, occupancy_mib=6, seed=8)
+    vms = [VmInput(1, "fast", 1.0, fast, 4), VmInput(2, "slow", 1.0, slow, 4),
+           VmInput(3, "db", 1.0, db_fit(), 4)]
+    adv = plan_socket(FACTS, vms, {}, cos_budget=15, policy=POLICY)
+    kinds = {v.name: v.kind for v in adv.vms}
+    assert kinds["fast"] == "streaming" and kinds["slow"] == "sensitive"

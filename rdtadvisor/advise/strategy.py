@@ -89,6 +89,7 @@ FAMILY = "cat-advisor"
 LOCAL_SEARCH_STARTS = 1  # candidates the local search starts from
 MAX_DRAWS = 48          # posterior draws per curve used for the ensemble (plus the best estimate)
 STREAMING_ALPHA = FLAT_ALPHA   # a fitted exponent below this is "flat"
+SHALLOW_ALPHA = 0.2            # ... and below this "shallow": flat for a prefetching VM (`_prefetch_bound`)
 PREFETCH_STALL = 1.0    # `_prefetch_bound`: misses/s a fully stalled vCPU could not make
 EQUILIBRIUM_TOL = 1e-3  # overlapping layouts: converged when no VM moves 1/1000 of a way (2-3 KB)
 
@@ -452,6 +453,11 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     # than demand misses can: "unknown" (not pooled with the streamers, reasons say so)
     kinds = ["unknown" if k in ("streaming", "insensitive") and not v.fit.measured
              and not _prefetch_bound(v.fit, v.vcpus, policy, latency) else k
+             for k, v in zip(kinds, items, strict=True)]
+    # a measured but shallow slope on a VM that misses faster than demand misses can is the
+    # latency confound of a streamer (squeezed, it leaves the bus to itself and runs faster)
+    kinds = ["streaming" if k == "sensitive" and v.fit.measured and v.fit.alpha < SHALLOW_ALPHA
+             and _prefetch_bound(v.fit, v.vcpus, policy, latency) else k
              for k, v in zip(kinds, items, strict=True)]
     if n == 0:
         return SocketAdvice(W, cos_budget, 0, (), "today", 0.0, (0.0, 0.0), (), "no VMs on this socket")
