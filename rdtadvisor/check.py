@@ -36,6 +36,11 @@ Per (host, socket), L3 (and L2 for validity), it reports `Finding`s of these kin
     A domain is **cache-sensitive** when it is not streaming, is not idle (bandwidth >=
     1 MB/s), and holds at least one way's worth of L3 (``l3_bytes / cbm_len``). Under CDP
     the data masks are compared (occupancy is mostly data). The finding names the figures.
+``calibration-left``
+    The masks are exactly a level of a `rdtadvisor calibrate` private sweep (one domain alone
+    in the top ``k`` ways, every other domain fenced into the low ``W - k``;
+    `rdtadvisor.advise.calibrate.left_level`): a sweep whose script was killed before it
+    restored the masks. The fenced domains run with fewer ways until its ``.rollback.sh`` runs.
 ``unused-mask``
     A non-default setting whose COS serves nobody: every domain holding it is absent from
     ``xl list``, shut down, crashed or dying, or idle on this socket (occupancy <= 64 KiB and
@@ -53,11 +58,12 @@ from typing import Any
 import pandas as pd
 
 from rdtadvisor.advise import cbm as cbmlib
+from rdtadvisor.advise.calibrate import left_level, left_message
 from rdtadvisor.curves import IDLE_BW, STREAMING_BW_PRIOR
 from rdtadvisor.plan import socket_settings
 
-KINDS = ("invalid-mask", "cos-exhausted", "cos-nearly-exhausted", "dom0-default", "overlaps-streaming",
-         "unused-mask")
+KINDS = ("invalid-mask", "cos-exhausted", "cos-nearly-exhausted", "calibration-left", "dom0-default",
+         "overlaps-streaming", "unused-mask")
 GONE_STATES = frozenset("scd")          # xl list state flags: shutdown, crashed, dying
 
 
@@ -153,6 +159,7 @@ def check(tables: Mapping[str, pd.DataFrame], thresholds: Thresholds = Threshold
             continue
         if budget is not None:
             findings += _cos(host, socket, used, budget, cdp, thresholds)
+        findings += _left(host, socket, pairs, names, cbm_len)
         findings += _dom0(host, socket, pairs, names, default)
         occ, bw = _usage(samples, host, socket)
         if not occ and not bw:
@@ -240,6 +247,18 @@ def _cos(host: str, socket: int, used: int, budget: int, cdp: bool, t: Threshold
         return [Finding(host, socket, "cos-nearly-exhausted", None, None,
                         f"{used} distinct non-default {what} of {budget} COS: {free} left", ev)]
     return []
+
+
+def _left(host: str, socket: int, pairs: Mapping[int, tuple[int, int]], names: Mapping[int, Any],
+          cbm_len: int) -> list[Finding]:
+    left = left_level(pairs, cbm_len)
+    if left is None:
+        return []
+    domid, k = left
+    named = {d: n for d, n in ((d, _name(x)) for d, x in names.items()) if n}
+    return [Finding(host, socket, "calibration-left", domid, _name(names.get(domid)),
+                    left_message(domid, k, named, len(pairs) - 1, cbm_len).removeprefix("its "),
+                    {"ways_alone": float(k), "fenced_domains": float(len(pairs) - 1)})]
 
 
 def _dom0(host: str, socket: int, pairs: Mapping[int, tuple[int, int]], names: Mapping[int, Any],

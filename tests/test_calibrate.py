@@ -690,3 +690,25 @@ def test_hostile_names_never_reach_a_command_line(host_sh, tmp_path):
         assert r.returncode == 0, r.stderr
     assert not canary.exists()
     assert state() == {f"0:{d.domid}": [3, 3] for d in doms}
+
+
+def test_a_sweep_killed_mid_level_is_not_taken_for_the_original_masks():
+    # history cut 3 minutes into the first level, as if the script was SIGKILLed there: the
+    # latest masks are the sweep's, so a new sweep (and its rollback) would start from them
+    sc = next(s for s in suite.scenarios() if s.name == "skx-stream-neighbour")
+    hist = history.observe(sc, "calibration", seed=sc.seed)
+    l3 = hist["settings"][hist["settings"]["setting"] == "l3_cbm"]
+    cut = l3.loc[l3["value"] != l3["value"].max(), "time"].min() + pd.Timedelta(minutes=3)
+    killed = {k: v[v["time"] <= cut] for k, v in hist.items()}
+    (host,) = cal.plan_calibration(killed).hosts
+    assert not host.sockets
+    (skip,) = host.skipped
+    assert skip.socket == 0
+    assert "calibration sweep left in place (stream alone in the top 5 ways" in skip.reason
+    assert cal.left_level(socket_settings_of(killed), sc.socket.ways) == (1, 5)
+
+
+def socket_settings_of(tables) -> dict[int, int]:
+    st = tables["settings"]
+    latest = st[(st["time"] == st["time"].max()) & (st["setting"] == "l3_cbm")]
+    return {int(d): int(v) for d, v in zip(latest["domid"], latest["value"], strict=True)}

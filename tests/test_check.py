@@ -169,3 +169,15 @@ def test_without_samples_only_the_mask_checks_run():
                        "skipped",)
     assert r.to_dict()["checked"] == [{"host": "h", "socket": 0, "time": T.isoformat(), "cbm_len": 11,
                                        "cdp": False, "cos_used": 1, "cos_budget": 15}]
+
+
+def test_a_calibration_level_left_in_place_is_flagged():
+    # vm5 alone in the top 5 of 11 ways, everyone else fenced into the low 6: a killed sweep
+    r = check(tables({0: 0x3f, 5: 0x7c0, 6: 0x3f, 7: 0x3f}))
+    assert kinds(r) == [("calibration-left", 5)]
+    msg = r.findings[0].message
+    assert "vm5 alone in the top 5 ways, 3 other domain(s) fenced into the low 6" in msg
+    assert ".rollback.sh" in msg
+    # not a sweep: a VM confined at the bottom (advise cat's layouts), or a domain left at the default
+    assert kinds(check(tables({0: 0x7fe, 5: 0x1, 6: 0x7fe}))) == []
+    assert "calibration-left" not in [k for k, _ in kinds(check(tables({0: 0x3f, 5: 0x7c0, 6: 0x7ff})))]

@@ -142,6 +142,34 @@ def private_timeline(n: int, ways: int, *, hold_s: int, start_s: int = 0, min_bi
     return out
 
 
+def left_level(masks: Mapping[int, Mask], ways: int) -> tuple[int, int] | None:
+    """``(domid, k)`` when ``masks`` (domid -> mask or (code, data)) are exactly a private
+    sweep level, `private_layout`: one domain alone in the top ``k`` ways (``k`` one of
+    `levels`), every other domain (at least one) in the low ``ways - k``; else None.
+
+    Nothing else rdtadvisor emits looks like this (its plans put a confined VM at the bottom
+    of the CBM), so on a host it means a sweep whose script was killed before restoring:
+    its masks are not the operator's, and a new sweep must not take them as the originals.
+    """
+    pairs = {d: cbm.normalise(m) for d, m in masks.items()}
+    if len(pairs) < 2 or any(c != d for c, d in pairs.values()):
+        return None
+    for k in levels(ways):
+        top, low = cbm.contiguous(ways - k, k), cbm.contiguous(0, ways - k)
+        alone = [d for d, (m, _) in pairs.items() if m == top]
+        if len(alone) == 1 and all(m == low for d, (m, _) in pairs.items() if d != alone[0]):
+            return alone[0], k
+    return None
+
+
+def left_message(domid: int, k: int, names: Mapping[int, str], others: int, ways: int) -> str:
+    """Why a socket's masks look like a sweep left behind (`left_level`), and what to do."""
+    who = names.get(domid) or f"domid {domid}"
+    return (f"its masks look like a calibration sweep left in place ({who} alone in the top {k} ways, "
+            f"{others} other domain(s) fenced into the low {ways - k}): if a `rdtadvisor calibrate` "
+            "script was killed, run its .rollback.sh first")
+
+
 def sweep_masks(mask: int, min_bits: int = 1) -> list[tuple[int, int]]:
     """(ways, mask) of each narrowing level: the low ``w`` bits of ``mask``'s contiguous run.
 
@@ -531,6 +559,10 @@ def _unreadable(ctx: _Ctx, latest: pd.DataFrame, monitored_now: set[int]) -> lis
 def _socket(ctx: _Ctx, latest: pd.DataFrame, on_socket: pd.DataFrame,
             fits: Mapping[tuple[str, int, int], curves.CurveFit], *, vms: Sequence[str],
             skipped: list[Skipped]) -> SocketSweep | None:
+    left = left_level(ctx.current, ctx.cbm_len)
+    if left is not None:
+        skipped.append(ctx.skipped(None, left_message(*left, ctx.names, len(ctx.current) - 1, ctx.cbm_len)))
+        return None
     used = cbm.cos_needed(ctx.current.values(), ctx.cbm_len)
     if used > ctx.budget:
         skipped.append(ctx.skipped(None, f"today's masks use {used} COS but cos_max is {ctx.budget}: "

@@ -23,6 +23,7 @@ _CHECK_SEVERITY = {
     "invalid-mask": "critical",
     "cos-exhausted": "warning",
     "cos-nearly-exhausted": "info",
+    "calibration-left": "warning",
     "dom0-default": "info",
     "overlaps-streaming": "warning",
     "unused-mask": "info",
