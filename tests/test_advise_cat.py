@@ -346,7 +346,7 @@ def test_cli_options_override_the_config(neighbour, tmp_path):
 
 
 def test_a_guaranteed_streaming_vm_is_not_pooled_with_the_other_streams():
-    hist = history_of("skx-two-streams-4cos", hours=4.0)
+    hist = history_of("skx-two-streams-4cos")
     plain = advise_cat(hist, cat=CatSettings(overlap=False))
     assert masks_of(plain.plans[0])["etl1"] == masks_of(plain.plans[0])["etl2"]     # pooled without
     (plan,) = advise_cat(hist, cat=CatSettings(overlap=False, vms={"etl1": CatVm(min_mib=2.5)})).plans

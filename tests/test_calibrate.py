@@ -20,6 +20,7 @@ import pytest
 from rdtadvisor import frames
 from rdtadvisor.advise import calibrate as cal
 from rdtadvisor.advise import cbm
+from rdtadvisor.advise.cat import advise_cat
 from rdtadvisor.errors import ConfigError
 from rdtadvisor.render.calibration_script import calibration_rollback_script, calibration_script
 from rdtadvisor.sim import history, suite
@@ -706,6 +707,9 @@ def test_a_sweep_killed_mid_level_is_not_taken_for_the_original_masks():
     assert skip.socket == 0
     assert "calibration sweep left in place (stream alone in the top 5 ways" in skip.reason
     assert cal.left_level(socket_settings_of(killed), sc.socket.ways) == (1, 5)
+    # nor does advise cat plan from them (its rollback would restore the fence)
+    advice = advise_cat(killed)
+    assert not advice.plans and "calibration sweep left in place" in advice.declined[0]["reason"]
 
 
 def socket_settings_of(tables) -> dict[int, int]:

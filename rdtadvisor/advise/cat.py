@@ -45,6 +45,7 @@ import pandas as pd
 
 from rdtadvisor import plan as planning
 from rdtadvisor.advise import cbm as cbmlib
+from rdtadvisor.advise.calibrate import left_level, left_message
 from rdtadvisor.advise.strategy import Policy, SocketAdvice, VmInput, plan_socket
 from rdtadvisor.config import DOM0_NAME, CatSettings
 from rdtadvisor.curves import MIB, fit_all
@@ -114,6 +115,10 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
         latest_t = settings.loc[settings["host"] == host, "time"].max() if len(settings) else None
         current, names = planning.socket_settings(
             settings[(settings["host"] == host) & (settings["time"] == latest_t)], host, socket)
+        left = left_level(current, W)
+        if left is not None:     # today's masks are a killed sweep's, not a baseline to plan from
+            decline(host, socket, left_message(*left, names, len(current) - 1, W))
+            continue
         on_socket = samples[(samples["host"] == host) & (samples["socket"] == socket)]
         if on_socket.empty:
             decline(host, socket, "no occupancy samples on this socket")
