@@ -141,12 +141,7 @@ def parse_plan(data: Any, *, source: str = "<plan>") -> PlanFile:
         ids: dict[object, str] = {}
         for j, a in enumerate(assignments):
             w = f"{where}.assignments[{j}]"
-            if not isinstance(a, dict):
-                raise fail(w, f"expected an object, got {_kind(a)}")
-            domid = _int(a, "domid", w, fail, default=None, minimum=0)
-            name = _string(a, "name", w, fail, required=False)
-            if domid is None and name is None:
-                raise fail(w, "needs a 'domid' or a 'name'")
+            domid, name = _vm(a, w, fail)
             ident = domid if domid is not None else name
             if ident in ids:
                 raise fail(w, f"{ident!r} is already assigned at {ids[ident]}")
@@ -166,12 +161,7 @@ def parse_plan(data: Any, *, source: str = "<plan>") -> PlanFile:
     moved: dict[object, str] = {}
     for i, m in enumerate(moves):
         w = f"$.migrations[{i}]"
-        if not isinstance(m, dict):
-            raise fail(w, f"expected an object, got {_kind(m)}")
-        domid = _int(m, "domid", w, fail, default=None, minimum=0)
-        name = _string(m, "name", w, fail, required=False)
-        if domid is None and name is None:
-            raise fail(w, "needs a 'domid' or a 'name'")
+        domid, name = _vm(m, w, fail)
         src = _string(m, "from", w, fail)
         dst = _string(m, "to", w, fail)
         if src == dst:
@@ -182,6 +172,17 @@ def parse_plan(data: Any, *, source: str = "<plan>") -> PlanFile:
         moved[key] = w
         migrations.append(Migration(name, domid, src, dst, w))
     return PlanFile(source, tuple(cat), tuple(migrations))
+
+
+def _vm(obj: Any, where: str, fail) -> tuple[int | None, str | None]:
+    """The (domid, name) a plan entry names: an object with a ``domid``, a ``name`` or both."""
+    if not isinstance(obj, dict):
+        raise fail(where, f"expected an object, got {_kind(obj)}")
+    domid = _int(obj, "domid", where, fail, default=None, minimum=0)
+    name = _string(obj, "name", where, fail, required=False)
+    if domid is None and name is None:
+        raise fail(where, "needs a 'domid' or a 'name'")
+    return domid, name
 
 
 def _kind(x: Any) -> str:
