@@ -22,43 +22,12 @@ from rdtadvisor.xl.hwinfo import (
 )
 from tests.damage import mutated
 from tests.damage import parses_or_parse_error as _parses_or_parse_error
+from tests.fake_xl.captures import HWINFO
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xl" / "psr-hwinfo"
 
 # The reference's §1.4 example (HEAD, 2 sockets, CMT on, CDP off, MBA linear, no L2).
-FULL = """\
-Cache Monitoring Technology (CMT):
-Enabled         : 1
-Total RMID      : 175
-Supported monitor types:
-cache-occupancy
-total-mem-bandwidth
-local-mem-bandwidth
-Cache Allocation Technology (CAT):
-Socket ID       : 0
-L3 Cache        : 25600KB
-CDP Status      : Disabled
-Maximum COS     : 15
-CBM length      : 20
-Default CBM     : 0xfffff
-Socket ID       : 1
-L3 Cache        : 25600KB
-CDP Status      : Disabled
-Maximum COS     : 15
-CBM length      : 20
-Default CBM     : 0xfffff
-Memory Bandwidth Allocation (MBA):
-Socket ID               : 0
-Linear Mode             : Enabled
-Maximum COS             : 7
-Maximum Throttling Value: 90
-Default Throttling Value: 0
-Socket ID               : 1
-Linear Mode             : Enabled
-Maximum COS             : 7
-Maximum Throttling Value: 90
-Default Throttling Value: 0
-"""
+FULL = HWINFO
 
 L2_ONLY = """\
 Cache Monitoring Technology (CMT):

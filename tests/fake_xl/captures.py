@@ -50,6 +50,7 @@ def _list() -> str:
     return out
 
 
+# xen-xl-psr.md §1.4 example (2 sockets, CMT on, CDP off, MBA linear); test_xl_hwinfo parses it too
 HWINFO = """\
 Cache Monitoring Technology (CMT):
 Enabled         : 1
