@@ -307,10 +307,13 @@ def test_run_suite_passes_the_history_factory_through():
 def test_summary_counts_worse_than_nothing_beyond_the_margin():
     df = pd.DataFrame({"plan": ["p"] * 4, "history": ["-"] * 4, "vs_no_cat": [1.1, 0.999, 0.98, 0.9],
                        "pct_of_optimum": [100, 90, 89, 80], "valid": [True] * 4, "worst_slowdown": [1.0] * 4,
-                       "over_threshold": [0, 0, 1, 0]})
+                       "over_threshold": [0, 0, 1, 0], "mbm": [True, True, True, False]})
     row = harness.summarise(df, margin=0.005).iloc[0]
     assert row["worse_than_nothing"] == pytest.approx(0.5)
     assert row["worst_pct_of_optimum"] == 80 and row["over_threshold"] == 1
+    # the scenarios whose CPU cannot show a miss curve (no MBM) are also left out in one mean
+    assert row["mean_pct_of_optimum"] == pytest.approx(89.75)
+    assert row["mean_pct_of_optimum_mbm"] == pytest.approx(93.0)
 
 
 def test_builtin_suite_is_varied_and_seeded():

@@ -488,7 +488,8 @@ def run_suite(scenarios: Sequence[SuiteScenario], advisors: Mapping[str, Advisor
     when n > ways), `OPT_DISJOINT`
     (best of family a) and `OPT` (best of families a + b within the budget: the yardstick).
 
-    Columns: scenario, plan, history ("-" for plans that do not read history), n_vms, ways,
+    Columns: scenario, plan, history ("-" for plans that do not read history), mbm (whether
+    the scenario's CPU has MBM: without it no history shows a miss curve), n_vms, ways,
     cos_budget, cos_used, valid, masks, weighted_speedup, worst_slowdown, unfairness,
     over_threshold, vs_no_cat (WS / WS of no partitioning), pct_of_optimum (100 WS / WS of
     `OPT`). An advisor layout that Xen would reject (a bad mask, or more COS than the
@@ -504,8 +505,8 @@ def run_suite(scenarios: Sequence[SuiteScenario], advisors: Mapping[str, Advisor
     return pd.DataFrame(rows, columns=SUITE_COLUMNS)
 
 
-SUITE_COLUMNS = ["scenario", "plan", "history", "n_vms", "ways", "cos_budget", "cos_used", "valid", "masks",
-                 "weighted_speedup", "worst_slowdown", "unfairness", "over_threshold", "vs_no_cat",
+SUITE_COLUMNS = ["scenario", "plan", "history", "mbm", "n_vms", "ways", "cos_budget", "cos_used", "valid",
+                 "masks", "weighted_speedup", "worst_slowdown", "unfairness", "over_threshold", "vs_no_cat",
                  "pct_of_optimum"]
 
 
@@ -538,11 +539,14 @@ def _scenario_rows(sc: SuiteScenario, advisors: Mapping[str, Advisor], modes: Se
     plans.append((OPT_DISJOINT, "-", cands[found.best(cands.family == layouts.FAMILY_DISJOINT)], True))
     plans.append((OPT, "-", cands[found.best()], True))
 
+    from rdtadvisor.sim.history import preset_for  # it imports this module
+
+    mbm = bool(preset_for(socket).mbm)
     out = []
     for plan, mode, layout, ok in plans:
         scored = layout if ok else Layout.default(n, W)
         s = evaluate(socket, vms, scored, alone=a)
-        out.append({"scenario": sc.name, "plan": plan, "history": mode, "n_vms": n, "ways": W,
+        out.append({"scenario": sc.name, "plan": plan, "history": mode, "mbm": mbm, "n_vms": n, "ways": W,
                     "cos_budget": sc.cos_budget,
                     "cos_used": layout.cos_used if isinstance(layout, Layout) else -1, "valid": ok,
                     "masks": layout.hex() if isinstance(layout, Layout) else repr(layout),
@@ -559,7 +563,9 @@ def _scenario_rows(sc: SuiteScenario, advisors: Mapping[str, Advisor], modes: Se
 def summarise(results: pd.DataFrame, *, margin: float = NOISE_MARGIN) -> pd.DataFrame:
     """One row per (plan, history): the table of issue 3 and the reference's §6.4.
 
-    Columns: plan, history, scenarios, mean_pct_of_optimum, worst_pct_of_optimum,
+    Columns: plan, history, scenarios, mean_pct_of_optimum, mean_pct_of_optimum_mbm (over the
+    scenarios whose CPU has MBM, where a history can show miss curves at all; NaN if none),
+    worst_pct_of_optimum,
     mean_vs_no_cat, worst_vs_no_cat, worse_than_nothing (share of scenarios whose weighted
     speedup is below no partitioning by more than ``margin``, relative), invalid (advisor
     layouts Xen would reject), mean_worst_slowdown, over_threshold (sockets over their
@@ -572,6 +578,7 @@ def summarise(results: pd.DataFrame, *, margin: float = NOISE_MARGIN) -> pd.Data
         rows.append({
             "plan": plan, "history": hist, "scenarios": len(g),
             "mean_pct_of_optimum": float(g["pct_of_optimum"].mean()),
+            "mean_pct_of_optimum_mbm": float(g.loc[g["mbm"].astype(bool), "pct_of_optimum"].mean()),
             "worst_pct_of_optimum": float(g["pct_of_optimum"].min()),
             "mean_vs_no_cat": float(g["vs_no_cat"].mean()),
             "worst_vs_no_cat": float(g["vs_no_cat"].min()),
@@ -596,7 +603,9 @@ def scenario_table(results: pd.DataFrame) -> list[dict[str, Any]]:
 def summary_table(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """`summarise` rows for a text table (the shape of the reference's §6.4 table)."""
     return [{"plan": r.plan, "history": r.history, "scenarios": r.scenarios,
-             "mean % opt": round(r.mean_pct_of_optimum, 1), "worst % opt": round(r.worst_pct_of_optimum, 1),
+             "mean % opt": round(r.mean_pct_of_optimum, 1),
+             "with MBM": None if np.isnan(r.mean_pct_of_optimum_mbm) else round(r.mean_pct_of_optimum_mbm, 1),
+             "worst % opt": round(r.worst_pct_of_optimum, 1),
              "mean vs none": round(r.mean_vs_no_cat, 3), "worst vs none": round(r.worst_vs_no_cat, 3),
              "worse than none": f"{100 * r.worse_than_nothing:.0f}%", "invalid": r.invalid}
             for r in summary.itertuples()]
