@@ -98,3 +98,21 @@ def test_a_host_without_mbm_is_named_on_stderr(tmp_path):
     r = run("--store", str(store), "curves", "--format", "json")
     assert r.exit_code == 0 and json.loads(r.stdout) == {"curves": []}
     assert f"{sc.name}: no memory-bandwidth samples" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_markdown_leaves_no_raw_html_from_a_hostile_name():
+    import pandas as pd
+
+    from rdtadvisor.advise.cat import CatAdvice
+    from rdtadvisor.cli.advise import _text
+
+    evil = "<img src=x onerror=alert(1)>"
+    row = dict.fromkeys(TABLE_COLUMNS, float("nan"))
+    row.update(host="h", socket=0, domid=3, domain=evil, kind="sensitive", quality="good", measured=True,
+               points=40, occupancy_p5_bytes=1e6, occupancy_p95_bytes=4e6, alpha=0.5, alpha_lo=0.4,
+               alpha_hi=0.6, bandwidth_bytes_s=1e9, reason="r")
+    md = render_text(pd.DataFrame([row], columns=TABLE_COLUMNS), markdown=True)
+    assert "\\<img" in md and "<" not in md.replace("\\<", "")      # every < escaped
+    declined = CatAdvice((), ({"host": "h", "socket": 0, "reason": f"no measured curve ({evil})"},))
+    assert "<" not in _text(declined, markdown=True).replace("\\<", "")
+    assert evil in _text(declined, markdown=False)

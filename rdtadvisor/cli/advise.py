@@ -9,6 +9,7 @@ import click
 
 from rdtadvisor.cli import settings_of
 from rdtadvisor.cli.output import dump_json
+from rdtadvisor.render import markdown as md
 from rdtadvisor.store import Store
 
 command = click.Group("advise", help="Advice from the stored history: CAT masks and VM placement.")
@@ -86,8 +87,8 @@ def _text(advice, *, markdown: bool) -> str:
         width = max([8, *(len(m) for m in shown)])
         for a, mask_s in zip(p.assignments, shown, strict=True):
             if markdown:
-                name = str(a.name).replace("|", "\\|")
-                out.append(f"| {a.domid} | {name} | `{mask_s}` | {a.ways} | {a.reason} |")
+                name, reason = md.escape(a.name), md.escape(a.reason)
+                out.append(f"| {a.domid} | {name} | `{mask_s}` | {a.ways} | {reason} |")
             else:
                 out.append(f"  {a.domid:>5}  {a.name!s:<40}  {mask_s:<{width}} {a.ways:>2} ways  {a.reason}")
         out.append("")
@@ -99,7 +100,8 @@ def _text(advice, *, markdown: bool) -> str:
             out.append(("    " if markdown else "  $ ") + " ".join(s.argv))
         out.append("")
     for d in advice.declined:
-        out.append(f"{d['host']} socket {d['socket']}: no change: {d['reason']}")
+        reason = md.escape(d["reason"]) if markdown else d["reason"]
+        out.append(f"{d['host']} socket {d['socket']}: no change: {reason}")
     if not advice.plans and not advice.declined:
         out.append("nothing to advise: the store has no sockets with L3 CAT")
     return "\n".join(out).rstrip() + "\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from rdtadvisor.cli.output import dump_json, format_option, text_table
+from rdtadvisor.cli.output import dump_json, format_option, records, text_table
 from rdtadvisor.errors import ConfigError
 
 
@@ -50,7 +50,7 @@ def command(suite_name: str, fmt: str, quick: bool, margin: float | None,
     elapsed = time.perf_counter() - started
     if fmt == "json":
         click.echo(dump_json({"scenarios": results.to_dict(orient="records"),
-                              "summary": _records(summary), "seconds": round(elapsed, 2)}),
+                              "summary": records(summary), "seconds": round(elapsed, 2)}),
                    nl=False)
     elif fmt == "csv":
         click.echo(results.to_csv(index=False), nl=False)
@@ -59,12 +59,6 @@ def command(suite_name: str, fmt: str, quick: bool, margin: float | None,
         click.echo()
         click.echo(text_table(harness.summary_table(summary)), nl=False)
         click.echo(f"\n{len(scenarios)} scenarios in {elapsed:.1f} s")
-
-
-def _records(frame) -> list[dict]:
-    """Rows as dicts, NaN (a mean over no scenario) as null: JSON has no NaN."""
-    return [{k: None if isinstance(v, float) and v != v else v for k, v in r.items()}
-            for r in frame.to_dict(orient="records")]
 
 
 def _load_advisor(spec: str):

@@ -24,9 +24,10 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli import open_store
-from rdtadvisor.cli.output import dump_json, format_option, text_table
+from rdtadvisor.cli.output import dump_json, format_option, records, text_table
 from rdtadvisor.curves import IDLE_BW, MIB, fit_all, fit_table
 from rdtadvisor.model.capacity import socket_facts
+from rdtadvisor.render import markdown
 
 
 @click.command("curves")
@@ -48,7 +49,7 @@ def command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, fmt: 
         click.echo(f"rdtadvisor: {host}: no memory-bandwidth samples (no MBM on this CPU, or not collected): "
                    "miss curves cannot be estimated", err=True)
     if fmt == "json":
-        click.echo(dump_json({"curves": [_json_row(r) for r in table.to_dict("records")]}), nl=False)
+        click.echo(dump_json({"curves": records(table)}), nl=False)
     elif fmt == "csv":
         click.echo(table.to_csv(index=False), nl=False)
     else:
@@ -70,10 +71,6 @@ def _names(samples: pd.DataFrame) -> dict[tuple[str, int], str]:
     last = samples.sort_values("time", kind="stable").drop_duplicates(["host", "domid"], keep="last")
     rows = zip(last["host"], last["domid"], last["domain"], strict=True)
     return {(str(h), int(d)): str(n) for h, d, n in rows if pd.notna(n)}
-
-
-def _json_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
 
 
 def _rate(x: float) -> str:
@@ -123,6 +120,4 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no rows)\n"
     cols = list(rows[0])
-    esc = [[str(r[c]).replace("|", "\\|") for c in cols] for r in rows]
-    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
-                      *("| " + " | ".join(r) + " |" for r in esc)]) + "\n"
+    return "\n".join(markdown.table(cols, [[markdown.escape(r[c]) for c in cols] for r in rows])) + "\n"

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rdtadvisor.errors import RdtError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def dump_json(data: Any) -> str:
     """Stable JSON: two-space indent, keys in contract order, UTF-8 names kept readable."""
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as dicts for JSON, NaN as null (JSON has no NaN)."""
+    return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+            for r in frame.to_dict(orient="records")]
 
 
 def text_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:

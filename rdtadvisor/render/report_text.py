@@ -13,6 +13,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from rdtadvisor.render import markdown
 from rdtadvisor.units import format_bytes
 
 MIB = 1024**2
@@ -234,13 +235,7 @@ def _socket(s: dict[str, Any], md: bool) -> list[str]:
 
 def _table(header: Sequence[str], rows: list[list[str]], md: bool) -> list[str]:
     if md:
-        return [
-            "",
-            "| " + " | ".join(header) + " |",
-            "|" + "|".join("---" for _ in header) + "|",
-            *("| " + " | ".join(r) + " |" for r in rows),
-            "",
-        ]
+        return ["", *markdown.table(header, rows), ""]
     widths = (
         [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
         if rows
@@ -260,12 +255,9 @@ def _heading(text: str, level: int, md: bool, esc: bool = False) -> list[str]:
 def _esc(text: str, md: bool) -> str:
     """Markdown: escape what would turn a VM name into markup, links, HTML or a broken table;
     text: drop control characters (a name must not move the terminal's cursor)."""
-    text = "".join(c if c.isprintable() else "?" for c in str(text))
-    if not md:
-        return text
-    for ch in "\\`*_{}[]()<>#+!|~":
-        text = text.replace(ch, "\\" + ch)
-    return text
+    if md:
+        return markdown.escape(text)
+    return "".join(c if c.isprintable() else "?" for c in str(text))
 
 
 def _mib(x: float | None) -> str:
