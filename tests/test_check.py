@@ -9,13 +9,8 @@ import pandas as pd
 import pytest
 
 from rdtadvisor.check import Thresholds, check
-from rdtadvisor.cli import check as check_cli
-from rdtadvisor.cli import cli
 from rdtadvisor.frames import validate
 from tests.clirun import run
-
-if "check" not in cli.commands:          # until the lead registers it in rdtadvisor/cli/__init__.py
-    cli.add_command(check_cli.command)
 
 T = pd.Timestamp("2026-11-23T09:10:00Z")
 KIB, MIB = 1024, 2**20

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from rdtadvisor.cli import settings_of
-from rdtadvisor.cli.output import dump_json
+from rdtadvisor.cli.output import dump_json, echo_text
 from rdtadvisor.render import markdown as md
 from rdtadvisor.store import Store
 
@@ -59,7 +59,7 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, f
     if fmt == "json":
         click.echo(dump_json(advice.to_dict()), nl=False)
     else:
-        click.echo(_text(advice, markdown=fmt == "markdown"), nl=False)
+        echo_text(_text(advice, markdown=fmt == "markdown"))
     if script_path is not None and advice.plans:
         apply, undo = scripts_by_host(advice.plans), rollbacks_by_host(advice.plans)
         for host, text in apply.items():
@@ -158,7 +158,7 @@ def placement_command(ctx: click.Context, hosts: tuple[str, ...], since: str, ev
     if fmt == "json":
         click.echo(dump_json(result), nl=False)
     else:
-        click.echo(_placement_text(result, markdown=fmt == "markdown"), nl=False)
+        echo_text(_placement_text(result, markdown=fmt == "markdown"))
     if script_path is not None:
         script_path.write_text(script(result), encoding="utf-8")
         script_path.chmod(0o755)

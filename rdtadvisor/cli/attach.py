@@ -9,8 +9,10 @@ import click
 
 from rdtadvisor.attach import AttachResult, attach_host
 from rdtadvisor.cli import EXIT_OK, EXIT_PARTIAL, settings_of
+from rdtadvisor.cli.output import echo_text
 from rdtadvisor.collect import runner_for
 from rdtadvisor.config import resolve_hosts
+from rdtadvisor.render.terminal import printable
 
 
 @click.command("attach")
@@ -52,13 +54,13 @@ def _print(r: AttachResult, dry_run: bool) -> None:
         return
     verb = "would attach" if dry_run else "attached"
     names = ", ".join(f"{name} ({domid})" for domid, name in r.attached) or "none"
-    click.echo(f"{r.host}: {verb} {len(r.attached)}: {names}; {len(r.already)} already attached"
-               + (f"; Total RMID {r.total_rmid}" if r.total_rmid is not None else ""))
+    echo_text(f"{r.host}: {verb} {len(r.attached)}: {names}; {len(r.already)} already attached"
+              + (f"; Total RMID {r.total_rmid}" if r.total_rmid is not None else "") + "\n")
     for domid, name, reason in r.failed:
         if reason == "no-free-rmid":
             left = [n for _, n in r.skipped]
             click.echo(f"rdtadvisor: {r.host}: RMIDs exhausted (Total RMID {r.total_rmid}, all in use): "
-                       f"{name} ({domid}) and {len(left)} more stay unmonitored"
-                       + (f": {', '.join(left)}" if left else ""), err=True)
+                       f"{printable(name)} ({domid}) and {len(left)} more stay unmonitored"
+                       + (f": {printable(', '.join(left))}" if left else ""), err=True)
         else:
-            click.echo(f"rdtadvisor: {r.host}: cannot attach {name} ({domid}): {reason}", err=True)
+            click.echo(f"rdtadvisor: {r.host}: cannot attach {printable(name)} ({domid}): {reason}", err=True)

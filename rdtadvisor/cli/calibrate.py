@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from rdtadvisor.cli import open_store, settings_of
-from rdtadvisor.cli.output import dump_json, text_table
+from rdtadvisor.cli.output import dump_json, echo_text, text_table
 from rdtadvisor.timewindow import parse_span
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def command(ctx: click.Context, hosts: tuple[str, ...], vms: tuple[str, ...], du
     if fmt == "json":
         click.echo(dump_json(plan.to_dict()), nl=False)
     else:
-        click.echo(_text(plan), nl=False)
+        echo_text(_text(plan))
     if script_path is None:
         return
     paths = {}

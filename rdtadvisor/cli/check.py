@@ -21,7 +21,7 @@ import click
 
 from rdtadvisor.check import CheckReport, check
 from rdtadvisor.cli import open_store
-from rdtadvisor.cli.output import dump_json
+from rdtadvisor.cli.output import dump_json, echo_text
 
 
 @click.command("check")
@@ -38,7 +38,10 @@ def command(ctx: click.Context, hosts: tuple[str, ...], fmt: str) -> int:
     store, wanted = open_store(ctx, hosts)
     tables = {t: store.latest(t, wanted) for t in ("settings", "facts", "samples", "domains")}
     report = check(tables)
-    click.echo(dump_json(report.to_dict()) if fmt == "json" else render_text(report), nl=False)
+    if fmt == "json":
+        click.echo(dump_json(report.to_dict()), nl=False)
+    else:
+        echo_text(render_text(report))
     return 1 if report.findings else 0
 
 

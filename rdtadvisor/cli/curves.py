@@ -24,7 +24,7 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli import open_store
-from rdtadvisor.cli.output import dump_json, format_option, records, text_table
+from rdtadvisor.cli.output import dump_json, echo_text, format_option, records, text_table
 from rdtadvisor.curves import IDLE_BW, MIB, fit_all, fit_table
 from rdtadvisor.model.capacity import socket_facts
 from rdtadvisor.render import markdown
@@ -53,7 +53,7 @@ def command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, fmt: 
     elif fmt == "csv":
         click.echo(table.to_csv(index=False), nl=False)
     else:
-        click.echo(render_text(table, markdown=fmt == "markdown"), nl=False)
+        echo_text(render_text(table, markdown=fmt == "markdown"))
 
 
 def _without_mbm(samples: pd.DataFrame) -> list[str]:

@@ -28,6 +28,7 @@ from rdtadvisor.cli.report import (
 )
 from rdtadvisor.model.headroom import Profile, host_headroom, socket_headroom
 from rdtadvisor.model.usage import Usage
+from rdtadvisor.render.terminal import printable_lines
 from rdtadvisor.units import format_bytes, parse_size
 
 
@@ -127,7 +128,7 @@ def command(
             for h in data["hosts"]
             for s in h["sockets"]
         ]
-        text = (
+        text = printable_lines(
             f"Profile {prof.name}: {format_bytes(prof.occupancy_bytes)} L3, "
             f"{format_bytes(prof.bandwidth_bytes_s, rate=True)} memory bandwidth; thresholds L3 "
             f"{settings.report.l3_threshold:.0%}, bandwidth {settings.report.bandwidth_threshold:.0%}\n"
@@ -223,7 +224,7 @@ def _fleet(
     }
     if fmt == "json":
         return dump_json(data)
-    return (
+    return printable_lines(
         f"Profile {label}\n"
         + text_table(rows)
         + f"fleet: {data['fleet_fit']} more\n"

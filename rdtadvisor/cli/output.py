@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rdtadvisor.errors import RdtError
+from rdtadvisor.render.terminal import printable_lines
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
 def dump_json(data: Any) -> str:
     """Stable JSON: two-space indent, keys in contract order, UTF-8 names kept readable."""
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def echo_text(text: str) -> None:
+    """Print a text or Markdown rendering: untrusted names cannot drive the terminal
+    (`rdtadvisor.render.terminal`)."""
+    click.echo(printable_lines(text), nl=False)
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from rdtadvisor import xl
-from rdtadvisor.cli.output import dump_json, format_option, text_table
+from rdtadvisor.cli.output import dump_json, echo_text, format_option, text_table
 from rdtadvisor.errors import ParseError
 
 
@@ -34,6 +34,6 @@ def command(command_line: str, file: Path, fmt: str) -> None:
     if fmt == "json":
         click.echo(dump_json(record.to_dict()), nl=False)
     else:
-        click.echo(text_table(record.table_rows()), nl=False)
+        echo_text(text_table(record.table_rows()))
         for warning in record.to_dict().get("warnings", []):
             click.echo(f"warning: {source}: {warning}", err=True)

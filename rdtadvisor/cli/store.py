@@ -11,6 +11,7 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli import settings_of
+from rdtadvisor.cli.output import echo_text
 from rdtadvisor.inventory import host_inventory
 from rdtadvisor.store import STORE_TABLES, Store
 from rdtadvisor.timewindow import parse_when
@@ -92,4 +93,4 @@ def show(ctx: click.Context, table: str, hosts: tuple[str, ...], since: pd.Times
     elif frame.empty:
         click.echo("(no rows)")
     else:
-        click.echo(frame.to_string(index=False))
+        echo_text(frame.to_string(index=False) + "\n")

@@ -41,7 +41,7 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli import settings_of
-from rdtadvisor.cli.output import dump_json, text_table
+from rdtadvisor.cli.output import dump_json, echo_text, text_table
 from rdtadvisor.curves import MIB
 from rdtadvisor.planfile import load_plan
 from rdtadvisor.store import Store, parse_when
@@ -79,7 +79,7 @@ def command(ctx: click.Context, plan_path: Path, fmt: str, since: pd.Timestamp |
     if fmt == "json":
         click.echo(dump_json(result.to_json()), nl=False)
     else:
-        click.echo(render_text(result), nl=False)
+        echo_text(render_text(result))
 
 
 def _mib(x: float) -> str:

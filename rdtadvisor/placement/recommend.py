@@ -40,6 +40,7 @@ import numpy as np
 
 from rdtadvisor.placement.fleet import DIMENSIONS, REASON_OF_DIMENSION, Arrays, Fleet, loads
 from rdtadvisor.placement.solve import Solution
+from rdtadvisor.render.terminal import printable
 
 _UNITS = {"l3": "l3_bytes", "bandwidth": "bandwidth_bytes_s", "memory": "memory_bytes", "vcpus": "vcpus"}
 
@@ -159,4 +160,4 @@ def script(plan: dict[str, Any]) -> str:
 
 def _comment(text: str) -> str:
     """A name inside a # comment: no newline or control character may end the comment."""
-    return "".join(c if c.isprintable() else "?" for c in str(text))
+    return printable(text)

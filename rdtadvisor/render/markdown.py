@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rdtadvisor.render.terminal import printable
+
 _SPECIAL = "\\`*_{}[]()<>#+!|~"
 
 
 def escape(text: object) -> str:
     """``text`` with control characters as ``?`` and Markdown's special characters escaped."""
-    out = "".join(c if c.isprintable() else "?" for c in str(text))
+    out = printable(text)
     for ch in _SPECIAL:
         out = out.replace(ch, "\\" + ch)
     return out

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rdtadvisor.render import markdown
+from rdtadvisor.render.terminal import printable
 from rdtadvisor.units import format_bytes
 
 MIB = 1024**2
@@ -257,7 +258,7 @@ def _esc(text: str, md: bool) -> str:
     text: drop control characters (a name must not move the terminal's cursor)."""
     if md:
         return markdown.escape(text)
-    return "".join(c if c.isprintable() else "?" for c in str(text))
+    return printable(text)
 
 
 def _mib(x: float | None) -> str:
