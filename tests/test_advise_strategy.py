@@ -238,3 +238,18 @@ def test_a_shallow_slope_on_a_vm_missing_faster_than_demand_can_is_a_streamer():
     adv = plan_socket(FACTS, vms, {}, cos_budget=15, policy=POLICY)
     kinds = {v.name: v.kind for v in adv.vms}
     assert kinds["fast"] == "streaming" and kinds["slow"] == "sensitive"
+
+
+def test_the_reported_band_adds_the_model_error_to_the_curves_uncertainty():
+    from rdtadvisor.advise.strategy import MODEL_ERROR, band
+
+    lo, hi = band(0.10, 0.09, 0.11)
+    # tight curves still leave the model's error: about MODEL_ERROR x the gain on each side
+    assert lo < 0.10 - 0.9 * MODEL_ERROR * 0.10 and hi > 0.10 + 0.9 * MODEL_ERROR * 0.10
+    # wide curves dominate: the band grows only a little beyond them
+    lo, hi = band(0.05, -0.20, 0.30)
+    assert -0.21 < lo < -0.20 and 0.30 < hi < 0.31
+    # nothing predicted, nothing added; an asymmetric band stays asymmetric
+    assert band(0.0, -0.01, 0.02) == (-0.01, 0.02)
+    lo, hi = band(0.10, 0.02, 0.12)
+    assert 0.10 - lo > hi - 0.10

@@ -1,0 +1,80 @@
+"""How honest is `advise cat`'s predicted gain? Its 90 % band against the simulator's truth.
+
+    python benchmarks/advice_band.py                               # the 23-scenario suite
+    python benchmarks/advice_band.py benchmarks/advice_holdout.py  # the held-out mixes
+
+For every scenario and history mode (default masks only; with a calibration sweep) it plans
+the socket as `rdtadvisor.advise.strategy.advisor` does, then scores the chosen plan (or,
+when the advisor declines, its best candidate) with the truth model. It prints the predicted
+gain, the reported band and the true gain, then how many true gains of the plans it would
+apply fell inside the band. A 90 % band should hold about 9 in 10 (strategy step 8, where
+`MODEL_ERROR` was measured with this script).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pandas as pd
+
+from rdtadvisor.advise import strategy
+from rdtadvisor.model.capacity import SocketFacts
+from rdtadvisor.sim import harness, suite
+from rdtadvisor.sim.fitted import fitted_curves
+from rdtadvisor.sim.layouts import full_mask
+
+
+def scenarios(path: str | None) -> list[harness.SuiteScenario]:
+    if path is None:
+        return suite.scenarios()
+    spec = importlib.util.spec_from_file_location("suite_file", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.scenarios()
+
+
+def rows(scs: list[harness.SuiteScenario]) -> pd.DataFrame:
+    out = []
+    for sc in scs:
+        for mode in ("default", "calibration"):
+            socket, vms = sc.socket, sc.vms
+            hist = harness.observed_history(sc, mode)
+            fits = fitted_curves(socket, vms, hist)
+            if any(f is None for f in fits):          # no MBM: the advisor cannot plan
+                continue
+            now = strategy._current_masks(hist, vms, socket.ways)
+            facts = SocketFacts(float(socket.l3_bytes), socket.ways, False, full_mask(socket.ways), None)
+            items = [strategy.VmInput(i, v.name, v.priority, f, v.vcpus)
+                     for i, (v, f) in enumerate(zip(vms, fits, strict=True))]
+            policy = strategy.Policy(latency_ns=socket.latency_ns, bw_capacity=socket.bw_bytes_s)
+            advice = strategy.plan_socket(facts, items, dict(enumerate(now)), cos_budget=sc.cos_budget,
+                                          policy=policy)
+            chosen = [c for c in advice.candidates if c.masks == advice.masks] or list(advice.candidates[:1])
+            if not chosen:
+                continue
+            c = chosen[0]
+            base = harness.evaluate(socket, vms, now).weighted_speedup
+            true = harness.evaluate(socket, vms, c.masks).weighted_speedup / base - 1
+            out.append({"scenario": sc.name, "history": mode, "declined": advice.declined is not None,
+                        "predicted": 100 * c.gain_mean, "low": 100 * c.gain_low, "high": 100 * c.gain_high,
+                        "true": 100 * true})
+    d = pd.DataFrame(out)
+    d["inside"] = (d["true"] >= d["low"]) & (d["true"] <= d["high"])
+    return d
+
+
+def main() -> None:
+    d = rows(scenarios(sys.argv[1] if len(sys.argv) > 1 else None))
+    pd.set_option("display.width", 160)
+    print(d.round(2).to_string(index=False))
+    acted = d[~d["declined"]]
+    for mode, g in acted.groupby("history"):
+        print(f"{mode}: {int(g['inside'].sum())} of {len(g)} true gains inside the band")
+    err = acted["predicted"] - acted["true"]
+    print(f"all applied plans: {int(acted['inside'].sum())} of {len(acted)} inside; "
+          f"mean error {err.mean():+.2f} points, mean |error| {err.abs().mean():.2f} points")
+
+
+if __name__ == "__main__":
+    main()
