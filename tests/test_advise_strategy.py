@@ -253,3 +253,20 @@ def test_the_reported_band_adds_the_model_error_to_the_curves_uncertainty():
     assert band(0.0, -0.01, 0.02) == (-0.01, 0.02)
     lo, hi = band(0.10, 0.02, 0.12)
     assert 0.10 - lo > hi - 0.10
+
+
+def test_latency_feedback_settles_on_the_traffic_fixed_point_even_near_saturation():
+    # eight streamers filling a 90 GB/s bus of 100 GB/s: every vCPU stalls most of the time,
+    # where iterating "traffic -> latency -> speed -> traffic" flips between a crawl and a sprint
+    streamers = [make_fit(0.02, np.inf, 11.2e9, kind="streaming", occupancy_mib=3, seed=i) for i in range(8)]
+    vms = [VmInput(i, f"s{i}", 1.0, f, 8) for i, f in enumerate(streamers)]
+    vms.append(VmInput(8, "db", 1.0, db_fit(), 2))
+    model = strategy._Model(vms, W, L3 / W, POLICY, [full_mask(W)] * 9, 400.0)
+    _, m = model.solve([0x7F0] * 8 + [0xF])
+    rel = model._rel(m, model.latency)
+    traffic = (m * rel).sum(axis=1)
+    again = 1.0 / ((1 - model.stall) + model.stall * model.mpi_ratio(m, model.m_now, model.k)
+                   * model.latency(traffic)[:, None] / model.lat_now[:, None])
+    np.testing.assert_allclose(rel, again, rtol=1e-5)       # a fixed point, not a swing
+    # confining the streamers frees ways for the DB; the streamers (flat curves) barely change
+    assert np.all(np.abs(rel[:, :8] - 1) < 0.1) and rel[:, 8].mean() > 1.5

@@ -104,6 +104,7 @@ SHALLOW_ALPHA = 0.2            # ... and below this "shallow": flat for a prefet
 PREFETCH_STALL = 1.0    # `_prefetch_bound`: misses/s a fully stalled vCPU could not make
 MODEL_ERROR = 0.35      # the reported band's model error, as a share of the expected gain (step 8)
 EQUILIBRIUM_TOL = 1e-3  # overlapping layouts: converged when no VM moves 1/1000 of a way (2-3 KB)
+BISECTIONS = 30         # `_Model._rel`: the traffic fixed point to 1e-9 of its bracket
 
 
 @dataclass(frozen=True)
@@ -308,14 +309,33 @@ class _Model:
         return cap, m
 
     def _rel(self, m: np.ndarray, lat_of, per_vm_latency: bool = False) -> np.ndarray:
-        """Relative speeds (vs today) at misses ``m`` (E, n), latency fed back 4 times."""
-        rel = np.ones_like(m)
+        """Relative speeds (vs today) at misses ``m`` (E, n), with the memory latency their own
+        traffic causes: the fixed point ``t = sum(m * rel(latency(t)))`` of the traffic ``t``
+        (per VM with `per_vm_latency`, else per socket), found by bisection.
+
+        Faster VMs miss more per second, which raises the latency, which slows them: the
+        traffic the VMs would make is decreasing in the traffic there is, so the fixed point is
+        unique. Iterating it does not find it near saturation (stalled VMs): it flips between
+        a crawl and a sprint, and a fixed number of rounds stops on either (a plan for a
+        saturated bus was once predicted to make its streamers 3.4 times faster).
+        """
         ratio = self.mpi_ratio(m, self.m_now, self.k)
-        for _ in range(4):
+        scale = ratio / self.lat_now[:, None]
+
+        def made(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """(traffic the VMs make, their speeds) at traffic `t` ((E, n) or (E,))."""
+            lat = lat_of(t) if per_vm_latency else lat_of(t)[:, None]
+            rel = 1.0 / ((1 - self.stall) + self.stall * scale * lat)
             traffic = m * rel
-            lat = lat_of(traffic) if per_vm_latency else lat_of(traffic.sum(axis=1))[:, None]
-            rel = 1.0 / ((1 - self.stall) + self.stall * ratio * lat / self.lat_now[:, None])
-        return rel
+            return (traffic if per_vm_latency else traffic.sum(axis=1)), rel
+
+        lo = np.zeros(m.shape if per_vm_latency else m.shape[:1])
+        hi, _ = made(lo)                         # at the least latency they make the most traffic
+        for _ in range(BISECTIONS):
+            mid = 0.5 * (lo + hi)
+            over = made(mid)[0] < mid
+            hi, lo = np.where(over, mid, hi), np.where(over, lo, mid)
+        return made(0.5 * (lo + hi))[1]
 
     @staticmethod
     def mpi_ratio(m: np.ndarray, m_now: np.ndarray, k: np.ndarray) -> np.ndarray:
