@@ -31,9 +31,17 @@ _TIME_DIR = re.compile(r"^\.?\d{8}T\d{6}Z(?:\..*)?$")   # a capture folder, or w
                    "(xl's KiB truncation stays).")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty --out: the scenario's hosts' earlier captures there are replaced.")
+@click.option("--extend", default=None, metavar="DURATION",
+              help="Go on for DURATION after the scenario's run ends and write only that part "
+                   "(store it after the run's own captures).")
+@click.option("--apply", "plans", multiple=True, metavar="PLAN.json[@WHEN]",
+              help="With --extend: run the xl commands of an `advise cat` or `calibrate` JSON on the "
+                   "simulated hosts, from where the run ends (or @+6h after that, or @2026-11-22T06:00Z), "
+                   "and print the simulator's true effect. Repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def command(scenario_path: Path, out: Path, duration: str | None, step: str | None, seed: int | None,
-            workers: int | None, no_quirks: bool, force: bool, quiet: bool) -> None:
+            workers: int | None, no_quirks: bool, force: bool, extend: str | None, plans: tuple[str, ...],
+            quiet: bool) -> None:
     """Simulate a fleet and write the xl captures every host would have given.
 
     Each host's files are what `rdtadvisor collect` keeps on that host's Xen version,
@@ -43,7 +51,15 @@ def command(scenario_path: Path, out: Path, duration: str | None, step: str | No
 
         rdtadvisor collect --replay CAPTURES/
 
-    Exit status: 0 written, 2 bad scenario or options.
+    To see a plan at work, extend the run and apply it where the run ends: the commands
+    change the simulated masks as Xen would (refusing what Xen refuses), and the simulator's
+    true weighted speedup with and without them is printed per socket (stderr), to set
+    against what `advise cat` predicted:
+
+        rdtadvisor advise cat --format json > plan.json
+        rdtadvisor simulate fleet.toml --extend 12h --apply plan.json --out after/
+
+    Exit status: 0 written, 2 bad scenario, options or plan.
     """
     from rdtadvisor.sim import measure, scenario
 
@@ -56,6 +72,17 @@ def command(scenario_path: Path, out: Path, duration: str | None, step: str | No
     total_step = every or sc.step
     if total_step > total_span:
         raise ConfigError(f"--step {total_step} is longer than the duration {total_span}")
+    since = None
+    effects: list[dict] = []
+    if extend is not None or plans:
+        if extend is None:
+            raise ConfigError("--apply needs --extend: how long to go on after the run's end, with the plan")
+        more = scenario.parse_duration(extend)
+        if more < total_step:
+            raise ConfigError(f"--extend {extend} is shorter than one step ({total_step})")
+        since = sc.start + total_span
+        sc, effects = _apply(sc, plans, total_span, total_span + more, total_step, seed)
+        span, total_span = total_span + more, total_span + more
     _prepare(out, [h.name for h in sc.hosts], force)
     quirks = measure.Quirks.off() if no_quirks else None
     talk = not quiet and sys.stderr.isatty()
@@ -65,10 +92,15 @@ def command(scenario_path: Path, out: Path, duration: str | None, step: str | No
                                label=f"simulating {sc.name}", file=sys.stderr,
                                item_show_func=lambda h: h) as bar:
             result = measure.write_fleet(sc, out, duration=span, step=every, seed=seed, workers=workers,
-                                         quirks=quirks, on_progress=lambda host, n: bar.update(n, host))
+                                         quirks=quirks, on_progress=lambda host, n: bar.update(n, host),
+                                         since=since)
     else:
         result = measure.write_fleet(sc, out, duration=span, step=every, seed=seed, workers=workers,
-                                     quirks=quirks)
+                                     quirks=quirks, since=since)
+    for e in effects:
+        click.echo(f"simulator truth: {e['plan']}: {e['host']} socket {e['socket']}: weighted speedup "
+                   f"{e['weighted_speedup']:.3f} with it, {e['weighted_speedup_without']:.3f} without "
+                   f"({100 * e['gain']:+.1f}%), mean from its first command to the end", err=True)
     if not quiet:
         click.echo(f"wrote {result.captures} captures of {result.hosts} hosts ({result.files} files) "
                    f"to {out} in {time.monotonic() - t0:.1f} s; store them with: "
@@ -93,3 +125,67 @@ def _prepare(out: Path, hosts: list[str], force: bool) -> None:
             names = ", ".join(sorted(strangers)[:3])
             raise ConfigError(f"--force: {folder} holds more than captures ({names}); not touching it")
         shutil.rmtree(folder)
+
+
+def _apply(sc, plans: tuple[str, ...], end, total, step, seed: int | None):
+    """`sc` with each plan's commands applied from the run's `end` (or its @WHEN), in the
+    order given, and each plan's true effect per socket it changes: the run with it and the
+    plans before it vs the run with only the plans before it, from its first command on."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from rdtadvisor.sim import apply, truth
+
+    loaded = [_load_plan(spec, sc, end) for spec in plans]
+    names = {h.name for h in sc.hosts}
+    unknown = sorted({c.host for _, _, cmds in loaded for c in cmds} - names)
+    if unknown:
+        raise ConfigError(f"--apply: host {unknown[0]} is not in the scenario ({', '.join(sorted(names))})")
+    times = truth.time_index(sc, total, step)
+    start = pd.Timestamp(sc.start).tz_convert("UTC")
+    seed = sc.seed if seed is None else seed
+    hosts, effects = [], []
+    for host in sc.hosts:
+        current, before = host, None
+        for path, origin, cmds in loaded:
+            mine = [c for c in cmds if c.host == host.name]
+            if not mine:
+                continue
+            new = apply.apply_commands(current, mine, origin)
+            before = before or truth.simulate_host(current, times, start, seed)
+            after = truth.simulate_host(new, times, start, seed)
+            first = origin + min(c.at for c in mine)
+            effects += [{**e, "plan": path} for e in apply.true_effect(after, before, first, start)]
+            current, before = new, after
+        hosts.append(current)
+    return replace(sc, hosts=tuple(hosts)), effects
+
+
+def _load_plan(spec: str, sc, end):
+    """(path, origin, commands) of one ``--apply PLAN.json[@WHEN]``."""
+    import json
+
+    from rdtadvisor.sim import apply
+    from rdtadvisor.sim.scenario import parse_duration
+    from rdtadvisor.timewindow import parse_when
+
+    head, _, tail = spec.rpartition("@")
+    path, when = (head, tail) if head and re.match(r"\+|\d{4}-", tail) else (spec, "")
+    origin = end
+    if when.startswith("+"):
+        origin = end + parse_duration(when[1:])
+    elif when:
+        origin = parse_when(when).to_pydatetime() - sc.start
+        if origin.total_seconds() < 0:
+            raise ConfigError(f"--apply {spec}: {when} is before the scenario's start")
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"--apply {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ConfigError(f"--apply {path}: not JSON ({e})") from None
+    cmds = apply.commands_of(doc, path)
+    if not cmds:
+        raise ConfigError(f"--apply {path}: the plan holds no command (it declined, or swept nothing)")
+    return path, origin, cmds

@@ -821,14 +821,17 @@ PARALLEL_MIN_CAPTURES = 2000   # below this, starting worker processes costs mor
 
 def write_fleet(scenario: Any, root: Any, *, duration: Any = None, step: Any = None, seed: int | None = None,
                 quirks: Quirks | None = None, readings: int = 3, workers: int | None = None,
-                on_progress: Callable[[str, int], None] | None = None, write: bool = True) -> FleetResult:
+                on_progress: Callable[[str, int], None] | None = None, write: bool = True,
+                since: Any = None) -> FleetResult:
     """Simulate every host of `scenario` and write its captures under `root` (``write_capture``).
 
     `seed` overrides the scenario's for the truth (load series) and the measurement alike.
     Hosts are independent (each seeded by its name), so they run in `workers` processes
     (default: one per CPU for big runs) and the bytes do not depend on the worker count.
     `on_progress(host, captures)` is called in this process as captures are written.
-    `write=False` renders without writing (for benchmarks).
+    `write=False` renders without writing (for benchmarks). `since` (a UTC datetime): only the
+    captures from then on are written (the run before it is still simulated and measured,
+    so a continuation starts from the state the run had reached).
     """
     import os
 
@@ -838,7 +841,8 @@ def write_fleet(scenario: Any, root: Any, *, duration: Any = None, step: Any = N
     times = truth_mod.time_index(scenario, duration, step)
     origin = pd.Timestamp(scenario.start).tz_convert("UTC")
     source = f"rdtadvisor simulate {getattr(scenario, 'name', '')}".rstrip()
-    jobs = [(host, times, origin, seed, root, quirks, readings, source, write) for host in scenario.hosts]
+    jobs = [(host, times, origin, seed, root, quirks, readings, source, write, since)
+            for host in scenario.hosts]
     if workers is None:
         big = len(times) * len(jobs) >= PARALLEL_MIN_CAPTURES
         workers = min(len(jobs), os.cpu_count() or 1) if big else 1
@@ -854,11 +858,14 @@ def write_fleet(scenario: Any, root: Any, *, duration: Any = None, step: Any = N
     return total
 
 
-def fleet_captures(scenario: Any, *, duration: Any = None, step: Any = None) -> int:
-    """How many captures `write_fleet` will write (hosts x steps)."""
+def fleet_captures(scenario: Any, *, duration: Any = None, step: Any = None, since: Any = None) -> int:
+    """How many captures `write_fleet` will write (hosts x steps, from `since`)."""
     from rdtadvisor.sim import truth as truth_mod
 
-    return len(truth_mod.time_index(scenario, duration, step)) * len(scenario.hosts)
+    times = truth_mod.time_index(scenario, duration, step)
+    if since is not None:
+        times = times[times >= pd.Timestamp(since)]
+    return len(times) * len(scenario.hosts)
 
 
 _PROGRESS_EVERY = 50
@@ -870,7 +877,7 @@ def _host_job(job: tuple, on_progress: Callable[[str, int], None] | None = None)
     from rdtadvisor.sim import truth as truth_mod
     from rdtadvisor.sources.capture import write_capture
 
-    host, times, origin, seed, root, quirks, readings, source, write = job
+    host, times, origin, seed, root, quirks, readings, source, write, since = job
     out = FleetResult(hosts=1)
     t0 = time.perf_counter()
     host_truth = truth_mod.simulate_host(host, times, origin, seed)
@@ -884,6 +891,8 @@ def _host_job(job: tuple, on_progress: Callable[[str, int], None] | None = None)
         out.seconds_render += b - a
         if cap is None:
             break
+        if since is not None and cap.time < since:
+            continue
         if write:
             write_capture(root, cap)
             out.seconds_write += time.perf_counter() - b
