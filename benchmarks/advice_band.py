@@ -19,10 +19,7 @@ import sys
 import pandas as pd
 
 from rdtadvisor.advise import strategy
-from rdtadvisor.model.capacity import SocketFacts
 from rdtadvisor.sim import harness, suite
-from rdtadvisor.sim.fitted import fitted_curves
-from rdtadvisor.sim.layouts import full_mask
 
 
 def scenarios(path: str | None) -> list[harness.SuiteScenario]:
@@ -40,16 +37,10 @@ def rows(scs: list[harness.SuiteScenario]) -> pd.DataFrame:
         for mode in ("default", "calibration"):
             socket, vms = sc.socket, sc.vms
             hist = harness.observed_history(sc, mode)
-            fits = fitted_curves(socket, vms, hist)
-            if any(f is None for f in fits):          # no MBM: the advisor cannot plan
+            advice = strategy.advise_scenario_socket(socket, vms, hist, cos_budget=sc.cos_budget)
+            if advice is None:                        # no MBM: the advisor cannot plan
                 continue
             now = strategy._current_masks(hist, vms, socket.ways)
-            facts = SocketFacts(float(socket.l3_bytes), socket.ways, False, full_mask(socket.ways), None)
-            items = [strategy.VmInput(i, v.name, v.priority, f, v.vcpus)
-                     for i, (v, f) in enumerate(zip(vms, fits, strict=True))]
-            policy = strategy.Policy(latency_ns=socket.latency_ns, bw_capacity=socket.bw_bytes_s)
-            advice = strategy.plan_socket(facts, items, dict(enumerate(now)), cos_budget=sc.cos_budget,
-                                          policy=policy)
             chosen = [c for c in advice.candidates if c.masks == advice.masks] or list(advice.candidates[:1])
             if not chosen:
                 continue

@@ -11,7 +11,9 @@ samples   one row per (collection, reading, socket, domain, metric)
 settings  CAT masks and MBA throttles in force: time, host, socket, domid, domain, setting, value
     setting: ``l3_cbm``, ``l3_code_cbm``, ``l3_data_cbm``, ``l2_cbm``, ``mba_thrtl``; value null = ``error``
 facts     host and socket facts: time, host, socket (null = host-wide), fact, value, text
-domains   ``xl list``: time, host, domid, domain, memory_bytes, vcpus, state
+domains   ``xl list``: time, host, domid, domain, memory_bytes, vcpus, state, cpu_seconds
+    cpu_seconds: ``Time(s)``, the CPU time the domain has used since it started [s] (null in
+    stores written before it was kept)
 events    what went wrong or looked odd: time, host, command, kind, message
 """
 
@@ -48,7 +50,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "facts": {"time": _TIME, "host": "string", "socket": "Int16", "fact": "string", "value": "Float64",
               "text": "string"},
     "domains": {"time": _TIME, "host": "string", "domid": "int32", "domain": "string",
-                "memory_bytes": "int64", "vcpus": "int32", "state": "string"},
+                "memory_bytes": "int64", "vcpus": "int32", "state": "string", "cpu_seconds": "Float64"},
     "events": {"time": _TIME, "host": "string", "command": "string", "kind": "string", "message": "string"},
 }
 TABLES = tuple(SCHEMAS)
@@ -234,7 +236,8 @@ def _add_capture(acc: _Tables, capture: Capture) -> None:
                 fact("xen_commandline", text=record.fields["xen_commandline"])
         elif isinstance(record, domains.DomainList):
             for d in record.domains:
-                rows["domains"].append((t, host, d.domid, d.name, d.memory_bytes, d.vcpus, d.state))
+                rows["domains"].append((t, host, d.domid, d.name, d.memory_bytes, d.vcpus, d.state,
+                                        d.cpu_seconds))
 
 
 def _hwinfo_facts(info: hwinfo.HwInfo, fact: Callable[..., None]) -> None:

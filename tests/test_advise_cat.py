@@ -12,7 +12,7 @@ from rdtadvisor.advise import cbm
 from rdtadvisor.advise.cat import CDP_NOTE, advise_cat
 from rdtadvisor.config import CatSettings, CatVm
 from rdtadvisor.plan import socket_settings
-from rdtadvisor.sim import harness, suite
+from rdtadvisor.sim import harness, model, suite
 from rdtadvisor.sim.history import observe
 from rdtadvisor.sim.layouts import full_mask
 from rdtadvisor.store import Store
@@ -66,7 +66,7 @@ def test_with_default_mask_history_the_streamer_is_confined_and_the_truth_agrees
 
 
 def test_a_decline_for_want_of_measured_curves_points_to_calibrate():
-    sc = next(s for s in suite.scenarios() if s.name == "skx-mix-2")
+    sc = next(s for s in suite.scenarios() if s.name == "skx-sensitive-pairs")
     advice = advise_cat(observe(sc, "default", seed=sc.seed))
     assert not advice.plans
     reason = advice.declined[0]["reason"]
@@ -135,15 +135,15 @@ def test_a_gold_tier_vm_gets_at_least_the_ways_it_had_and_gains_more():
     assert len(plain.plans) == len(gold.plans) == 1
     before, after = plain.plans[0], gold.plans[0]
     assert masks_of(after) != masks_of(before)
-    # at least the ways it had, and more ways or fewer partitioned VMs sharing them (the light
-    # VMs left at the default mask overlap everything)
-    full = full_mask(11)
-    ways = [cbm.ways_of(masks_of(p)["db5"]) for p in (before, after)]
-    sharers = [sum(1 for n, m in masks_of(p).items() if n != "db5" and m != full and m & masks_of(p)["db5"])
-               for p in (before, after)]
-    assert ways[1] >= ways[0] and (ways[1] > ways[0] or sharers[1] < sharers[0]), (ways, sharers)
-    # weighted 4x, the strategy trades others' speed for db5's
+    # weighted 4x, the strategy trades others' speed for db5's: predicted, and in the truth
     assert speed_change(after, "db5") > speed_change(before, "db5")
+    sc = next(s for s in suite.scenarios() if s.name == "skx-mix-4")
+    names = [v.name for v in sc.vms]
+
+    def true_speed(plan) -> float:
+        masks = [masks_of(plan).get(n, full_mask(sc.socket.ways)) for n in names]
+        return float(model.solve(sc.socket, sc.vms, masks).speed[names.index("db5")])
+    assert true_speed(after) > true_speed(before)
     reason = next(a.reason for a in after.assignments if a.name == "db5")
     assert "tier gold (priority 4)" in reason
 
@@ -381,7 +381,9 @@ def test_a_configured_bandwidth_capacity_lets_the_plan_relieve_a_saturated_bus(t
         assert r.exit_code == 0, r.stderr
         plans = json.loads(r.stdout)["plans"]
         gains[name] = truth_gain(sc, plans[0]) if plans else 0.0
-    assert gains["right"] >= 0.25 and gains["right"] > gains["none"] + 0.05, gains
+    # (without it the plan is judged at the unloaded latency: it still gains, as busy fractions
+    # show how hard the VMs stall, but less)
+    assert gains["right"] >= 0.3 and gains["right"] > gains["none"], gains
 
 
 def test_mbm_adding_up_to_more_than_the_bus_turns_latency_feedback_off_saying_why(tmp_path):

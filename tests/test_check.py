@@ -83,9 +83,9 @@ def tables(masks, *, cbm_len=11, cos_max=15, l3=27.5 * MIB, usage=None, states=N
     samples = pd.DataFrame(xrows, columns=["time", "host", "socket", "domid", "domain", "metric", "reading",
                                            "value", "unit"])
     states = states if states is not None else {d: "-b----" for d in masks}
-    drows = [(T, host, d, f"vm{d}", 1024 * MIB, 2, s) for d, s in states.items()]
+    drows = [(T, host, d, f"vm{d}", 1024 * MIB, 2, s, 100.0) for d, s in states.items()]
     domains = pd.DataFrame(drows, columns=["time", "host", "domid", "domain", "memory_bytes", "vcpus",
-                                           "state"])
+                                           "state", "cpu_seconds"])
     return {"settings": validate("settings", settings), "facts": validate("facts", facts),
             "samples": validate("samples", samples), "domains": validate("domains", domains)}
 

@@ -91,7 +91,8 @@ def synth_history(vms=VMS, socket=SOCKET, *, steps=150, seed=1, vary_masks=True,
         facts.append({"time": last_time, "host": host, "socket": sock_id, "fact": name, "value": float(val),
                       "text": None})
     dom_rows = [{"time": last_time, "host": host, "domid": d, "domain": v.name, "memory_bytes": 4 << 30,
-                 "vcpus": v.vcpus, "state": "-b----"} for d, v in zip(domids, vms, strict=True)]
+                 "vcpus": v.vcpus, "state": "-b----", "cpu_seconds": None}
+                for d, v in zip(domids, vms, strict=True)]
     out = {
         "samples": frames.validate("samples", pd.DataFrame(sample_rows)),
         "settings": frames.validate("settings", pd.DataFrame(setting_rows)),

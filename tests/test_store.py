@@ -58,7 +58,8 @@ def collection(host: str, i: int) -> dict[str, pd.DataFrame]:
     domains = pd.DataFrame({"time": t, "host": host, "domid": [0, 7, 12],
                             "domain": ["Domain-0", "vm-ü ✓", None], "memory_bytes": [2**33, 2**31 + i, 0],
                             "vcpus": [4, 2, 1],
-                            "state": ["r-----", "-b----", None]})
+                            "state": ["r-----", "-b----", None],
+                            "cpu_seconds": pd.array([1204911.9, 3.5 + i, None], dtype="Float64")})
     events = pd.DataFrame({"time": t, "host": host, "command": ["xl psr-mba-show", None],
                            "kind": ["unsupported", "note"], "message": ["MBA is not supported ✗", None]})
     if i % 2:

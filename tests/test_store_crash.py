@@ -49,7 +49,7 @@ def frames_for(pairs: list[tuple[str, int]]) -> dict[str, pd.DataFrame]:
                 cbm = None if m % 5 == 0 else 0xFF0 + m
                 rows["settings"].append((t, host, s, 0, "Domain-0", "l3_cbm", cbm))
         rows["facts"] += [(t, host, None, "xen_version", None, "4.17"), (t, host, 0, "l3_cache", 3e7, None)]
-        rows["domains"] += [(t, host, d, f"vm{d}", 2**30 * (d + 1), 2, "-b----") for d in (0, 3, 9)]
+        rows["domains"] += [(t, host, d, f"vm{d}", 2**30 * (d + 1), 2, "-b----", 60.0 * m) for d in (0, 3, 9)]
         if m % 3 == 0:
             rows["events"].append((t, host, "xl psr-mba-show", "unsupported", f"minute {m} ü"))
     return {t: pd.DataFrame(r, columns=list(SCHEMAS[t])).astype(SCHEMAS[t]) if r else None

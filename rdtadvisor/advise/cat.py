@@ -50,6 +50,7 @@ from rdtadvisor.advise.strategy import Policy, SocketAdvice, VmInput, plan_socke
 from rdtadvisor.config import DOM0_NAME, CatSettings
 from rdtadvisor.curves import MIB, fit_all
 from rdtadvisor.errors import PlanError
+from rdtadvisor.model.busy import busy_fractions
 from rdtadvisor.model.capacity import BandwidthCapacity, SocketFacts, socket_facts
 
 DEFAULT_VCPUS = 2
@@ -90,6 +91,7 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
         settings = settings[settings["host"].isin(hosts)]
     fits = fit_all(samples, facts, settings) if len(samples) else {}
     vcpus = _vcpus(domains)
+    busy = busy_fractions(domains)
     plans: list[planning.CatPlan] = []
     declined: list[dict[str, Any]] = []
 
@@ -126,7 +128,8 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
         last = on_socket[on_socket["time"] == on_socket["time"].max()]
         domids = sorted(set(int(d) for d in last["domid"]) & set(current))
         items = [VmInput(d, str(names.get(d, d)), _priority(rules, str(names.get(d, d))),
-                         fits[(host, socket, d)], vcpus.get((host, d), DEFAULT_VCPUS))
+                         fits[(host, socket, d)], vcpus.get((host, d), DEFAULT_VCPUS),
+                         busy.get((host, d), 1.0))
                  for d in domids if (host, socket, d) in fits]
         if len(items) < 2:
             no_bw = not on_socket["metric"].isin(["mem_bw_total"]).any()

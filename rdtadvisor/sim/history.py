@@ -273,6 +273,9 @@ def _frames(m: measure.Measurement, captures: list[Capture]) -> dict[str, pd.Dat
                     if len(r) != len(m.order):
                         raise AssertionError("xl list rows do not match the measured domains")
                     rows["state"] = np.where(m.running[ts], "r-----", "-b----").ravel()
+                    # as xl prints it: through a C float, then "%8.1f", then parsed back
+                    cpu = m.cpu_seconds[ts].astype(np.float32).ravel()
+                    rows["cpu_seconds"] = [float(f"{c:.1f}") for c in cpu.astype(np.float64)]
                 parts[name].append(frames.validate(name, rows))
         parts["samples"].append(_fast_samples(m, captures[fast[0]], times, fast))
     out = {}
