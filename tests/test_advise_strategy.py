@@ -225,6 +225,7 @@ def test_the_fair_share_floor_refuses_plans_that_sacrifice_one_vm():
     assert loose.masks == free.masks                                  # within the floor: same plan
     tight = plan_socket(FACTS, vms, {}, cos_budget=15, policy=replace(POLICY, max_slowdown=0.01))
     assert tight.declined is not None and "fair-share floor" in tight.declined
+    assert "slows bronze by" in tight.declined                        # the VM that would pay
     assert tight.masks == (full_mask(W),) * 2                         # today's masks stay
 
 

@@ -203,6 +203,7 @@ class Candidate:
     gain_risk: float          # the `Policy.risk_quantile` quantile: what candidates are ranked by
     p_gain: float             # share of the ensemble predicting a gain
     worst_speed: float = 1.0  # the lowest expected relative speed of a protected VM (vs today)
+    worst_vm: int = -1        # ... and which VM that is (index into the socket's VMs; -1: none)
 
 
 @dataclass(frozen=True)
@@ -620,9 +621,11 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
         lo, hi, risk = np.quantile(gain, [0.05, 0.95, policy.risk_quantile])
         mean = float(np.mean(gain))
         lo, hi = band(mean, float(lo), float(hi))
+        speeds = np.mean(rel[:, protected], axis=0)
+        worst = int(np.argmin(speeds)) if len(protected) else -1
         return Candidate(label, tuple(int(m) for m in masks), mean, lo, hi,
                          float(risk), float(np.mean(gain > 0)),
-                         float(np.min(np.mean(rel[:, protected], axis=0), initial=1.0)))
+                         float(speeds[worst]) if worst >= 0 else 1.0, protected[worst] if worst >= 0 else -1)
     seen: set[tuple[int, ...]] = set()
     for label, masks, _ in cands:
         key = tuple(masks)
@@ -654,9 +657,11 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     if best is None:
         declined = "no valid alternative to today's masks"
     elif unfair and best.gain_mean >= policy.hysteresis:
+        victim = items[best.worst_vm].name if best.worst_vm >= 0 else "a cache-sensitive VM"
         declined = (f"every plan worth making slows a cache-sensitive VM by more than the "
                     f"{100 * policy.max_slowdown:.0f}% fair-share floor (the best, {best.label}, "
-                    f"{100 * best.gain_mean:+.1f}% weighted speedup, by {100 * (1 - best.worst_speed):.0f}%)")
+                    f"{100 * best.gain_mean:+.1f}% weighted speedup, slows {victim} by "
+                    f"{100 * (1 - best.worst_speed):.0f}%)")
     elif best.gain_mean < policy.hysteresis:
         declined = (f"best plan ({best.label}) predicts {100 * best.gain_mean:+.1f}% weighted speedup, "
                     f"under the {100 * policy.hysteresis:.0f}% hysteresis")
