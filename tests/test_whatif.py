@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from rdtadvisor import planfile, whatif
 from rdtadvisor.advise import cbm
-from rdtadvisor.cli import cli
 from rdtadvisor.cli.whatif import command
 from rdtadvisor.config import Settings
 from rdtadvisor.errors import ConfigError
@@ -351,9 +350,7 @@ def test_cli_bad_plan(sample_store: Path, tmp_path: Path) -> None:
 
 
 def test_cli_through_main(sample_store: Path, tmp_path: Path) -> None:
-    """Exit codes through the real entry point (registers the command if the lead has not yet)."""
-    if "whatif" not in cli.commands:
-        cli.add_command(command)
+    """Exit codes through the real entry point."""
     r = run("--store", str(sample_store), "whatif", "--plan", str(write(tmp_path, SKY_PLAN)))
     assert r.exit_code == 0, r.stderr
     bad = write(tmp_path, {"plans": [{"host": "xen-sky01", "socket": 0,
@@ -362,6 +359,17 @@ def test_cli_through_main(sample_store: Path, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "bad.json: $.plans[0].assignments[0].cbm" in r.stderr
     r = run("--store", str(tmp_path / "nostore"), "whatif", "--plan", str(write(tmp_path, SKY_PLAN)))
     assert r.exit_code == 1 and "no history store" in r.stderr
+
+
+def test_cli_takes_the_bandwidth_capacity_from_the_config(sample_store: Path, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[report.hosts."xen-sky01"]\nbandwidth_capacity = 50000000000\n')
+    plan = write(tmp_path, SKY_PLAN)
+    r = run("--config", str(config), "--store", str(sample_store), "whatif", "--plan", str(plan),
+            "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    [s] = json.loads(r.stdout)["sockets"]
+    assert (s["bw_capacity_bytes_s"], s["bw_capacity_source"]) == (50e9, "config")
 
 
 def test_prediction_is_deterministic(today) -> None:

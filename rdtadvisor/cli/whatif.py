@@ -43,6 +43,7 @@ import pandas as pd
 from rdtadvisor.cli import settings_of
 from rdtadvisor.cli.output import dump_json, echo_text, text_table
 from rdtadvisor.curves import MIB
+from rdtadvisor.model.capacity import BandwidthCapacity
 from rdtadvisor.planfile import load_plan
 from rdtadvisor.store import Store, parse_when
 from rdtadvisor.whatif import Figure, Prediction, predict
@@ -72,10 +73,15 @@ def command(ctx: click.Context, plan_path: Path, fmt: str, since: pd.Timestamp |
     band; VMs whose history is too thin to predict well are listed under "lacking history".
     """
     plan = load_plan(plan_path)
-    store = Store(settings_of(ctx).store, create=False)
+    settings = settings_of(ctx)
+    store = Store(settings.store, create=False)
     hosts = plan.hosts
     history = {t: store.read(t, hosts=hosts, since=since) for t in ("samples", "settings", "facts")}
-    result = predict(history, plan)
+    # the config's bandwidth capacity, as report and advise cat use it (else facts or the peak seen)
+    report = settings.report
+    known = BandwidthCapacity(report.bandwidth_capacity, dict(report.host_bandwidth_capacity))
+    capacity = {h: c for h in hosts if (c := known.of(h))}
+    result = predict(history, plan, bw_capacity=capacity)
     if fmt == "json":
         click.echo(dump_json(result.to_json()), nl=False)
     else:
