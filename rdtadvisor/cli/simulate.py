@@ -128,38 +128,16 @@ def _prepare(out: Path, hosts: list[str], force: bool) -> None:
 
 
 def _apply(sc, plans: tuple[str, ...], end, total, step, seed: int | None):
-    """`sc` with each plan's commands applied from the run's `end` (or its @WHEN), in the
-    order given, and each plan's true effect per socket it changes: the run with it and the
-    plans before it vs the run with only the plans before it, from its first command on."""
-    from dataclasses import replace
-
-    import pandas as pd
-
-    from rdtadvisor.sim import apply, truth
+    """`sc` with each ``--apply`` plan run from the run's `end` (or its @WHEN), and each
+    plan's true effect (`rdtadvisor.sim.apply.apply_plans`)."""
+    from rdtadvisor.sim import apply
 
     loaded = [_load_plan(spec, sc, end) for spec in plans]
     names = {h.name for h in sc.hosts}
     unknown = sorted({c.host for _, _, cmds in loaded for c in cmds} - names)
     if unknown:
         raise ConfigError(f"--apply: host {unknown[0]} is not in the scenario ({', '.join(sorted(names))})")
-    times = truth.time_index(sc, total, step)
-    start = pd.Timestamp(sc.start).tz_convert("UTC")
-    seed = sc.seed if seed is None else seed
-    hosts, effects = [], []
-    for host in sc.hosts:
-        current, before = host, None
-        for path, origin, cmds in loaded:
-            mine = [c for c in cmds if c.host == host.name]
-            if not mine:
-                continue
-            new = apply.apply_commands(current, mine, origin)
-            before = before or truth.simulate_host(current, times, start, seed)
-            after = truth.simulate_host(new, times, start, seed)
-            first = origin + min(c.at for c in mine)
-            effects += [{**e, "plan": path} for e in apply.true_effect(after, before, first, start)]
-            current, before = new, after
-        hosts.append(current)
-    return replace(sc, hosts=tuple(hosts)), effects
+    return apply.apply_plans(sc, loaded, total, step, sc.seed if seed is None else seed)
 
 
 def _load_plan(spec: str, sc, end):

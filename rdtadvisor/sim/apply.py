@@ -5,7 +5,8 @@ its ``offset_s``, then the restore) or of ``rdtadvisor advise cat --format json`
 plan's ``commands``, all at once). `commands_of` reads either into `TimedCommand`s;
 `apply_commands` runs them on a `HostSpec` in time order, as Xen would, and returns the host
 with the resulting `MaskChange`s; `true_effect` compares the simulator's truth with and
-without them. All pure: the CLI (`rdtadvisor.cli.simulate`) reads the files and writes.
+without them; `apply_plans` does both for a scenario and a list of plans. No I/O: the CLI
+(`rdtadvisor.cli.simulate`) reads the files and writes the captures.
 
 What Xen does, and so what this does (``xl psr-cat-set [-s SOCKET] [-l LEVEL] [-c|-d]
 DOMAIN CBM``; ``psr-cat-cbm-set`` before Xen 4.10):
@@ -27,7 +28,7 @@ Errors are `ConfigError`s naming the plan file, the host and the command.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -231,9 +232,30 @@ def true_effect(with_plan: Any, without: Any, since: timedelta, origin: Any) -> 
     return out
 
 
-def by_host(commands: Sequence[TimedCommand]) -> Mapping[str, list[TimedCommand]]:
-    """`commands` grouped by host name, each host's in their original order."""
-    out: dict[str, list[TimedCommand]] = {}
-    for c in commands:
-        out.setdefault(c.host, []).append(c)
-    return out
+def apply_plans(scenario: Any, plans: Sequence[tuple[str, timedelta, Sequence[TimedCommand]]],
+                duration: timedelta, step: timedelta, seed: int) -> tuple[Any, list[dict[str, Any]]]:
+    """`scenario` with each plan ``(name, origin, commands)`` applied in the order given, and
+    each plan's true effect per socket it changes (`true_effect`, labelled ``plan``: name):
+    the run with it and the plans before it against the run with only the plans before it,
+    from its first command on, over ``duration`` at ``step`` from the scenario's start."""
+    import pandas as pd
+
+    from rdtadvisor.sim import truth
+
+    times = truth.time_index(scenario, duration, step)
+    start = pd.Timestamp(scenario.start).tz_convert("UTC")
+    hosts, effects = [], []
+    for host in scenario.hosts:
+        current, before = host, None
+        for name, origin, cmds in plans:
+            mine = [c for c in cmds if c.host == host.name]
+            if not mine:
+                continue
+            new = apply_commands(current, mine, origin)
+            before = before or truth.simulate_host(current, times, start, seed)
+            after = truth.simulate_host(new, times, start, seed)
+            first = origin + min(c.at for c in mine)
+            effects += [{**e, "plan": name} for e in true_effect(after, before, first, start)]
+            current, before = new, after
+        hosts.append(current)
+    return replace(scenario, hosts=tuple(hosts)), effects
