@@ -219,6 +219,9 @@ def test_an_advised_plan_applied_in_the_simulator_reports_its_true_effect(fleet)
             "--out", str(d / "bad"), "-q")
     assert r.exit_code == 2
     assert f"{d / 'bad.json'}: sky: xl psr-cat-set 2 0x5: 0x5 is not contiguous" in r.stderr
+    r = run("simulate", str(d / "fleet.toml"), "--extend", "2h", "--apply", f"{d / 'undo.json'}@+3h",
+            "--out", str(d / "late"), "-q")
+    assert r.exit_code == 0 and "its last command comes 3:00:00 after the run's end" in r.stderr
     r = run("simulate", str(d / "fleet.toml"), "--apply", str(d / "confine.json"), "--out", str(d / "x"),
             "-q")
     assert r.exit_code == 2 and "--apply needs --extend" in r.stderr

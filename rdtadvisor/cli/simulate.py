@@ -137,6 +137,12 @@ def _apply(sc, plans: tuple[str, ...], end, total, step, seed: int | None):
     unknown = sorted({c.host for _, _, cmds in loaded for c in cmds} - names)
     if unknown:
         raise ConfigError(f"--apply: host {unknown[0]} is not in the scenario ({', '.join(sorted(names))})")
+    for path, origin, cmds in loaded:
+        last = origin + max(c.at for c in cmds)
+        if last >= total:
+            click.echo(f"rdtadvisor: --apply {path}: its last command comes {last - end} after the run's "
+                       f"end, after the extension ({total - end}): what comes after is not simulated "
+                       "(a longer --extend reaches it)", err=True)
     return apply.apply_plans(sc, loaded, total, step, sc.seed if seed is None else seed)
 
 
