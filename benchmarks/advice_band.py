@@ -40,7 +40,7 @@ def rows(scs: list[harness.SuiteScenario]) -> pd.DataFrame:
             advice = strategy.advise_scenario_socket(socket, vms, hist, cos_budget=sc.cos_budget)
             if advice is None:                        # no MBM: the advisor cannot plan
                 continue
-            now = strategy._current_masks(hist, vms, socket.ways)
+            now = [v.mask_now for v in advice.vms]
             chosen = [c for c in advice.candidates if c.masks == advice.masks] or list(advice.candidates[:1])
             if not chosen:
                 continue

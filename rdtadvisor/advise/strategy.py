@@ -284,15 +284,14 @@ class _Model:
         self.lat_now = self.latency(self.m_now.sum(axis=1))
         per_vcpu = self.m_now / (1 + policy.writeback) / self.vcpus
         # a prefetching stream keeps many lines in flight: it stalls less per miss
-        streams = np.zeros(self.n, dtype=bool) if not any(streaming) else np.asarray(streaming, dtype=bool)
+        streams = np.asarray(streaming, dtype=bool) if len(streaming) else np.zeros(self.n, dtype=bool)
         mlp = np.where(streams, policy.streaming_mlp, policy.mlp)
         self.stall = np.clip(per_vcpu * self.lat_now[:, None] * 1e-9 / mlp, 0.0, 0.95)
         # stall per miss/s at today's latency: a fitted curve is misses per *second*, observed at
         # the speed the VM had then; per instruction it is m / (1 - stall(m)) (a squeezed VM runs
         # slower, so its misses/s rise less than its misses per instruction do)
-        self.k = self.lat_now[:, None] * 1e-9 / policy.mlp / (1 + policy.writeback) / self.vcpus
-        if any(streaming):
-            self.k = np.where(np.asarray(streaming, dtype=bool), 0.0, self.k)
+        self.k = np.where(streams, 0.0,
+                          self.lat_now[:, None] * 1e-9 / policy.mlp / (1 + policy.writeback) / self.vcpus)
         full = np.full_like(self.params[0], ways * way_bytes)
         m_alone = self.misses(np.minimum(full, self.ws))
         self.rel_alone = self._rel(m_alone, lambda tot: self.latency(tot / 1.0), per_vm_latency=True)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from rdtadvisor.errors import ConfigError
-from rdtadvisor.sim.scenario import HostSpec, MaskChange, mask_error, parse_mask
+from rdtadvisor.sim.scenario import HostSpec, MaskChange, cos_key, mask_error, parse_mask
 
 L3State = tuple[int | None, int | None, int | None]      # (cbm, code_cbm, data_cbm), None: default
 
@@ -179,10 +179,7 @@ def apply_commands(host: HostSpec, commands: Sequence[TimedCommand], origin: tim
         if op.socket is not None and op.socket != vm.socket:
             continue                                   # its COS on a socket it does not run on
         state[i] = _set(state[i], op, host.cdp, full)
-        # Xen 4.10+ shares a COS id across L3, L2 and MBA: a COS is one distinct combination
-        keys = [(*state[j], host.vms[j].l2_cbm, host.vms[j].mba_thrtl or None)
-                for j in host.socket_vms(vm.socket)]
-        used = {k for k in keys if any(x is not None for x in k)}
+        used = {cos_key(host.vms[j], state[j]) for j in host.socket_vms(vm.socket)} - {None}
         if len(used) > host.cos_budget:
             raise fail(f"no free COS available (socket {vm.socket} has {host.cos_budget})")
         changes.setdefault(i, []).append(MaskChange(origin + cmd.at, *state[i]))

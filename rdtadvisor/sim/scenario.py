@@ -652,6 +652,14 @@ def sanitize_thrtl(value: int, preset: presets.Preset) -> int | None:
     return value if value <= preset.mba_thrtl_max else None
 
 
+def cos_key(vm: VmSpec, l3: tuple[int | None, int | None, int | None]) -> tuple | None:
+    """The settings that make up `vm`'s COS with L3 state ``(cbm, code_cbm, data_cbm)``, or
+    None at the default (COS 0). Xen 4.10+ shares one COS id across L3, L2 and MBA, so a COS
+    is one distinct combination."""
+    key = (*l3, vm.l2_cbm, vm.mba_thrtl or None)
+    return key if any(x is not None for x in key) else None
+
+
 def _check_budgets(w: _Where, host: HostSpec) -> None:
     """Xen's COS limit: distinct non-default settings per socket (``no free COS available``).
 
@@ -663,12 +671,8 @@ def _check_budgets(w: _Where, host: HostSpec) -> None:
         vms = [host.vms[i] for i in host.socket_vms(sock)]
         moments = sorted({timedelta(0)} | {c.at for v in vms for c in v.mask_changes})
         for t in moments:
-            settings = set()
-            for v in vms:
-                m = v.masks_at(t, host.preset.ways)
-                key = (m.cbm, m.code_cbm, m.data_cbm, v.l2_cbm, v.mba_thrtl or None)
-                if any(x is not None for x in key):
-                    settings.add(key)
+            states = [(v, v.masks_at(t, host.preset.ways)) for v in vms]
+            settings = {cos_key(v, (m.cbm, m.code_cbm, m.data_cbm)) for v, m in states} - {None}
             if len(settings) > host.cos_budget:
                 raise w.error("vms", f"socket {sock} needs {len(settings)} distinct COS at +{t}, "
                                      f"Xen has {host.cos_budget} (\"no free COS available\")")
