@@ -82,6 +82,17 @@ def test_streaming_confined_and_sensitive_vm_given_ways():
     assert lo <= adv.predicted_gain <= hi
 
 
+def test_a_sensitive_vm_held_to_one_way_is_told_what_it_gives_up_and_why():
+    batch = VmInput(4, "batch", 0.05, make_fit(0.6, 20, 1.0e9, occupancy_mib=4, seed=7), 4)
+    adv = plan_socket(FACTS, [*mixed_vms(), batch], {}, cos_budget=15, policy=POLICY)
+    by = {v.name: v for v in adv.vms}
+    assert by["batch"].ways == 1
+    reason = by["batch"].reason
+    assert reason.startswith("cache-sensitive: 1 way;")
+    assert "the whole cache would save" in reason and "speed the others up more" in reason
+    assert "vs 1 way" not in reason      # nothing to compare with at 1 way
+
+
 def test_never_more_groups_than_the_cos_budget():
     fits = [db_fit(20 + i) if i % 3 else stream_fit(20 + i) for i in range(8)]
     vms = [VmInput(i, f"vm{i}", 1.0, f, 4) for i, f in enumerate(fits)]

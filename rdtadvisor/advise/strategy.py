@@ -810,6 +810,12 @@ def _reason(kind: str, v: VmInput, mask: int, now: int, ways: int, wb: float, mo
     over = " (overlapping another run)" if overlapped else ""
     if declined:
         return f"{kind}: keeps {mask:#x} (no change recommended)"
+    if mask == full and kind in ("idle", "small", "insensitive"):
+        # one of step 6's light VMs: say why it is not in a partition like the others
+        what = {"idle": f"idle ({f.median_bandwidth / 1e6:.2f} MB/s)",
+                "small": f"small working set ({f.ws_bytes / MIB:.1f} MiB)",
+                "insensitive": "insensitive (flat curve, little bandwidth)"}[kind]
+        return f"{what}: left on the default mask, where it allocates too little to matter"
     if kind == "streaming":
         curve = ("curve not measured, class prior: ask for a calibration" if f.fallback
                  else f"flat curve alpha {f.alpha:.2f}")
@@ -826,10 +832,14 @@ def _reason(kind: str, v: VmInput, mask: int, now: int, ways: int, wb: float, mo
                 f"hold it{over}")
     if kind == "insensitive":
         return f"insensitive (flat curve, little bandwidth): {ways} way{'s' * (ways != 1)}{share}{over}"
-    extra = (f"; the whole cache would save {100 * (1 - m_full / m_here):.0f}% more"
-             if m_here > 0 and m_full < m_here else "")
+    more = 100 * (1 - m_full / m_here) if m_here > 0 and m_full < m_here else 0.0
     notes = [t for t in (share.strip(), "overlapping another run" if overlapped else "") if t]
     held = f"{ways} way{'s' * (ways != 1)}" + (f" ({', '.join(notes)})" if notes else "")
+    if ways <= 1:
+        # nothing to compare with: say what it gives up, and why
+        return (f"cache-sensitive: {held}; the whole cache would save {more:.0f}% of its misses, but those "
+                f"ways speed the others up more" if more >= 0.5 else f"cache-sensitive: {held} hold enough")
+    extra = f"; the whole cache would save {more:.0f}% more" if more >= 0.5 else ""
     return f"cache-sensitive: {held} save {saved:.0f}% of its misses vs 1 way{extra}"
 
 

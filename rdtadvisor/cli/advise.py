@@ -90,7 +90,8 @@ def _text(advice, *, markdown: bool) -> str:
                 name, reason = md.escape(a.name), md.escape(a.reason)
                 out.append(f"| {a.domid} | {name} | `{mask_s}` | {a.ways} | {reason} |")
             else:
-                out.append(f"  {a.domid:>5}  {a.name!s:<40}  {mask_s:<{width}} {a.ways:>2} ways  {a.reason}")
+                ways = f"{a.ways:>2} way{'s' if a.ways != 1 else ' '}"
+                out.append(f"  {a.domid:>5}  {a.name!s:<40}  {mask_s:<{width}} {ways}  {a.reason}")
         out.append("")
         for note in p.predicted.get("notes") or []:
             out.append(f"{'' if markdown else '  '}note: {note}")
