@@ -282,3 +282,18 @@ def test_latency_feedback_settles_on_the_traffic_fixed_point_even_near_saturatio
     np.testing.assert_allclose(rel, again, rtol=1e-5)       # a fixed point, not a swing
     # confining the streamers frees ways for the DB; the streamers (flat curves) barely change
     assert np.all(np.abs(rel[:, :8] - 1) < 0.1) and rel[:, 8].mean() > 1.5
+
+
+def test_todays_stall_is_what_mbm_measured_not_the_curve_at_a_modelled_knee():
+    # a small VM measured at its floor (holding its 1.2 MiB) beside a streamer: the sharing model
+    # squeezes it a hair under its knee, where its curve misses ~26x what MBM saw. Its stall, and
+    # so its predicted gain when the streamer is confined, must come from what was measured.
+    web = make_fit(0.5, 1.2, 0.01e9, kind="small", occupancy_mib=1.25, seed=3)
+    vms = [VmInput(0, "stream", 1.0, stream_fit(), 4), VmInput(1, "web", 1.0, web, 2),
+           VmInput(2, "db", 1.0, db_fit(), 4)]
+    model = strategy._Model(vms, W, L3 / W, POLICY, [full_mask(W)] * 3, 100.0)
+    assert model.m_now[0, 1] > 10 * web.median_bandwidth / LINE_BYTES      # the cliff, as modelled
+    assert model.stall[:, 1].max() < 0.01                                  # 156k misses/s on 2 vCPUs
+    by = {v.name: v for v in plan_socket(FACTS, vms, {}, cos_budget=15, policy=POLICY).vms}
+    assert by["stream"].ways <= 2 and by["db"].speed_change > 0.1
+    assert abs(by["web"].speed_change) < 0.01
