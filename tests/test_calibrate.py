@@ -124,8 +124,8 @@ def test_narrowing_timeline_sweeps_each_vm_inside_its_run_then_restores_it():
 
 def test_private_timeline_gives_the_swept_vm_the_top_ways_and_fences_the_others_low():
     plan = cal.private_timeline(3, 11, hold_s=180, start_s=300, swept=[2, 0])
-    # 2 VMs x 3 levels, then one final restore
-    assert [at for at, _l in plan] == [300 + 180 * i for i in range(7)]
+    # 2 VMs x 4 levels (9, 5, 2, 1 ways), then one final restore
+    assert [at for at, _l in plan] == [300 + 180 * i for i in range(9)]
 
     def fence(k: int) -> int:
         return (1 << (11 - k)) - 1
@@ -133,8 +133,8 @@ def test_private_timeline_gives_the_swept_vm_the_top_ways_and_fences_the_others_
     def top(k: int) -> int:
         return ((1 << k) - 1) << (11 - k)
 
-    expected = ([[fence(k), fence(k), top(k)] for k in (5, 2, 1)]
-                + [[top(k), fence(k), fence(k)] for k in (5, 2, 1)])
+    expected = ([[fence(k), fence(k), top(k)] for k in (9, 5, 2, 1)]
+                + [[top(k), fence(k), fence(k)] for k in (9, 5, 2, 1)])
     assert [layout for _at, layout in plan[:-1]] == expected
     assert plan[-1][1] == [None, None, None]                       # everyone back at the end
     for _at, layout in plan[:-1]:
@@ -144,9 +144,17 @@ def test_private_timeline_gives_the_swept_vm_the_top_ways_and_fences_the_others_
     assert cal.private_timeline(2, 11, hold_s=60, swept=[]) == []
 
 
+def test_private_levels_start_at_three_quarters_of_the_ways():
+    # a knee or plateau above half the L3 is seen only from a level wider than half
+    assert cal.private_levels(11) == [9, 5, 2, 1]
+    assert cal.private_levels(20) == [15, 10, 5, 2, 1]
+    assert cal.private_levels(12) == [9, 6, 3, 1]
+    assert cal.private_levels(7) == [3, 1]                         # tiny CBMs: halving only
+
+
 def test_private_levels_keep_the_fence_at_least_min_bits_wide():
-    assert cal.private_levels(11) == [5, 2, 1]
-    assert cal.private_levels(20, min_bits=2) == [10, 5, 2]
+    assert cal.private_levels(11, min_bits=3) == [8, 5]            # the wide level shrinks to fit
+    assert cal.private_levels(20, min_bits=2) == [15, 10, 5, 2]
     assert cal.private_levels(4, min_bits=2) == [2]
     assert cal.private_levels(3, min_bits=2) == []                 # levels(3, 2) is empty already
     assert cal.private_levels(2) == [1]                            # 1 way each side
@@ -216,14 +224,14 @@ def test_an_all_default_socket_gets_a_private_sweep_every_other_domain_fenced():
     assert [w.name for w in s.sweeps] == ["big", "small"]          # same choice and order as narrowing
     big, small = s.sweeps
     assert [(lv.offset_s, lv.ways, lv.mask, lv.fence) for lv in big.levels] == [
-        (0, 5, 0x7c0, 0x3f), (120, 2, 0x600, 0x1ff), (240, 1, 0x400, 0x3ff)]
+        (0, 9, 0x7fc, 0x3), (120, 5, 0x7c0, 0x3f), (240, 2, 0x600, 0x1ff), (360, 1, 0x400, 0x3ff)]
     # one VM's last level goes straight to the next one's first; one final restore of everyone
-    assert big.restore_offset_s == small.start_s == 360 and big.restore_argv == ()
-    assert small.restore_offset_s == h.duration_s == 720
+    assert big.restore_offset_s == small.start_s == 480 and big.restore_argv == ()
+    assert small.restore_offset_s == h.duration_s == 960
     xl = ("xl", "psr-cat-set", "-s", "0")
     first = big.levels[0]
-    fence = [(*xl, str(d), "0x3f") for d in (0, 3, 9, 11)]
-    assert sorted(first.argv) == sorted([(*xl, "5", "0x7c0"), *fence])
+    fence = [(*xl, str(d), "0x3") for d in (0, 3, 9, 11)]
+    assert sorted(first.argv) == sorted([(*xl, "5", "0x7fc"), *fence])
     assert set(small.levels[0].domids) == {0, 3, 5, 9, 11}         # big joins the fence
     assert sorted(small.restore_argv) == sorted((*xl, str(d), "0x7ff") for d in (0, 3, 5, 9, 11))
     # every domain is touched, and each is restored by its own reset
@@ -231,7 +239,7 @@ def test_an_all_default_socket_gets_a_private_sweep_every_other_domain_fenced():
                                                             for d in (0, 3, 5, 9, 11)}
     doc = json.loads(json.dumps(h.to_dict()))["sockets"][0]
     assert doc["design"] == "private" and len(doc["touched"]) == 5
-    assert doc["vms"][0]["levels"][0]["fence"] == "0x3f"
+    assert doc["vms"][0]["levels"][0]["fence"] == "0x3"
     assert sorted(map(tuple, doc["vms"][0]["levels"][0]["argv"])) == sorted(first.argv)
 
 
@@ -299,7 +307,7 @@ def test_sockets_run_concurrently_and_the_host_lasts_as_long_as_the_longest():
     by_socket = {s.socket: [w.name for w in s.sweeps] for s in h.sockets}
     assert by_socket == {0: ["a", "b"], 1: ["c"]}                   # each VM only where it runs
     assert [w.start_s for w in h.sockets[1].sweeps] == [0]
-    assert h.duration_s == h.sockets[0].duration_s == 2 * 3 * 60
+    assert h.duration_s == h.sockets[0].duration_s == 2 * 4 * 60   # 2 VMs x 4 levels (9, 5, 2, 1 ways)
     assert "idle" in next(k.reason for k in h.skipped if k.socket == 1 and k.domid == 1)
 
 
@@ -432,16 +440,16 @@ def test_cli_text_json_and_scripts_on_a_simulated_host(sim_store, tmp_path):
     r = run("--store", sim_store, "calibrate", "--duration", "2h")
     assert r.exit_code == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("skx-stream-neighbour: 4 VM sweep(s), 2:00:00 of the 2:00:00 time box; "
+    assert lines[0].startswith("skx-stream-neighbour: 3 VM sweep(s), 2:00:00 of the 2:00:00 time box; "
                                "each level held 10 x 60 s = 600 s")
     table = [x.split() for x in lines if x.strip()[:1].isdigit()]
-    assert [row[1] for row in table] == ["stream", "db2", "db1", "db3"]     # by bandwidth
-    assert table[0][2:5] == ["5,", "2,", "1"]
-    assert "skipped socket 0 web (5): beyond the time box (needs 30 min)" in r.stdout
+    assert [row[1] for row in table] == ["stream", "db2", "db1"]     # by bandwidth
+    assert table[0][2:6] == ["9,", "5,", "2,", "1"]
+    assert "skipped socket 0 db3 (4), web (5): beyond the time box (needs 40 min)" in r.stdout
     doc = json.loads(run("--store", sim_store, "calibrate", "--duration", "90m", "--hold", "5",
                          "--format", "json").stdout)
     h = doc["hosts"][0]
-    assert h["interval_s"] == 60 and h["duration_s"] == 5 * 15 * 60
+    assert h["interval_s"] == 60 and h["duration_s"] == 4 * 4 * 5 * 60      # 4 VMs x 4 levels x 5 min
     out = tmp_path / "sweep.sh"
     r = run("--store", sim_store, "calibrate", "--vm", "db1", "--interval", "2m", "--script", str(out))
     assert r.exit_code == 0, r.stderr
@@ -480,12 +488,13 @@ def test_cli_writes_one_script_pair_per_host_and_groups_skipped_domains(tmp_path
 
 
 def test_good_curves_are_not_swept_again():
-    # 4 hours: the private sweep ends (every mask restored) before the last collection
+    # 8 hours: the private sweep ends (every mask restored) before the last collection
     sc = next(s for s in suite.scenarios() if s.name == "skx-stream-neighbour")
-    h = only_host(cal.plan_calibration(history.observe(sc, "calibration", seed=sc.seed, hours=4)))
+    h = only_host(cal.plan_calibration(history.observe(sc, "calibration", seed=sc.seed, hours=8)))
     assert {d for d, why in reasons(h).items() if why == "its curve is already good"} == {1, 2, 3, 4}
     # web's working set (0.6 MB) fits in its smallest level: no slope to see, whatever the sweep
-    assert [w.name for w in h.sweeps] == ["web"] and h.sweeps[0].why.startswith("curve fallback")
+    assert [w.name for w in h.sweeps] == ["web"]
+    assert h.sweeps[0].why.startswith(("curve fallback", "curve low"))
 
 
 @pytest.mark.parametrize("args, message", [
@@ -705,8 +714,8 @@ def test_a_sweep_killed_mid_level_is_not_taken_for_the_original_masks():
     assert not host.sockets
     (skip,) = host.skipped
     assert skip.socket == 0
-    assert "calibration sweep left in place (stream alone in the top 5 ways" in skip.reason
-    assert cal.left_level(socket_settings_of(killed), sc.socket.ways) == (1, 5)
+    assert "calibration sweep left in place (stream alone in the top 9 ways" in skip.reason
+    assert cal.left_level(socket_settings_of(killed), sc.socket.ways) == (1, 9)
     # nor does advise cat plan from them (its rollback would restore the fence)
     advice = advise_cat(killed)
     assert not advice.plans and "calibration sweep left in place" in advice.declined[0]["reason"]
@@ -716,3 +725,12 @@ def socket_settings_of(tables) -> dict[int, int]:
     st = tables["settings"]
     latest = st[(st["time"] == st["time"].max()) & (st["setting"] == "l3_cbm")]
     return {int(d): int(v) for d, v in zip(latest["domid"], latest["value"], strict=True)}
+
+
+def test_a_left_sweep_is_recognised_at_every_level_any_min_bits_gives():
+    # the wide first level is 9 of 11 ways, or 8 when min_bits = 3 keeps the fence 3 wide
+    for k in (9, 8, 5, 2, 1):
+        top, low = ((1 << k) - 1) << (11 - k), (1 << (11 - k)) - 1
+        assert cal.left_level({0: low, 4: top, 7: low}, 11) == (4, k)
+    assert cal.left_level({0: 0x7, 4: 0x7f0, 7: 0x7}, 11) is None         # not one complementary pair
+    assert cal.left_level({0: 0x1f, 4: 0x7e0, 7: 0x1f}, 11) is None       # 6 ways: no sweep level

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from rdtadvisor import frames
+from rdtadvisor.advise.calibrate import private_levels
 from rdtadvisor.sim import baselines, harness, history, suite
 from rdtadvisor.sim.fitted import LABEL, settled, ucp_on_fitted
 from rdtadvisor.sim.layouts import Layout, contiguous_mask, full_mask
@@ -81,10 +82,11 @@ def test_calibration_gives_each_vm_the_top_ways_alone_in_turn_and_its_occupancy_
     upscale = history.preset_for(sc.socket).upscale_bytes
     for v in sc.vms:
         masks = wide[v.name]
-        tops = {contiguous_mask(W - k, k) for k in (W // 2, W // 4, W // 8)}
-        fences = {contiguous_mask(0, W - k) for k in (W // 2, W // 4, W // 8)}
+        ks = private_levels(W)                                       # 3/4, 1/2, 1/4, ... of the ways
+        tops = {contiguous_mask(W - k, k) for k in ks}
+        fences = {contiguous_mask(0, W - k) for k in ks}
         assert set(masks) == {full_mask(W)} | tops | fences
-        for k in (W // 2, W // 4, W // 8):
+        for k in ks:
             at = masks.index[masks == contiguous_mask(W - k, k)]
             assert len(at) == history.HOLD                          # held `hold` collections
             last = occ.loc[at[-1], v.name]                           # lag has (mostly) drained
@@ -126,7 +128,7 @@ def test_cdp_scenario_shows_code_and_data_masks() -> None:
     assert set(st["setting"]) == {"l3_code_cbm", "l3_data_cbm"}
     halves = st.pivot_table(index=["time", "domain"], columns="setting", values="value", aggfunc="first")
     assert (halves["l3_code_cbm"] == halves["l3_data_cbm"]).all()      # a level sets both halves
-    ks = (W // 2, W // 4, W // 8)
+    ks = private_levels(W)
     assert set(halves["l3_data_cbm"].astype(int)) == ({full_mask(W)} | {contiguous_mask(W - k, k) for k in ks}
                                                       | {contiguous_mask(0, W - k) for k in ks})
 
@@ -140,10 +142,12 @@ def test_schedule_levels_and_fit() -> None:
     sched = history.calibration_schedule(2, 11, start_step=5, hold=3)
     top, low = contiguous_mask, (lambda k: contiguous_mask(0, 11 - k))
     assert [(int(at.total_seconds()) // 60, layout) for at, layout in sched] == [
-        (5, [top(6, 5), low(5)]), (8, [top(9, 2), low(2)]), (11, [top(10, 1), low(1)]),
-        (14, [low(5), top(6, 5)]), (17, [low(2), top(9, 2)]), (20, [low(1), top(10, 1)]),
-        (23, [None, None])]
-    assert history.calibration_steps(2, 11, hold=3) == 18
+        (5, [top(2, 9), low(9)]), (8, [top(6, 5), low(5)]), (11, [top(9, 2), low(2)]),
+        (14, [top(10, 1), low(1)]),
+        (17, [low(9), top(2, 9)]), (20, [low(5), top(6, 5)]), (23, [low(2), top(9, 2)]),
+        (26, [low(1), top(10, 1)]),
+        (29, [None, None])]
+    assert history.calibration_steps(2, 11, hold=3) == 24
     with pytest.raises(ValueError, match="mode"):
         history.host_spec(scenario("skx-all-small"), "sometimes", seed=0)
     # too short for the full hold: the hold shrinks, the sweep still fits

@@ -55,13 +55,13 @@ def command(ctx: click.Context, hosts: tuple[str, ...], vms: tuple[str, ...], du
             interval: str | None, since: str | None, fmt: str, script_path: Path | None) -> None:
     """Schedule temporary L3 masks that measure the miss curves of VMs lacking history.
 
-    Each chosen VM gets 1/2, 1/4, ... of the ways, each level held --hold collections; one
-    VM per socket at a time, sockets in parallel. On a socket where every domain is at the
-    default mask (private sweep) the VM gets the top k ways alone and every other domain
-    is confined to the low W-k ways meanwhile; on a partitioned socket (narrowing sweep)
-    the VM's mask shrinks inside its own run. Then every setting goes back. Nothing is
-    applied here: review the schedule, run the script on the host while the collector
-    keeps running, then run `rdtadvisor advise cat`.
+    Each chosen VM gets 3/4, 1/2, 1/4, ... of the ways (narrowing: of its own run, from 1/2),
+    each level held --hold collections; one VM per socket at a time, sockets in parallel.
+    On a socket where every domain is at the default mask (private sweep) the VM gets the
+    top k ways alone and every other domain is confined to the low W-k ways meanwhile; on
+    a partitioned socket (narrowing sweep) the VM's mask shrinks inside its own run. Then
+    every setting goes back. Nothing is applied here: review the schedule, run the script
+    on the host while the collector keeps running, then run `rdtadvisor advise cat`.
     """
     from rdtadvisor.advise.calibrate import plan_calibration
     from rdtadvisor.render.calibration_script import scripts_by_host

@@ -111,7 +111,7 @@ def calibration_script(h: HostCalibration, rollback_name: str = "the matching .r
     touched = h.touched
     n_vm = len({w.domid for w in sweeps})
     lines = _header(h, [
-        f"What it does: a CALIBRATION SWEEP. It gives {n_vm} VM(s) 1/2, 1/4, ... of the L3 ways step by",
+        f"What it does: a CALIBRATION SWEEP. It gives {n_vm} VM(s) fewer and fewer L3 ways step by",
         "step, one VM per socket at a time (sockets in parallel), each level held "
         f"{h.hold} collections x {h.interval_s} s = {h.hold_s} s,",
         "then restores every domain it changed. It runs in the foreground and ends",

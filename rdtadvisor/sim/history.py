@@ -40,9 +40,10 @@ checks that both give identical frames.
   fence and final restore; the command picks which VMs and orders them by bandwidth, the
   harness sweeps every scenario VM in the scenario's order): starting at
   ``calibration_start`` of the run, each VM in turn gets the top ``k`` ways alone for
-  ``k = W // 2, W // 4, ..., 1``, while every other domain (the idle Domain-0 too) is
-  fenced into the low ``W - k`` ways, each level held for ``hold`` collections; one VM's
-  last level goes straight to the next VM's first, and after the last level every domain
+  ``k = W - W // 4, W // 2, W // 4, ..., 1`` (`calibrate.private_levels`), while every
+  other domain (the idle Domain-0 too) is fenced into the low ``W - k`` ways, each level
+  held for ``hold`` collections; one VM's last level goes straight to the next VM's first,
+  and after the last level every domain
   goes back to the default mask. A level needs 2 COS. ``hold`` defaults to 10 collections
   (10 minutes at 1-minute steps): with the measurement model's 3-minute occupancy lag the
   first two or three collections at a level still show lines draining (as a real sweep
@@ -126,7 +127,8 @@ def calibration_schedule(n: int, ways: int, *, start_step: int, hold: int = HOLD
     """The private sweep as (offset from the run's start, one mask per domain or None = default).
 
     The domains ``swept`` (indices; default all ``n``) in turn get the top ``k`` ways alone for
-    ``k`` in ``W // 2, W // 4, ..., 1``, every other domain fenced in the low ``W - k``, each
+    ``k`` in `rdtadvisor.advise.calibrate.private_levels` (``W - W // 4, W // 2, W // 4, ..., 1``),
+    every other domain fenced in the low ``W - k``, each
     level held ``hold`` collections; the last entry puts everyone back to the default. This is
     `rdtadvisor.advise.calibrate.private_timeline` (what ``rdtadvisor calibrate`` schedules on
     a socket whose domains are all at the default mask).
