@@ -88,8 +88,10 @@ Method (``cache-partitioning-algorithms.md``; section numbers refer to it):
    34 plans (23 scenarios, both histories) had 2 true gains outside it (12 outside the
    ensemble band) and the 16 held-out mixes' 30 plans 3 (8 outside); 0.35 held 31 of 34
    and 26 of 30: the held-out mixes informed the choice of 0.4. With today's stall from
-   the measured bandwidth (step 2): 2 of 34 and 2 of 30 outside. The decision (step 7) is
-   unchanged: an error proportional to the gain does not change its sign.
+   the measured bandwidth (step 2) and the sweeps' wide first level
+   (`rdtadvisor.advise.calibrate.private_levels`): 2 of 34 and 1 of 30 outside, the model
+   over-predicting by 1.9 and 1.6 points on average. The decision (step 7) is unchanged: an
+   error proportional to the gain does not change its sign.
 """
 
 from __future__ import annotations
