@@ -103,6 +103,27 @@ def test_cli_writes_a_script_and_its_rollback_that_sh_accepts(neighbour, tmp_pat
     assert "| domid | name | mask | ways | reason |" in md.stdout
 
 
+def test_cli_names_an_unknown_host_and_an_unwritable_script_in_one_line(neighbour, tmp_path):
+    _, hist = neighbour
+    Store(tmp_path / "s").append(hist["calibration"])
+    r = run("--store", str(tmp_path / "s"), "advise", "cat", "--host", "xen-nope")
+    assert r.exit_code == 2
+    assert r.stderr.strip() == ("rdtadvisor: error: host(s) not in the store: xen-nope "
+                                "(known: skx-stream-neighbour)")
+    missing = tmp_path / "no-such-dir" / "apply.sh"
+    r = run("--store", str(tmp_path / "s"), "advise", "cat", "--script", str(missing))
+    assert r.exit_code == 1 and "psr-cat-set" in r.stdout          # the plan is still shown
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"rdtadvisor: error: {missing.parent}/apply.rollback.sh: cannot write")
+    # the rollback is written first: an apply script never lands without its way back
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "apply.rollback.sh").mkdir()                              # a folder where the file goes
+    r = run("--store", str(tmp_path / "s"), "advise", "cat", "--script", str(ro / "apply.sh"))
+    assert r.exit_code == 1 and "apply.rollback.sh: cannot write" in r.stderr
+    assert not (ro / "apply.sh").exists()
+
+
 # --- the operator's policy ([cat] in the config file) ------------------------------------------
 
 def history_of(name: str, hours: float = 6.0) -> dict:

@@ -734,3 +734,11 @@ def test_a_left_sweep_is_recognised_at_every_level_any_min_bits_gives():
         assert cal.left_level({0: low, 4: top, 7: low}, 11) == (4, k)
     assert cal.left_level({0: 0x7, 4: 0x7f0, 7: 0x7}, 11) is None         # not one complementary pair
     assert cal.left_level({0: 0x1f, 4: 0x7e0, 7: 0x1f}, 11) is None       # 6 ways: no sweep level
+
+
+def test_cli_an_unwritable_script_is_one_line_naming_the_file(sim_store, tmp_path):
+    missing = tmp_path / "no-such-dir" / "sweep.sh"
+    r = run("--store", sim_store, "calibrate", "--script", str(missing))
+    assert r.exit_code == 1 and "private sweep" in r.stdout
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"rdtadvisor: error: {missing.parent}/sweep.rollback.sh: cannot write")

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-from rdtadvisor.cli import settings_of
-from rdtadvisor.cli.output import dump_json, echo_text
+from rdtadvisor.cli import open_store, settings_of
+from rdtadvisor.cli.output import dump_json, echo_text, write_scripts
 from rdtadvisor.render import markdown as md
-from rdtadvisor.store import Store
 
 command = click.Group("advise", help="Advice from the stored history: CAT masks and VM placement.")
 
@@ -49,7 +48,7 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, f
     settings = settings_of(ctx)
     cat = settings.cat.override(min_bits=min_bits, reserved_ways=reserved_ways,
                                 overlap=False if no_overlap else None)
-    store = Store(settings.store, create=False)
+    store, _known = open_store(ctx, hosts)         # an unknown --host is a usage error
     names = list(hosts) or None
     tables = ("samples", "facts", "settings", "domains")     # domains: the vCPUs from xl list
     history = {t: store.read(t, hosts=names, since=since) for t in tables}
@@ -64,12 +63,8 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, f
         apply, undo = scripts_by_host(advice.plans), rollbacks_by_host(advice.plans)
         for host, text in apply.items():
             path = script_path if len(apply) == 1 else script_path.with_name(f"{script_path.stem}.{host}.sh")
-            path.write_text(text, encoding="utf-8")
-            path.chmod(0o755)
             back = path.with_name(path.name.removesuffix(".sh") + ".rollback.sh")
-            back.write_text(undo[host], encoding="utf-8")
-            back.chmod(0o755)
-            click.echo(f"wrote {path} and {back}", err=True)
+            write_scripts(path, text, back, undo[host])
 
 
 def _text(advice, *, markdown: bool) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from rdtadvisor.cli import open_store, settings_of
-from rdtadvisor.cli.output import dump_json, echo_text, text_table
+from rdtadvisor.cli.output import dump_json, echo_text, text_table, write_scripts
 from rdtadvisor.timewindow import parse_span
 
 if TYPE_CHECKING:
@@ -90,11 +90,7 @@ def command(ctx: click.Context, hosts: tuple[str, ...], vms: tuple[str, ...], du
     scripts = scripts_by_host(plan, {h: back.name for h, (_p, back) in paths.items()})
     for host, (apply, undo) in scripts.items():
         path, back = paths[host]
-        path.write_text(apply, encoding="utf-8")
-        path.chmod(0o755)
-        back.write_text(undo, encoding="utf-8")
-        back.chmod(0o755)
-        click.echo(f"wrote {path} and {back}", err=True)
+        write_scripts(path, apply, back, undo)
     if not scripts:
         click.echo("no script written: nothing to sweep", err=True)
 

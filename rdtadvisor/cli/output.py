@@ -66,6 +66,18 @@ def format_option(choices: Sequence[str], default: str):
                         show_default=True, help="Output format.")
 
 
+def write_scripts(path: Path, text: str, rollback: Path, undo: str) -> None:
+    """Write a script and its rollback, both executable (0755), the rollback first: a plan
+    must never land on disk without the way back. An OSError is an RdtError naming the file."""
+    for target, body in ((rollback, undo), (path, text)):
+        write_atomic(target, body)
+        try:
+            target.chmod(0o755)
+        except OSError as e:
+            raise RdtError(f"{target}: cannot make executable: {e.strerror or e}") from e
+    click.echo(f"wrote {path} and {rollback}", err=True)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text` (UTF-8) so that a reader sees the old file or the new one,
     never a mix: write a temporary file in the same folder (same filesystem, so the rename
