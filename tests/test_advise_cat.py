@@ -124,6 +124,19 @@ def test_cli_names_an_unknown_host_and_an_unwritable_script_in_one_line(neighbou
     assert not (ro / "apply.sh").exists()
 
 
+def test_cli_since_a_bad_time_is_a_usage_error_and_an_empty_window_says_so(neighbour, tmp_path):
+    _, hist = neighbour
+    Store(tmp_path / "s").append(hist["default"])
+    for command in (["advise", "cat"], ["curves"], ["calibrate"]):
+        r = run("--store", str(tmp_path / "s"), *command, "--since", "last tuesday")
+        assert r.exit_code == 2, (command, r.stderr)
+        assert "Invalid value for '--since': 'last tuesday': not a time" in r.stderr
+        assert "Traceback" not in r.stderr
+    r = run("--store", str(tmp_path / "s"), "advise", "cat", "--since", "2099-01-01")
+    assert r.exit_code == 0
+    assert r.stdout == "nothing to advise: no stored history since 2099-01-01 00:00 UTC\n"
+
+
 # --- the operator's policy ([cat] in the config file) ------------------------------------------
 
 def history_of(name: str, hours: float = 6.0) -> dict:

@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from rdtadvisor.cli import open_store, settings_of
+from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, write_scripts
 from rdtadvisor.render import markdown as md
 
@@ -16,7 +18,8 @@ command = click.Group("advise", help="Advice from the stored history: CAT masks 
 
 @command.command("cat")
 @click.option("--host", "hosts", multiple=True, help="Only this host (repeatable).")
-@click.option("--since", default=None, help="History from this time: ISO 8601 or 7d, 24h before now.")
+@click.option("--since", type=WHEN, default=None,
+              help="History from this time: ISO 8601 or 7d, 24h before now.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
               show_default=True, help="Output format (json: issue 5's plan contract plus `declined`).")
 @click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -30,7 +33,7 @@ command = click.Group("advise", help="Advice from the stored history: CAT masks 
               help="Disjoint runs only: no overlapping masks, no VM left at the default mask "
                    "(overrides [cat] overlap).")
 @click.pass_context
-def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, fmt: str,
+def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: pd.Timestamp | None, fmt: str,
                 script_path: Path | None, min_bits: int | None, reserved_ways: int | None,
                 no_overlap: bool) -> None:
     """Recommend CAT masks per host and socket, by marginal utility of estimated miss curves.
@@ -58,7 +61,9 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, f
     if fmt == "json":
         click.echo(dump_json(advice.to_dict()), nl=False)
     else:
-        echo_text(_text(advice, markdown=fmt == "markdown"))
+        nothing = ("the store has no sockets with L3 CAT" if len(history["facts"]) else
+                   f"no stored history{f' since {since:%Y-%m-%d %H:%M} UTC' if since is not None else ''}")
+        echo_text(_text(advice, markdown=fmt == "markdown", nothing=nothing))
     if script_path is not None and advice.plans:
         apply, undo = scripts_by_host(advice.plans), rollbacks_by_host(advice.plans)
         for host, text in apply.items():
@@ -67,7 +72,7 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, f
             write_scripts(path, text, back, undo[host])
 
 
-def _text(advice, *, markdown: bool) -> str:
+def _text(advice, *, markdown: bool, nothing: str = "the store has no sockets with L3 CAT") -> str:
     out: list[str] = []
     head = "### " if markdown else ""
     for p in advice.plans:
@@ -99,7 +104,7 @@ def _text(advice, *, markdown: bool) -> str:
         reason = md.escape(d["reason"]) if markdown else d["reason"]
         out.append(f"{d['host']} socket {d['socket']}: no change: {reason}")
     if not advice.plans and not advice.declined:
-        out.append("nothing to advise: the store has no sockets with L3 CAT")
+        out.append(f"nothing to advise: {nothing}")
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from rdtadvisor.cli import open_store, settings_of
+from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, text_table, write_scripts
 from rdtadvisor.timewindow import parse_span
 
@@ -43,8 +44,8 @@ def _seconds(text: str, option: str) -> int:
 @click.option("--interval", default=None,
               help="The collector's interval (60s, 5m). Default: the median gap between the host's "
                    "stored collections.")
-@click.option("--since", default=None, help="History from this time: ISO 8601 or 7d, 24h before now "
-                                             "(default: all stored history).")
+@click.option("--since", type=WHEN, default=None,
+              help="History from this time: ISO 8601 or 7d, 24h before now (default: all stored history).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Output format.")
 @click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -24,6 +24,7 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli import open_store
+from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, format_option, records, text_table
 from rdtadvisor.curves import IDLE_BW, MIB, fit_all, fit_table
 from rdtadvisor.model.capacity import socket_facts
@@ -33,7 +34,8 @@ from rdtadvisor.render import markdown
 @click.command("curves")
 @click.option("--host", "hosts", multiple=True,
               help="Only this host (repeatable; default: every stored host).")
-@click.option("--since", default=None, help="History from this time: ISO 8601 or 7d, 24h before now.")
+@click.option("--since", type=WHEN, default=None,
+              help="History from this time: ISO 8601 or 7d, 24h before now.")
 @format_option(["text", "json", "csv", "markdown"], "text")
 @click.pass_context
 def command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, fmt: str) -> None:

@@ -11,28 +11,14 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli import settings_of
+from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import echo_text
 from rdtadvisor.inventory import host_inventory
 from rdtadvisor.store import STORE_TABLES, Store
-from rdtadvisor.timewindow import parse_when
 
 command = click.Group("store", help="Inspect the history store and compact it (run `compact` nightly).")
 
 
-class _When(click.ParamType):
-    name = "TIME"
-
-    def convert(self, value: object, param: click.Parameter | None,
-                ctx: click.Context | None) -> pd.Timestamp:
-        if isinstance(value, pd.Timestamp):
-            return value
-        try:
-            return parse_when(str(value))
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
-
-
-WHEN = _When()
 
 
 def _store(ctx: click.Context, *, create: bool = False) -> Store:

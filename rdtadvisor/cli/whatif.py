@@ -41,21 +41,13 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli import settings_of
+from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, text_table
 from rdtadvisor.curves import MIB
 from rdtadvisor.model.capacity import BandwidthCapacity
 from rdtadvisor.planfile import load_plan
-from rdtadvisor.store import Store, parse_when
+from rdtadvisor.store import Store
 from rdtadvisor.whatif import Figure, Prediction, predict
-
-
-def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        return parse_when(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e), ctx, param) from e
 
 
 @click.command("whatif")
@@ -63,7 +55,7 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> pd.T
               help="Plan file (JSON): a CAT plan {\"plans\": [...]} and/or {\"migrations\": [...]}.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Output format (json: the stable shape in `rdtadvisor.cli.whatif`).")
-@click.option("--since", callback=_when, default=None,
+@click.option("--since", type=WHEN, default=None,
               help="Only history from this time: ISO 8601 or 7d, 24h before now (default: all).")
 @click.pass_context
 def command(ctx: click.Context, plan_path: Path, fmt: str, since: pd.Timestamp | None) -> None:
