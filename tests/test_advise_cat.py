@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def test_with_calibration_history_the_streaming_vm_is_confined(neighbour):
     assert len(advice.plans) == 1 and not advice.declined
     plan = advice.plans[0]
     assert plan.predicted["weighted_speedup"] >= 0.02
+    assert 0.7 <= plan.predicted["confidence"] <= 1.0      # what the decision tested: most draws gain
     masks = {a.name: a.cbm for a in plan.assignments}
     assert all(cbm.is_valid(m, sc.socket.ways) for m in masks.values())
     assert plan.cos_used <= plan.cos_budget
@@ -95,6 +97,7 @@ def test_cli_writes_a_script_and_its_rollback_that_sh_accepts(neighbour, tmp_pat
     r = run("--store", str(tmp_path / "s"), "advise", "cat", "--script", str(out))
     assert r.exit_code == 0, r.stderr
     assert "psr-cat-set" in r.stdout and "predicted weighted speedup +" in r.stdout
+    assert re.search(r"\(a gain in \d+% of the curves' draws\)", r.stdout)
     back = tmp_path / "apply.rollback.sh"
     for script in (out, back):
         assert subprocess.run(["sh", "-n", str(script)], capture_output=True).returncode == 0

@@ -172,6 +172,7 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
             "per_vm": [{"domid": v.domid, "name": v.name, "kind": v.kind,
                         "speed_change": round(v.speed_change, 4)} for v in advice.vms],
             "uncertainty": [round(advice.uncertainty[0], 4), round(advice.uncertainty[1], 4)],
+            "confidence": round(advice.confidence, 3),
             **({"notes": notes} if notes else {}),
         }
         reasons = {v.domid: _reason(v.reason, v.name, rules, pol, sf) for v in advice.vms}

@@ -224,6 +224,7 @@ class SocketAdvice:
     uncertainty: tuple[float, float]   # 90 % band of that gain (curves' and model's error)
     candidates: tuple[Candidate, ...]
     declined: str | None
+    confidence: float = 0.0   # share of the curves' draws predicting a gain (the decision's test)
 
     @property
     def masks(self) -> tuple[int, ...]:
@@ -701,7 +702,7 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
                         "today" if declined or best is None else best.label,
                         0.0 if declined or best is None else best.gain_mean,
                         (0.0, 0.0) if declined or best is None else (best.gain_low, best.gain_high),
-                        tuple(scored), declined)
+                        tuple(scored), declined, 0.0 if declined or best is None else best.p_gain)
 
 
 def band(mean: float, low: float, high: float, model_error: float = MODEL_ERROR) -> tuple[float, float]:

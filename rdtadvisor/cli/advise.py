@@ -79,7 +79,10 @@ def _text(advice, *, markdown: bool, nothing: str = "the store has no sockets wi
         gain = p.predicted.get("weighted_speedup", 0.0)
         low, high = (p.predicted.get("uncertainty") or [None, None])[:2]
         band = f" [{low:+.1%} .. {high:+.1%}]" if low is not None else ""
-        out.append(f"{head}{p.host} socket {p.socket}: predicted weighted speedup {gain:+.1%}{band}, "
+        sure = p.predicted.get("confidence")
+        # the band adds the model's error; the decision tests the curves' draws: say both
+        sure_s = f" (a gain in {sure:.0%} of the curves' draws)" if sure is not None else ""
+        out.append(f"{head}{p.host} socket {p.socket}: predicted weighted speedup {gain:+.1%}{band}{sure_s}, "
                    f"COS {p.cos_used} of {p.cos_budget}")
         if markdown:
             out += ["", "| domid | name | mask | ways | reason |", "|---|---|---|---|---|"]
