@@ -847,10 +847,12 @@ def _reason(kind: str, v: VmInput, mask: int, now: int, ways: int, wb: float, mo
     more = 100 * (1 - m_full / m_here) if m_here > 0 and m_full < m_here else 0.0
     notes = [t for t in (share.strip(), "overlapping another run" if overlapped else "") if t]
     held = f"{ways} way{'s' * (ways != 1)}" + (f" ({', '.join(notes)})" if notes else "")
+    if ways <= 1 and more < 0.5:
+        return f"cache-sensitive: {held}, enough for it"
     if ways <= 1:
         # nothing to compare with: say what it gives up, and why
         return (f"cache-sensitive: {held}; the whole cache would save {more:.0f}% of its misses, but those "
-                f"ways speed the others up more" if more >= 0.5 else f"cache-sensitive: {held} hold enough")
+                "ways speed the others up more")
     extra = f"; the whole cache would save {more:.0f}% more" if more >= 0.5 else ""
     return f"cache-sensitive: {held} save {saved:.0f}% of its misses vs 1 way{extra}"
 

@@ -13,6 +13,8 @@ from rdtadvisor.cli.output import dump_json, echo_text, text_table, write_script
 from rdtadvisor.timewindow import parse_span
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from rdtadvisor.advise.calibrate import CalibrationPlan
 
 
@@ -53,7 +55,7 @@ def _seconds(text: str, option: str) -> int:
                    "FILE.<host>.sh for several hosts) and its rollback (.rollback.sh).")
 @click.pass_context
 def command(ctx: click.Context, hosts: tuple[str, ...], vms: tuple[str, ...], duration: str, hold: int,
-            interval: str | None, since: str | None, fmt: str, script_path: Path | None) -> None:
+            interval: str | None, since: pd.Timestamp | None, fmt: str, script_path: Path | None) -> None:
     """Schedule temporary L3 masks that measure the miss curves of VMs lacking history.
 
     Each chosen VM gets 3/4, 1/2, 1/4, ... of the ways (narrowing: of its own run, from 1/2),

@@ -38,7 +38,7 @@ from rdtadvisor.render import markdown
               help="History from this time: ISO 8601 or 7d, 24h before now.")
 @format_option(["text", "json", "csv", "markdown"], "text")
 @click.pass_context
-def command(ctx: click.Context, hosts: tuple[str, ...], since: str | None, fmt: str) -> None:
+def command(ctx: click.Context, hosts: tuple[str, ...], since: pd.Timestamp | None, fmt: str) -> None:
     """Each VM's estimated L3 miss curve: class, fit quality, exponent and knee with their
     uncertainty, and misses/s holding 1 way, half the ways and the whole L3."""
     store, wanted = open_store(ctx, hosts)
