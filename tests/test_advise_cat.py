@@ -103,7 +103,13 @@ def test_cli_writes_a_script_and_its_rollback_that_sh_accepts(neighbour, tmp_pat
         assert subprocess.run(["sh", "-n", str(script)], capture_output=True).returncode == 0
     assert "set -eu" in out.read_text() and "xl psr-cat-set" in back.read_text()
     md = run("--store", str(tmp_path / "s"), "advise", "cat", "--format", "markdown")
-    assert "| domid | name | mask | ways | reason |" in md.stdout
+    assert "| domid | name | mask | ways | speed | reason |" in md.stdout
+    # each VM's row shows the speed change the JSON predicts for it
+    doc = json.loads(run("--store", str(tmp_path / "s"), "advise", "cat", "--format", "json").stdout)
+    (plan,) = doc["plans"]
+    for vm in plan["predicted"]["per_vm"]:
+        row = next(x for x in r.stdout.splitlines() if x.split()[:2] == [str(vm["domid"]), vm["name"]])
+        assert f"{vm['speed_change']:+.1%}" in row.split()
 
 
 def test_cli_names_an_unknown_host_and_an_unwritable_script_in_one_line(neighbour, tmp_path):

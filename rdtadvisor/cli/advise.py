@@ -85,16 +85,20 @@ def _text(advice, *, markdown: bool, nothing: str = "the store has no sockets wi
         out.append(f"{head}{p.host} socket {p.socket}: predicted weighted speedup {gain:+.1%}{band}{sure_s}, "
                    f"COS {p.cos_used} of {p.cos_budget}")
         if markdown:
-            out += ["", "| domid | name | mask | ways | reason |", "|---|---|---|---|---|"]
+            out += ["", "| domid | name | mask | ways | speed | reason |", "|---|---|---|---|---|---|"]
+        # each VM's predicted speed change: who gains and who pays for it
+        speed = {v["domid"]: v["speed_change"] for v in p.predicted.get("per_vm") or []}
         shown = [_mask_text(a) for a in p.assignments]
         width = max([8, *(len(m) for m in shown)])
         for a, mask_s in zip(p.assignments, shown, strict=True):
+            change = f"{speed[a.domid]:+.1%}" if a.domid in speed else "?"
             if markdown:
                 name, reason = md.escape(a.name), md.escape(a.reason)
-                out.append(f"| {a.domid} | {name} | `{mask_s}` | {a.ways} | {reason} |")
+                out.append(f"| {a.domid} | {name} | `{mask_s}` | {a.ways} | {change} | {reason} |")
             else:
                 ways = f"{a.ways:>2} way{'s' if a.ways != 1 else ' '}"
-                out.append(f"  {a.domid:>5}  {a.name!s:<40}  {mask_s:<{width}} {ways}  {a.reason}")
+                row = f"  {a.domid:>5}  {a.name!s:<40}  {mask_s:<{width}} {ways}  {change:>7}"
+                out.append(f"{row}  {a.reason}")
         out.append("")
         for note in p.predicted.get("notes") or []:
             out.append(f"{'' if markdown else '  '}note: {note}")
