@@ -73,6 +73,7 @@ N_DRAWS = 200
 
 POINT_COLUMNS = ["host", "socket", "domid", "domain", "time", "occupancy_bytes", "misses_per_s",
                  "bandwidth_bytes_s", "readings", "alone", "ways", "others_bandwidth"]
+BINDING = 0.5                 # a narrowed mask binds when the VM fills at least this share of it
 SHARED_WEIGHT = 0.2            # weight of points shared with neighbours when enough "alone" points exist
 _MASK_SETTINGS = ("l3_cbm", "l3_data_cbm")   # CDP: data lines are what occupancy mostly holds
 
@@ -326,10 +327,15 @@ def fit(pts: pd.DataFrame, *, l3_bytes: float, seed: int = 0) -> CurveFit:
     clean = bool(n_alone >= MIN_POINTS
                  and np.quantile(c[alone], 0.95) >= MIN_COVERAGE * np.quantile(c[alone], 0.05))
     pw = np.where(alone, 1.0, SHARED_WEIGHT) if clean else np.ones(n)
-    # its own mask narrowed at times: capacity then moved for a reason other than its own load
+    # its own mask narrowed at times, and tightly enough to bind (it filled at least `BINDING`
+    # of it): capacity then moved for a reason other than its own load. A VM fenced with
+    # streamers into a mask wider than it ever fills (a calibration sweep of another VM) is
+    # still set by its own load, and its flat-looking points say nothing about its curve.
     ways = pts["ways"].to_numpy(float)[keep] if "ways" in pts.columns else np.full(n, np.nan)
-    known = ways[np.isfinite(ways)]
-    squeezed = int((known < known.max()).sum()) if len(known) else 0
+    known = np.isfinite(ways)
+    widest = float(ways[known].max()) if known.any() else 0.0
+    way_bytes = l3_bytes / widest if widest > 0 and l3_bytes > 0 else np.inf
+    squeezed = int((known & (ways < widest) & (c >= BINDING * ways * way_bytes)).sum())
     partitioned = clean or squeezed >= MIN_POINTS
     bmask = np.broadcast_to(below[None] * pw, (A, K, n))
     amask = np.broadcast_to(above[None] * pw, (A, K, n))

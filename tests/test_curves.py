@@ -320,3 +320,27 @@ def test_working_set_read_from_the_high_end_of_the_floor_points() -> None:
     assert 0.93 * ws <= f.ws_bytes <= ws, f.reason
     assert np.all(f.draws[:, 2] >= 8.5 * MIB)                  # every draw's knee is up the ramp
     assert f.misses(8.2 * MIB) > 5 * f.misses(9.2 * MIB)        # squeezed just below it: the cliff
+
+
+def test_a_fence_the_vm_never_fills_is_not_a_squeeze() -> None:
+    # A batch VM among streamers holds 0.5-1.1 MiB whatever its mask: its own load moves its
+    # occupancy and misses together (flat-looking). Another VM's calibration sweep fenced it
+    # into 9, 5 and 2 of 11 ways (22-5 MiB): masks that never bound it. Its points are still
+    # shared ones, so a flat fit from them is no measurement; a 1-way mask it fills is one.
+    rng = np.random.default_rng(12)
+    n = 200
+    c = np.exp(rng.uniform(np.log(0.5 * MIB), np.log(1.1 * MIB), n))
+    m = 3e7 * (c / MIB) ** 0.3 * np.exp(rng.normal(0, 0.2, n))          # load: more of both
+    fenced = np.r_[np.full(n // 2, 11.0), rng.choice([9.0, 5.0, 2.0], n // 2)]
+    pts = pd.DataFrame({"occupancy_bytes": c, "misses_per_s": m, "alone": False, "ways": fenced})
+    f = curves.fit(pts, l3_bytes=SOCKET.l3_bytes)
+    assert f.shared_only and not f.measured, f.reason
+    assert "mask never narrowed" in f.reason
+    # squeezed into 1 way (2.5 MiB) that it fills: capacity set by the mask, not by its load
+    way = SOCKET.l3_bytes / SOCKET.ways
+    c1 = np.r_[c[: n // 2], rng.uniform(0.8, 1.0, n // 2) * way]
+    m1 = np.r_[m[: n // 2], 2e7 * np.exp(rng.normal(0, 0.2, n // 2))]
+    ways1 = np.r_[np.full(n // 2, 11.0), np.full(n // 2, 1.0)]
+    squeezed = curves.fit(pd.DataFrame({"occupancy_bytes": c1, "misses_per_s": m1, "alone": False,
+                                        "ways": ways1}), l3_bytes=SOCKET.l3_bytes)
+    assert not squeezed.shared_only, squeezed.reason

@@ -186,7 +186,7 @@ def test_the_calibrate_then_advise_loop_runs_on_the_simulated_fleet(fleet):
     assert run("--store", store, "collect", "--replay", str(d / "sweep-caps")).exit_code == 0
     settings = Store(store).read("settings", hosts=["sky"])
     seen = set(settings[settings["setting"] == "l3_cbm"]["value"].dropna().astype(int))
-    assert {0x7c0, 0x600, 0x400} <= seen                   # the sweep's levels (5, 2, 1 of 11 ways)
+    assert {0x7fc, 0x7c0, 0x600, 0x400} <= seen            # the sweep's levels (9, 5, 2, 1 of 11 ways)
     after = curves(store)
     assert after["db"]["quality"] in ("good", "fair") and after["db"]["points"] > before["db"]["points"]
 
@@ -205,6 +205,12 @@ def test_an_advised_plan_applied_in_the_simulator_reports_its_true_effect(fleet)
                 if x.startswith(f"simulator truth: {d / 'confine.json'}: sky socket 0"))
     gain = float(line.split("(")[1].split("%")[0])
     assert gain > 1.0                      # a streamer fenced off a cache-sensitive DB helps
+    # and per VM, largest change first: who gained, and what the confined streamer paid
+    lines = r.stderr.splitlines()
+    per_vm = lines[lines.index(line) + 1]
+    assert per_vm.startswith("  per VM (speed change, largest first): ")
+    changes = dict(x.rsplit(" ", 1) for x in per_vm.split(": ", 1)[1].split(", "))
+    assert "etl" in changes and max(float(v.rstrip("%")) for v in changes.values()) > gain
     # two plans, one after the other: each one's effect is against the run with the ones before it
     (d / "undo.json").write_text(json.dumps({"plans": [{"host": "sky", "commands": [
         {"argv": ["xl", "psr-cat-set", "-s", "0", "2", "0x7ff"]}]}]}))

@@ -11,7 +11,9 @@ from pathlib import Path
 import click
 
 from rdtadvisor.errors import ConfigError
+from rdtadvisor.render.terminal import printable
 
+MAX_VMS_SHOWN = 8          # --apply: the VMs whose true speed changed most, per socket
 _TIME_DIR = re.compile(r"^\.?\d{8}T\d{6}Z(?:\..*)?$")   # a capture folder, or write_capture's temp name
 
 
@@ -101,6 +103,11 @@ def command(scenario_path: Path, out: Path, duration: str | None, step: str | No
         click.echo(f"simulator truth: {e['plan']}: {e['host']} socket {e['socket']}: weighted speedup "
                    f"{e['weighted_speedup']:.3f} with it, {e['weighted_speedup_without']:.3f} without "
                    f"({100 * e['gain']:+.1f}%), mean from its first command to the end", err=True)
+        moved = sorted(((c, n) for n, c in e["per_vm"].items() if abs(c) >= 0.0005), key=lambda x: -abs(x[0]))
+        if moved:
+            shown = ", ".join(f"{printable(n)} {100 * c:+.1f}%" for c, n in moved[:MAX_VMS_SHOWN])
+            more = f", and {len(moved) - MAX_VMS_SHOWN} more" if len(moved) > MAX_VMS_SHOWN else ""
+            click.echo(f"  per VM (speed change, largest first): {shown}{more}", err=True)
     if not quiet:
         click.echo(f"wrote {result.captures} captures of {result.hosts} hosts ({result.files} files) "
                    f"to {out} in {time.monotonic() - t0:.1f} s; store them with: "

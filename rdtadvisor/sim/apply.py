@@ -205,7 +205,9 @@ def _set(before: L3State, op: CatSet, cdp: bool, full: int) -> L3State:
 
 def true_effect(with_plan: Any, without: Any, since: timedelta, origin: Any) -> list[dict[str, Any]]:
     """Per socket whose masks differ: the simulator's true weighted speedup (sum of priority x
-    speed, averaged over the collections from `since`) with and without the plans.
+    speed, averaged over the collections from `since`) with and without the plans, and each
+    VM's true speed change (``per_vm``: name -> mean speed with / mean speed without - 1), to
+    set against `advise cat`'s ``predicted.per_vm``.
 
     `with_plan`/`without`: `rdtadvisor.sim.truth.HostTruth` of the same host and times.
     """
@@ -224,8 +226,13 @@ def true_effect(with_plan: Any, without: Any, since: timedelta, origin: Any) -> 
             continue
         ws_with = float((with_plan.speed[rows][:, idx] * prio[idx]).sum(axis=1).mean())
         ws_without = float((without.speed[rows][:, idx] * prio[idx]).sum(axis=1).mean())
+        speed_with = with_plan.speed[rows][:, idx].mean(axis=0)
+        speed_without = without.speed[rows][:, idx].mean(axis=0)
+        per_vm = {host.vms[i].name: float(a / b - 1.0) if b > 0 else 0.0
+                  for i, a, b in zip(idx, speed_with, speed_without, strict=True)}
         out.append({"host": host.name, "socket": s, "weighted_speedup": ws_with,
-                    "weighted_speedup_without": ws_without, "gain": ws_with / ws_without - 1.0})
+                    "weighted_speedup_without": ws_without, "gain": ws_with / ws_without - 1.0,
+                    "per_vm": per_vm})
     return out
 
 
