@@ -8,7 +8,9 @@ the socket as `rdtadvisor.advise.strategy.advisor` does, then scores the chosen 
 when the advisor declines, its best candidate) with the truth model. It prints the predicted
 gain, the reported band and the true gain, then how many true gains of the plans it would
 apply fell inside the band. A 90 % band should hold about 9 in 10 (strategy step 8, where
-`MODEL_ERROR` was measured with this script).
+`MODEL_ERROR` was measured with this script). Last, per VM of those plans: how far each VM's
+predicted speed change (the plan's ``predicted.per_vm``) is from its true one, and how often
+it at least points the right way.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+import numpy as np
 import pandas as pd
 
 from rdtadvisor.advise import strategy
 from rdtadvisor.sim import harness, suite
+from rdtadvisor.sim.model import solve
 
 
 def scenarios(path: str | None) -> list[harness.SuiteScenario]:
@@ -31,8 +35,10 @@ def scenarios(path: str | None) -> list[harness.SuiteScenario]:
     return module.scenarios()
 
 
-def rows(scs: list[harness.SuiteScenario]) -> pd.DataFrame:
-    out = []
+def rows(scs: list[harness.SuiteScenario]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per (scenario, history): the plan's predicted gain, band and true gain; and per VM of
+    the plans applied: its predicted speed change (`VmAdvice.speed_change`) and the true one."""
+    out, per_vm = [], []
     for sc in scs:
         for mode in ("default", "calibration"):
             socket, vms = sc.socket, sc.vms
@@ -50,13 +56,18 @@ def rows(scs: list[harness.SuiteScenario]) -> pd.DataFrame:
             out.append({"scenario": sc.name, "history": mode, "declined": advice.declined is not None,
                         "predicted": 100 * c.gain_mean, "low": 100 * c.gain_low, "high": 100 * c.gain_high,
                         "true": 100 * true})
+            if advice.declined is None:
+                speed = solve(socket, vms, advice.masks).speed / solve(socket, vms, now).speed - 1
+                per_vm += [{"scenario": sc.name, "history": mode, "vm": v.name, "kind": v.kind,
+                            "predicted": 100 * v.speed_change, "true": 100 * float(t)}
+                           for v, t in zip(advice.vms, speed, strict=True)]
     d = pd.DataFrame(out)
     d["inside"] = (d["true"] >= d["low"]) & (d["true"] <= d["high"])
-    return d
+    return d, pd.DataFrame(per_vm)
 
 
 def main() -> None:
-    d = rows(scenarios(sys.argv[1] if len(sys.argv) > 1 else None))
+    d, vms = rows(scenarios(sys.argv[1] if len(sys.argv) > 1 else None))
     pd.set_option("display.width", 160)
     print(d.round(2).to_string(index=False))
     acted = d[~d["declined"]]
@@ -65,6 +76,13 @@ def main() -> None:
     err = acted["predicted"] - acted["true"]
     print(f"all applied plans: {int(acted['inside'].sum())} of {len(acted)} inside; "
           f"mean error {err.mean():+.2f} points, mean |error| {err.abs().mean():.2f} points")
+    if len(vms):
+        e = (vms["predicted"] - vms["true"]).abs()
+        moved = vms[vms["true"].abs() > 1.0]
+        right = int((np.sign(moved["predicted"]) == np.sign(moved["true"])).sum())
+        print(f"per VM of those plans ({len(vms)}): |predicted - true speed change| median {e.median():.1f}, "
+              f"90th percentile {e.quantile(0.9):.1f} points; direction right for {right} of the "
+              f"{len(moved)} that truly moved more than 1%")
 
 
 if __name__ == "__main__":
