@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,9 @@ from rdtadvisor import __version__
 from rdtadvisor.config import Settings, load_settings
 from rdtadvisor.errors import ConfigError, RdtError
 from rdtadvisor.store import Store
+
+if TYPE_CHECKING:
+    from rdtadvisor.model.capacity import BandwidthCapacity
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -50,6 +54,15 @@ class _LazySettings:
 def settings_of(ctx: click.Context) -> Settings:
     """The resolved `Settings` for a subcommand."""
     return ctx.find_root().obj.get()
+
+
+def bandwidth_capacity(settings: Settings) -> BandwidthCapacity:
+    """The memory bandwidth per socket the config names: ``[report] bandwidth_capacity`` and
+    its per-host overrides (report, export, advise cat and whatif all plan with it)."""
+    from rdtadvisor.model.capacity import BandwidthCapacity
+
+    r = settings.report
+    return BandwidthCapacity(r.bandwidth_capacity, dict(r.host_bandwidth_capacity))
 
 
 def open_store(ctx: click.Context, hosts: Sequence[str]) -> tuple[Store, list[str]]:

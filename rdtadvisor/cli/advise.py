@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from rdtadvisor.cli import open_store, settings_of
+from rdtadvisor.cli import bandwidth_capacity, open_store, settings_of
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, write_scripts
 from rdtadvisor.render import markdown as md
@@ -45,7 +45,6 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: pd.Timestamp 
     then run the script on the host.
     """
     from rdtadvisor.advise.cat import advise_cat
-    from rdtadvisor.model.capacity import BandwidthCapacity
     from rdtadvisor.render.script import rollbacks_by_host, scripts_by_host
 
     settings = settings_of(ctx)
@@ -55,9 +54,7 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: pd.Timestamp 
     names = list(hosts) or None
     tables = ("samples", "facts", "settings", "domains")     # domains: the vCPUs from xl list
     history = {t: store.read(t, hosts=names, since=since) for t in tables}
-    report = settings.report
-    bandwidth = BandwidthCapacity(report.bandwidth_capacity, dict(report.host_bandwidth_capacity))
-    advice = advise_cat(history, hosts=names, cat=cat, bandwidth=bandwidth)
+    advice = advise_cat(history, hosts=names, cat=cat, bandwidth=bandwidth_capacity(settings))
     if fmt == "json":
         click.echo(dump_json(advice.to_dict()), nl=False)
     else:

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from rdtadvisor.cli import open_store, settings_of
+from rdtadvisor.cli import bandwidth_capacity, open_store, settings_of
 from rdtadvisor.cli.output import write_atomic
 from rdtadvisor.errors import RdtError
 from rdtadvisor.model.capacity import BandwidthCapacity, socket_capacity, socket_totals
@@ -78,8 +78,7 @@ def prometheus(ctx: click.Context, hosts: tuple[str, ...], output: str, since: s
         parse_when(since)  # a typo is a usage error before any store work
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--since") from None
-    report = settings_of(ctx).report
-    configured = BandwidthCapacity(report.bandwidth_capacity, dict(report.host_bandwidth_capacity))
+    configured = bandwidth_capacity(settings_of(ctx))
     store, wanted = open_store(ctx, hosts)
     times, tables = latest_snapshot(store, wanted)
     if not times:

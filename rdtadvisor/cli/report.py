@@ -22,11 +22,10 @@ import click
 import pandas as pd
 
 from rdtadvisor.check import check
-from rdtadvisor.cli import settings_of
+from rdtadvisor.cli import bandwidth_capacity, settings_of
 from rdtadvisor.cli.output import dump_json, write_atomic
 from rdtadvisor.config import Settings
 from rdtadvisor.errors import ConfigError, RdtError
-from rdtadvisor.model.capacity import BandwidthCapacity
 from rdtadvisor.model.figures import parse_hours
 from rdtadvisor.model.usage import Limits, NoHistory, Usage, Window, usage
 from rdtadvisor.report.build import build_report
@@ -100,7 +99,7 @@ def cron_settings(ctx: click.Context) -> Settings:
 def limits_of(settings: Settings) -> Limits:
     r = settings.report
     return Limits(
-        bandwidth=BandwidthCapacity(r.bandwidth_capacity, dict(r.host_bandwidth_capacity)),
+        bandwidth=bandwidth_capacity(settings),
         l3_threshold=r.l3_threshold,
         bandwidth_threshold=r.bandwidth_threshold,
     )

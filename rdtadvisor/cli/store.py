@@ -19,8 +19,6 @@ from rdtadvisor.store import STORE_TABLES, Store
 command = click.Group("store", help="Inspect the history store and compact it (run `compact` nightly).")
 
 
-
-
 def _store(ctx: click.Context, *, create: bool = False) -> Store:
     return Store(settings_of(ctx).store, create=create)
 

@@ -40,11 +40,10 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from rdtadvisor.cli import settings_of
+from rdtadvisor.cli import bandwidth_capacity, settings_of
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, text_table
 from rdtadvisor.curves import MIB
-from rdtadvisor.model.capacity import BandwidthCapacity
 from rdtadvisor.planfile import load_plan
 from rdtadvisor.store import Store
 from rdtadvisor.whatif import Figure, Prediction, predict
@@ -70,8 +69,7 @@ def command(ctx: click.Context, plan_path: Path, fmt: str, since: pd.Timestamp |
     hosts = plan.hosts
     history = {t: store.read(t, hosts=hosts, since=since) for t in ("samples", "settings", "facts")}
     # the config's bandwidth capacity, as report and advise cat use it (else facts or the peak seen)
-    report = settings.report
-    known = BandwidthCapacity(report.bandwidth_capacity, dict(report.host_bandwidth_capacity))
+    known = bandwidth_capacity(settings)
     capacity = {h: c for h in hosts if (c := known.of(h))}
     result = predict(history, plan, bw_capacity=capacity)
     if fmt == "json":
