@@ -23,7 +23,7 @@ import pandas as pd
 
 from rdtadvisor.advise import strategy
 from rdtadvisor.sim import harness, suite
-from rdtadvisor.sim.model import solve
+from rdtadvisor.sim.model import score, solve
 
 
 def scenarios(path: str | None) -> list[harness.SuiteScenario]:
@@ -51,13 +51,15 @@ def rows(scs: list[harness.SuiteScenario]) -> tuple[pd.DataFrame, pd.DataFrame]:
             if not chosen:
                 continue
             c = chosen[0]
-            base = harness.evaluate(socket, vms, now).weighted_speedup
-            true = harness.evaluate(socket, vms, c.masks).weighted_speedup / base - 1
+            # the truth of today and of the plan, solved once for the socket's and each VM's figures
+            st_now, st_plan = solve(socket, vms, now), solve(socket, vms, c.masks)
+            base = score([(socket, vms, st_now)]).weighted_speedup
+            true = score([(socket, vms, st_plan)]).weighted_speedup / base - 1
             out.append({"scenario": sc.name, "history": mode, "declined": advice.declined is not None,
                         "predicted": 100 * c.gain_mean, "low": 100 * c.gain_low, "high": 100 * c.gain_high,
                         "true": 100 * true})
-            if advice.declined is None:
-                speed = solve(socket, vms, advice.masks).speed / solve(socket, vms, now).speed - 1
+            if advice.declined is None:                # then c is the plan
+                speed = st_plan.speed / st_now.speed - 1
                 per_vm += [{"scenario": sc.name, "history": mode, "vm": v.name, "kind": v.kind,
                             "predicted": 100 * v.speed_change, "true": 100 * float(t)}
                            for v, t in zip(advice.vms, speed, strict=True)]
