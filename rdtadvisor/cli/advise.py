@@ -13,6 +13,7 @@ from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, write_scripts
 from rdtadvisor.render import markdown as md
 
+NO_CAT = "the store has no sockets with L3 CAT"     # why there is nothing to advise, usually
 command = click.Group("advise", help="Advice from the stored history: CAT masks and VM placement.")
 
 
@@ -58,7 +59,7 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: pd.Timestamp 
     if fmt == "json":
         click.echo(dump_json(advice.to_dict()), nl=False)
     else:
-        nothing = ("the store has no sockets with L3 CAT" if len(history["facts"]) else
+        nothing = (NO_CAT if len(history["facts"]) else
                    f"no stored history{f' since {since:%Y-%m-%d %H:%M} UTC' if since is not None else ''}")
         echo_text(_text(advice, markdown=fmt == "markdown", nothing=nothing))
     if script_path is not None and advice.plans:
@@ -69,7 +70,7 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: pd.Timestamp 
             write_scripts(path, text, back, undo[host])
 
 
-def _text(advice, *, markdown: bool, nothing: str = "the store has no sockets with L3 CAT") -> str:
+def _text(advice, *, markdown: bool, nothing: str = NO_CAT) -> str:
     out: list[str] = []
     head = "### " if markdown else ""
     for p in advice.plans:
