@@ -22,6 +22,7 @@ default. The config file (default ``~/.config/rdtadvisor/config.toml``)::
 
     [report]              # figures the reports judge against
     bandwidth_capacity = "60GiB/s"   # per socket (default: the highest sustained figure seen)
+    memory_traffic = "12GiB/s"       # per socket, measured outside xl (pcm-memory): CPUs without MBM
     l3_threshold = 0.9               # headroom: summed p95 occupancy up to this share of L3
     bandwidth_threshold = 0.8        # headroom and saturation: share of bandwidth capacity
     timezone = "UTC"                 # for --hours (e.g. "Europe/Berlin")
@@ -130,6 +131,10 @@ class ReportSettings:
 
     bandwidth_capacity: float | None = None          # B/s per socket, every host
     host_bandwidth_capacity: dict[str, float] = field(default_factory=dict)
+    # B/s per socket in use, measured outside xl (pcm-memory, perf uncore_imc): what sizes the
+    # relative curves of a CPU without MBM (`rdtadvisor.shares`)
+    memory_traffic: float | None = None
+    host_memory_traffic: dict[str, float] = field(default_factory=dict)
     l3_threshold: float = 0.9
     bandwidth_threshold: float = 0.8
     timezone: str = "UTC"
@@ -343,19 +348,24 @@ def _host(data: Any, ssh: SshOptions, where: str) -> HostConfig:
 def _report(data: dict[str, Any], where: str) -> ReportSettings:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    known = {"bandwidth_capacity", "l3_threshold", "bandwidth_threshold", "timezone", "hosts"}
+    rates = ("bandwidth_capacity", "memory_traffic")
+    known = {*rates, "l3_threshold", "bandwidth_threshold", "timezone", "hosts"}
     _only_keys(data, known, where)
     hosts = _table(data, "hosts", where)
-    per_host = {}
+    per_host: dict[str, dict[str, float]] = {k: {} for k in rates}
     for name, table in hosts.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: [report.hosts.{name}] must be a table")
-        _only_keys(table, {"bandwidth_capacity"}, f"{where} hosts.{name}")
-        if "bandwidth_capacity" in table:
-            per_host[name] = _rate(table["bandwidth_capacity"], f"{where} hosts.{name}")
+        _only_keys(table, set(rates), f"{where} hosts.{name}")
+        for key in rates:
+            if key in table:
+                per_host[key][name] = _rate(table[key], f"{where} hosts.{name}", key)
     out = ReportSettings(
         bandwidth_capacity=_rate(data["bandwidth_capacity"], where) if "bandwidth_capacity" in data else None,
-        host_bandwidth_capacity=per_host,
+        host_bandwidth_capacity=per_host["bandwidth_capacity"],
+        memory_traffic=(_rate(data["memory_traffic"], where, "memory_traffic") if "memory_traffic" in data
+                        else None),
+        host_memory_traffic=per_host["memory_traffic"],
         l3_threshold=float(_typed(data, "l3_threshold", (int, float), where, 0.9)),
         bandwidth_threshold=float(_typed(data, "bandwidth_threshold", (int, float), where, 0.8)),
         timezone=_typed(data, "timezone", str, where, "UTC"))
@@ -470,18 +480,18 @@ def _weight(data: dict[str, Any], key: str, where: str, what: str) -> float:
     return value
 
 
-def _rate(value: Any, where: str) -> float:
+def _rate(value: Any, where: str, key: str = "bandwidth_capacity") -> float:
     """A bandwidth: a number of B/s or a string such as ``60GiB/s``."""
     from rdtadvisor.units import parse_size
 
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{where}: 'bandwidth_capacity' must be a rate such as \"60GiB/s\"")
+        raise ConfigError(f"{where}: '{key}' must be a rate such as \"60GiB/s\"")
     try:
         rate = float(value) if not isinstance(value, str) else parse_size(value)
     except ValueError as e:
-        raise ConfigError(f"{where}: 'bandwidth_capacity': {e}") from None
+        raise ConfigError(f"{where}: '{key}': {e}") from None
     if rate <= 0:
-        raise ConfigError(f"{where}: 'bandwidth_capacity' must be positive")
+        raise ConfigError(f"{where}: '{key}' must be positive")
     return rate
 
 

@@ -117,23 +117,31 @@ def points(samples: pd.DataFrame, settings: pd.DataFrame | None = None) -> pd.Da
     return out[POINT_COLUMNS].sort_values(key, kind="stable").reset_index(drop=True)
 
 
-def _alone(pts: pd.DataFrame, settings: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
-    """See `points`: per row, whether no other active domain's mask overlapped its own, and
-    the number of ways in its mask (nan when unknown)."""
+def row_masks(pts: pd.DataFrame, settings: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of `pts` (host, socket, domid, time): its L3 mask at that time from `settings`
+    (a domain without a stored mask holds every way) and whether one was stored. The width is
+    that of the widest mask stored."""
     n = len(pts)
-    if n == 0:
-        return np.zeros(0, dtype=bool), np.zeros(0)
     masks = np.full(n, -1, dtype=np.int64)            # -1: every way
-    if settings is not None and len(settings):
+    if settings is not None and len(settings) and n:
         st = settings[settings["setting"].isin(_MASK_SETTINGS) & settings["value"].notna()]
         st = st.sort_values("setting").drop_duplicates(["host", "socket", "domid", "time"], keep="last")
         on = ["host", "socket", "domid", "time"]
         m = pts[on].merge(st[[*on, "value"]], how="left", on=on)
         masks = m["value"].astype("Float64").fillna(-1).to_numpy(dtype=float).astype(np.int64)
     width = int(max((int(x).bit_length() for x in np.unique(masks[masks > 0])), default=1))
-    full = (1 << width) - 1
     known = masks >= 0
-    masks = np.where(known, masks, full)
+    return np.where(known, masks, (1 << width) - 1), known
+
+
+def _alone(pts: pd.DataFrame, settings: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """See `points`: per row, whether no other active domain's mask overlapped its own, and
+    the number of ways in its mask (nan when unknown)."""
+    n = len(pts)
+    if n == 0:
+        return np.zeros(0, dtype=bool), np.zeros(0)
+    masks, known = row_masks(pts, settings)
+    width = int(max(int(masks.max()).bit_length(), 1))
     bits = ((masks[:, None] >> np.arange(width)) & 1).astype(np.int32)   # (n, width)
     active = (pts["bandwidth_bytes_s"].to_numpy(float) >= IDLE_BW).astype(np.int32)
     group = pd.factorize(pd.MultiIndex.from_frame(pts[["host", "socket", "time"]]))[0]
@@ -156,6 +164,9 @@ class CurveFit:
     ``streaming`` | ``small`` | ``insensitive`` | ``idle``; reason : why, in words.
     shared_only : no point was taken alone in a partition or with a narrowed mask, so its own
     load moved its occupancy and its misses together (the slope is biased towards flat).
+    relative : the socket has no MBM; the points came from occupancy shares
+    (`rdtadvisor.shares`), so ``r`` and ``median_bandwidth`` are in relative units (one scale
+    per socket, unknown) and the draws carry the exponents' common uncertainty.
     """
 
     r: float
@@ -172,6 +183,7 @@ class CurveFit:
     c0_bytes: float = C0_BYTES
     draws: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)), repr=False, compare=False)
     shared_only: bool = False          # every point taken sharing the whole cache (see `fit`)
+    relative: bool = False             # no MBM: misses in relative units (`rdtadvisor.shares`)
 
     @property
     def fallback(self) -> bool:
@@ -504,7 +516,7 @@ def _fallback(c: np.ndarray, m: np.ndarray, kind: str, cov: tuple[float, float],
                     median_bandwidth=bw_med, draws=np.column_stack([d_lr, d_alpha, d_ws, d_floor]))
 
 
-TABLE_COLUMNS = ["host", "socket", "domid", "domain", "kind", "quality", "measured", "points",
+TABLE_COLUMNS = ["host", "socket", "domid", "domain", "kind", "quality", "measured", "relative", "points",
                  "occupancy_p5_bytes", "occupancy_p95_bytes", "alpha", "alpha_lo", "alpha_hi", "knee_bytes",
                  "floor", "bandwidth_bytes_s", "ways",
                  "misses_1way", "misses_1way_lo", "misses_1way_hi",
@@ -536,7 +548,7 @@ def fit_table(fits: Mapping[tuple[str, int, int], CurveFit], *,
             lo, hi = f.band(caps)
         a_lo, a_hi = (np.quantile(f.draws[:, 1], [0.05, 0.95]) if len(f.draws) else (f.alpha, f.alpha))
         rows.append([host, socket, domid, (names or {}).get((host, domid)), f.kind, f.quality, f.measured,
-                     f.n_points, f.coverage[0], f.coverage[1], f.alpha, float(a_lo), float(a_hi),
+                     f.relative, f.n_points, f.coverage[0], f.coverage[1], f.alpha, float(a_lo), float(a_hi),
                      f.ws_bytes if np.isfinite(f.ws_bytes) else np.nan, f.floor, f.median_bandwidth,
                      ways or None, best[0], lo[0], hi[0], best[1], lo[1], hi[1], best[2], lo[2], hi[2],
                      f.reason])
@@ -558,8 +570,36 @@ def fit_all(samples: pd.DataFrame, facts: pd.DataFrame, settings: pd.DataFrame |
     `points`). The L3 size comes from the facts (``l3_cache_bytes``); when a host has none, from
     `l3_default` by host, else the largest summed occupancy seen on that socket.
     A domid reused by another domain name keeps the latest name's points only.
+    Sockets with occupancy but no bandwidth readings (no MBM) get relative curves from their
+    occupancy shares (`rdtadvisor.shares`; ``CurveFit.relative``).
     """
-    return fit_points(points(samples, settings), facts, l3_default=l3_default)
+    from rdtadvisor import shares  # shares builds on this module's points and fits
+
+    out = fit_points(points(samples, settings), facts, l3_default=l3_default)
+    only = shares.occupancy_only(samples)
+    if only:
+        occ = samples[samples["metric"] == "l3_occupancy"]
+        occ = occ.rename(columns={"value": "occupancy_bytes"})
+        known = l3_sizes(facts) if len(facts) else {}
+        sizes = {(h, s): _l3_of(occ, known, l3_default, h, s) for h, s in only}
+        pseudo, knees, gauges = shares.points(samples, settings, sizes)
+        for key, f in fit_points(pseudo, facts, l3_default=l3_default).items():
+            out[key] = shares.relative_fit(f, knees.get(key), gauges[key[:2]], seed=key[2] * 1000 + key[1],
+                                           l3_bytes=sizes[key[:2]])
+    return out
+
+
+def _l3_of(pts: pd.DataFrame, sizes: Mapping[tuple[str, int], float], l3_default: Mapping[str, float] | None,
+           host: str, socket: int) -> float:
+    """A socket's L3 size: the facts', else `l3_default`'s for the host, else the largest summed
+    occupancy seen on it (`pts` with host, socket, time, occupancy_bytes)."""
+    l3 = sizes.get((str(host), int(socket)))
+    if l3 is None:
+        l3 = (l3_default or {}).get(str(host))
+    if l3 is None:
+        same = pts[(pts["host"] == host) & (pts["socket"] == socket)]
+        l3 = float(same.groupby("time")["occupancy_bytes"].sum().max())
+    return max(float(l3), C0_BYTES)
 
 
 def fit_points(pts: pd.DataFrame, facts: pd.DataFrame, *,
@@ -572,12 +612,6 @@ def fit_points(pts: pd.DataFrame, facts: pd.DataFrame, *,
     for (host, socket, domid), g in pts.groupby(["host", "socket", "domid"], sort=True):
         latest = g.loc[g["time"].idxmax(), "domain"]
         g = g[g["domain"] == latest] if pd.notna(latest) else g
-        l3 = sizes.get((str(host), int(socket)))
-        if l3 is None:
-            l3 = (l3_default or {}).get(str(host))
-        if l3 is None:
-            same = pts[(pts["host"] == host) & (pts["socket"] == socket)]
-            l3 = float(same.groupby("time")["occupancy_bytes"].sum().max())
-        out[(str(host), int(socket), int(domid))] = fit(g, l3_bytes=max(l3, C0_BYTES),
-                                                        seed=int(domid) * 1000 + int(socket))
+        l3 = _l3_of(pts, sizes, l3_default, host, socket)
+        out[(str(host), int(socket), int(domid))] = fit(g, l3_bytes=l3, seed=int(domid) * 1000 + int(socket))
     return out

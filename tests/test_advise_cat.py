@@ -452,3 +452,37 @@ def test_mbm_adding_up_to_more_than_the_bus_turns_latency_feedback_off_saying_wh
 
 def json_masks(plan: dict) -> dict[str, str]:
     return {a["name"]: a["cbm"] for a in plan["assignments"]}
+
+
+def test_a_host_without_mbm_is_planned_from_occupancy_shares_after_a_sweep(tmp_path):
+    # Haswell-EP shows occupancy only. With default masks only there is no curve to plan with,
+    # and the decline points to calibrate. After a sweep the curves are relative: without the
+    # socket's memory traffic (measured outside xl) the decline says so; with it in the config,
+    # the plan confines the streamer, says what it assumed, and the truth gains inside its band.
+    sc = next(s for s in suite.scenarios() if s.name == "hsw-cos-starved-5")
+    default, swept = tmp_path / "default", tmp_path / "swept"
+    Store(default).append(observe(sc, "default", seed=sc.seed))
+    hist = observe(sc, "calibration", seed=sc.seed, operator=True)
+    traffic = float(hist["facts"].loc[hist["facts"]["fact"] == "memory_traffic", "value"].iloc[0])
+    Store(swept).append({**hist, "facts": hist["facts"][hist["facts"]["fact"] != "memory_traffic"]})
+    config = tmp_path / "c.toml"
+    config.write_text(f'[report.hosts."{sc.name}"]\nmemory_traffic = {int(traffic)}\n')
+
+    def advise(store: Path, *extra: str) -> dict:
+        r = run(*extra, "--store", str(store), "advise", "cat", "--format", "json")
+        assert r.exit_code == 0, r.stderr
+        return json.loads(r.stdout)
+
+    doc = advise(default)
+    assert not doc["plans"] and "calibrate" in doc["declined"][0]["reason"]
+    doc = advise(swept)
+    assert not doc["plans"] and "memory_traffic" in doc["declined"][0]["reason"]
+    (plan,) = advise(swept, "--config", str(config))["plans"]
+    assert any("no MBM on this CPU" in n for n in plan["predicted"]["notes"])
+    stream = next(a for a in plan["assignments"] if a["name"] == "stream")
+    others = [a["ways"] for a in plan["assignments"] if a["name"] in {v.name for v in sc.vms} - {"stream"}]
+    assert stream["ways"] < min(others) and "insertions (no MBM)" in stream["reason"]
+    low, high = plan["predicted"]["uncertainty"]
+    assert low <= truth_gain(sc, plan) <= high and truth_gain(sc, plan) > 0.02
+    text = run("--config", str(config), "--store", str(swept), "advise", "cat").stdout
+    assert "note: no MBM on this CPU" in text

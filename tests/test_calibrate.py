@@ -376,12 +376,12 @@ def test_named_vms_are_swept_in_the_order_given_domain0_included():
         cal.plan_calibration(tables(doms), vms=["nope"])
 
 
-def test_sockets_without_cat_or_mbm_and_hosts_without_cat_are_skipped():
+def test_sockets_without_cat_or_monitoring_and_hosts_without_cat_are_skipped():
     h = only_host(cal.plan_calibration(tables([Dom(1, "a")], sockets=(0, 1), cat_sockets=(1,))))
     assert reasons(h)[None].startswith("no L3 CAT facts")
     assert [s.socket for s in h.sockets] == [] and "idle" in reasons(h)[1]
-    h = only_host(cal.plan_calibration(tables([Dom(1, "a")], mbm=False)))
-    assert not h.sockets and reasons(h)[None].startswith("no MBM bandwidth samples")
+    h = only_host(cal.plan_calibration(tables([Dom(1, "a", monitored=False)])))
+    assert not h.sockets and reasons(h)[None].startswith("no CMT or MBM samples")
     h = only_host(cal.plan_calibration(tables([Dom(1, "a")], xen="4.5.5")))
     assert not h.sockets and "has no CAT" in reasons(h)[None]
     named = only_host(cal.plan_calibration(tables([Dom(1, "a")], xen="4.5.5"), vms=["a"]))
@@ -742,3 +742,17 @@ def test_cli_an_unwritable_script_is_one_line_naming_the_file(sim_store, tmp_pat
     assert r.exit_code == 1 and "private sweep" in r.stdout
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith(f"rdtadvisor: error: {missing.parent}/sweep.rollback.sh: cannot write")
+
+
+def test_without_mbm_the_sweep_is_private_and_read_from_occupancy_shares():
+    # Haswell-EP: occupancy only. A private sweep fences the others into pools of different
+    # sizes, which is what shows a curve in occupancy shares (`rdtadvisor.shares`)
+    doms = [Dom(1, "a"), Dom(2, "b")]
+    h = only_host(cal.plan_calibration(tables(doms, mbm=False)))
+    (sock,) = h.sockets
+    assert {w.name for w in sock.sweeps} == {"a", "b"}
+    assert all("occupancy shares" in w.why for w in sock.sweeps)
+    # a narrowing sweep would leave every domain in one pool: declined, with the reason
+    parted = tables([Dom(1, "a", mask=0x0ff), Dom(2, "b", mask=0x700)], mbm=False)
+    h = only_host(cal.plan_calibration(parted))
+    assert not h.sockets and reasons(h)[None].startswith("no MBM: only a private sweep")

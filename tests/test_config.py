@@ -64,6 +64,8 @@ def test_environment_names_the_config_file(config, monkeypatch):
     ("[ssh]\nportt = 22", "unknown setting(s) portt"),
     ("[[hosts]]\naddress = 'x'", "each host needs a name"),
     ("this is = not toml =", "not valid TOML"),
+    ("[report]\nmemory_traffic = -1", "'memory_traffic' must be positive"),
+    ("[report.hosts.x]\nmemory_traffic = 'fast'", "'memory_traffic'"),
 ])
 def test_bad_config_is_one_clear_error_naming_the_file(tmp_path, text, message):
     path = tmp_path / "c.toml"
@@ -71,6 +73,14 @@ def test_bad_config_is_one_clear_error_naming_the_file(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
         load_settings(path)
     assert message in str(e.value) and str(path) in str(e.value)
+
+
+def test_memory_traffic_per_socket_with_per_host_overrides(tmp_path):
+    # what a CPU without MBM needs measured outside xl (pcm-memory) to size its relative curves
+    path = tmp_path / "c.toml"
+    path.write_text('[report]\nmemory_traffic = "10GiB/s"\n[report.hosts.old]\nmemory_traffic = 12e9\n')
+    r = load_settings(path).report
+    assert r.memory_traffic == 10 * 2**30 and r.host_memory_traffic == {"old": 12e9}
 
 
 def test_explicit_missing_config_is_an_error(tmp_path):

@@ -98,6 +98,20 @@ def test_a_host_without_mbm_is_named_on_stderr(tmp_path):
     r = run("--store", str(store), "curves", "--format", "json")
     assert r.exit_code == 0 and json.loads(r.stdout) == {"curves": []}
     assert f"{sc.name}: no memory-bandwidth samples" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert "occupancy shares" in r.stderr and "rdtadvisor calibrate" in r.stderr
+
+
+def test_after_a_sweep_a_host_without_mbm_gets_relative_curves(tmp_path):
+    sc = next(s for s in suite.scenarios() if s.name == "hsw-cos-starved-5")
+    store = tmp_path / "s"
+    Store(store).append(observe(sc, "calibration", seed=sc.seed))
+    rows = curves_json(store)
+    vms = {v.name for v in sc.vms}
+    mine = [r for r in rows if r["domain"] in vms]
+    assert {r["domain"] for r in mine} == vms and all(r["relative"] for r in mine)
+    assert next(r for r in mine if r["domain"] == "stream")["kind"] == "streaming"
+    text = run("--store", str(store), "curves").stdout
+    assert "relative" in text and "relative units" in text
 
 
 def test_markdown_leaves_no_raw_html_from_a_hostile_name():

@@ -37,7 +37,10 @@ builds the exact ``xl`` argv (`CalibrationPlan`):
   fitted curve is not ``good`` (``fallback``, ``low`` or ``fair``), by bandwidth, highest
   first (their curves matter most). Idle domains (bandwidth < `curves.IDLE_BW`) are left
   out: they miss nothing whatever their mask. Domain-0 is swept only when named (private
-  design: it is fenced like every other domain).
+  design: it is fenced like every other domain). Without MBM (Haswell-EP: occupancy
+  only) every domain holding cache is swept, the most occupancy first, and only the
+  private design: the curves come from occupancy shares (`rdtadvisor.shares`), which
+  only pools of different sizes show.
 * **When**: the sockets of a host run concurrently, one VM per socket at a time. A level
   lasts ``hold`` x the collection interval, so the collector's samples land inside it.
   Narrow: a VM's restore and the next VM's first level share an offset (the restore first:
@@ -546,15 +549,20 @@ def _host(host: str, samples: pd.DataFrame, facts: pd.DataFrame, settings: pd.Da
             continue
         current, names = socket_settings(latest, host, socket)
         on_socket = h_samples[h_samples["socket"] == socket]
+        occupancy = None
         if not (on_socket["metric"] == "mem_bw_total").any():
-            skipped.append(Skipped(socket, "no MBM bandwidth samples (no MBM on this CPU, or not collected): "
-                                           "a sweep could not be measured"))
-            continue
+            occ = on_socket[on_socket["metric"] == "l3_occupancy"]
+            if occ.empty:
+                skipped.append(Skipped(socket, "no CMT or MBM samples (not attached, or not collected): "
+                                               "a sweep could not be measured"))
+                continue
+            # no MBM (Haswell-EP): the sweep is read from occupancy shares (`rdtadvisor.shares`)
+            occupancy = occ.groupby("domid")["value"].median().astype(float).to_dict()
         if sf.cos_max is None:
             skipped.append(Skipped(socket, "COS count unknown (no 'Maximum COS' stored from psr-hwinfo)"))
             continue
         ctx = _Ctx(host, socket, sf, version, current, names, duration_s, hold_s, min_bits)
-        s = _socket(ctx, latest, on_socket, fits, vms=vms, skipped=skipped)
+        s = _socket(ctx, latest, on_socket, fits, vms=vms, skipped=skipped, occupancy=occupancy)
         if s is not None:
             built.append(s)
     if not built and any("beyond the time box" in k.reason for k in skipped):
@@ -574,7 +582,9 @@ def _unreadable(ctx: _Ctx, latest: pd.DataFrame, monitored_now: set[int]) -> lis
 
 def _socket(ctx: _Ctx, latest: pd.DataFrame, on_socket: pd.DataFrame,
             fits: Mapping[tuple[str, int, int], curves.CurveFit], *, vms: Sequence[str],
-            skipped: list[Skipped]) -> SocketSweep | None:
+            skipped: list[Skipped], occupancy: Mapping[int, float] | None = None) -> SocketSweep | None:
+    """One socket's sweep (None: nothing to sweep, reasons in `skipped`). `occupancy`: domid ->
+    median occupancy [B] on a socket without MBM, whose sweep must be private (below)."""
     left = left_level(ctx.current, ctx.cbm_len)
     if left is not None:
         skipped.append(ctx.skipped(None, left_message(*left, ctx.names, len(ctx.current) - 1, ctx.cbm_len)))
@@ -586,10 +596,16 @@ def _socket(ctx: _Ctx, latest: pd.DataFrame, on_socket: pd.DataFrame,
         return None
     last = on_socket[on_socket["time"] == on_socket["time"].max()]
     monitored_now = {int(d) for d in last["domid"]}
-    candidates = _candidates(ctx, fits, monitored_now, vms=vms, skipped=skipped)
+    candidates = _candidates(ctx, fits, monitored_now, vms=vms, skipped=skipped, occupancy=occupancy)
     if not candidates:
         return None
     reason = _why_not_private(ctx, _unreadable(ctx, latest, monitored_now))
+    if reason is not None and occupancy is not None:
+        # without MBM only pools of different sizes show a curve: narrowing one VM's mask
+        # leaves it in the one pool with the others
+        skipped.append(ctx.skipped(None, f"no MBM: only a private sweep shows curves in occupancy shares, "
+                                         f"and {reason}"))
+        return None
     if reason is None:
         private = _private(ctx, candidates, skipped)
         if not isinstance(private, str):
@@ -599,8 +615,12 @@ def _socket(ctx: _Ctx, latest: pd.DataFrame, on_socket: pd.DataFrame,
 
 
 def _candidates(ctx: _Ctx, fits: Mapping[tuple[str, int, int], curves.CurveFit], monitored_now: set[int],
-                *, vms: Sequence[str], skipped: list[Skipped]) -> list[_Candidate]:
-    """The VMs to sweep on the socket, in sweep order; the others go to ``skipped`` with the reason."""
+                *, vms: Sequence[str], skipped: list[Skipped],
+                occupancy: Mapping[int, float] | None = None) -> list[_Candidate]:
+    """The VMs to sweep on the socket, in sweep order; the others go to ``skipped`` with the reason.
+
+    Without MBM (`occupancy` given) the order is by occupancy (a domain's share of the
+    insertions) and a domain with no curve yet is a candidate unless it holds next to nothing."""
     current, names = ctx.current, ctx.names
     if vms:
         by_name: dict[str, list[int]] = {}
@@ -615,6 +635,16 @@ def _candidates(ctx: _Ctx, fits: Mapping[tuple[str, int, int], curves.CurveFit],
         if not vms and d == DOM0:
             skipped.append(ctx.skipped(d, "Domain-0 is swept only when named with --vm"))
             continue
+        if occupancy is not None and d in monitored_now:
+            held = occupancy.get(d, 0.0)
+            if held < 2 * curves.OCC_QUANTUM:
+                skipped.append(ctx.skipped(d, f"idle (holds {held / 1024:.0f} KiB of L3): its misses do not "
+                                              "depend on its mask"))
+                continue
+            if fit is None or not (not vms and fit.quality == "good"):
+                why = "no MBM: a private sweep varies the pools its curve is read from (occupancy shares)"
+                out.append(_Candidate(d, names.get(d), ("named with --vm; " if vms else "") + why, held))
+                continue
         if fit is None or d not in monitored_now:
             skipped.append(ctx.skipped(d, "not monitored in the latest collection (no CMT/MBM samples): "
                                           "run rdtadvisor attach"))

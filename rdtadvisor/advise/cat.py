@@ -55,6 +55,9 @@ from rdtadvisor.model.capacity import BandwidthCapacity, SocketFacts, socket_fac
 
 DEFAULT_VCPUS = 2
 CDP_NOTE = "CDP: code and data get the same mask (CMT/MBM cannot split them)"
+NO_MBM_NOTE = ("no MBM on this CPU: the curves are relative, read from how the domains share the cache "
+               "(occupancy shares, `rdtadvisor curves`), and sized by the memory traffic measured outside xl "
+               "([report] memory_traffic)")
 MBM_PLAUSIBLE = 1.0   # summed median MBM over the configured capacity beyond which no bus carries it
 
 
@@ -72,7 +75,8 @@ class CatAdvice:
 
 def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None = None,
                cat: CatSettings | None = None, policy: Policy | None = None,
-               bandwidth: BandwidthCapacity | None = None) -> CatAdvice:
+               bandwidth: BandwidthCapacity | None = None,
+               traffic: BandwidthCapacity | None = None) -> CatAdvice:
     """Advise L3 masks for every (host, socket) in `history` (the store's tables).
 
     ``cat``: the operator's policy (the config's ``[cat]``; module docstring); None keeps
@@ -81,6 +85,8 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
     default `Policy()`. Only domains seen with occupancy samples in the host's latest
     collection are planned; the others keep their masks (and the COS they hold).
     ``bandwidth``: the sockets' memory bandwidth (module docstring); None: no latency feedback.
+    ``traffic``: the sockets' memory traffic measured outside xl (``[report] memory_traffic``):
+    what sizes the relative curves of a CPU without MBM; without it such a socket is declined.
     """
     base = policy or Policy()
     samples, facts = history["samples"], history["facts"]
@@ -134,7 +140,8 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
         if len(items) < 2:
             no_bw = not on_socket["metric"].isin(["mem_bw_total"]).any()
             decline(host, socket, "no memory-bandwidth samples (no MBM on this CPU, or not collected): "
-                                  "miss curves cannot be estimated" if no_bw else
+                                  "curves come from occupancy shares only once a calibration sweep has "
+                                  "varied the pools (rdtadvisor calibrate)" if no_bw else
                     "fewer than two monitored domains with a mask and a fitted curve to plan")
             continue
         planned = {v.domid for v in items}
@@ -148,6 +155,8 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
             decline(host, socket, why)
             continue
         pol, feedback = _with_bandwidth(pol, items, bandwidth.of(host) if bandwidth else None)
+        if traffic is not None and traffic.of(host):
+            pol = replace(pol, traffic=traffic.of(host))
         advice = plan_socket(sf, items, now, cos_budget=budget, policy=pol)
         notes: list[str] = [feedback] if feedback else []
         if advice.declined:
@@ -164,6 +173,8 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
         notes += _unplanned_overlaps(advice, pol, unplanned, names)
         if sf.cdp:
             notes.append(CDP_NOTE)
+        if any(v.fit.relative for v in items):
+            notes.append(NO_MBM_NOTE)
         version = planning.xen_version_of(facts, host) or (4, 22)
         changed: dict[int, cbmlib.Mask] = {v.domid: (v.mask, v.mask) if sf.cdp else v.mask
                                            for v in advice.vms}
@@ -192,7 +203,7 @@ def _with_bandwidth(pol: Policy, items: Sequence[VmInput],
     against it, else unchanged and the note saying why latency feedback is off."""
     if not capacity:
         return pol, None
-    used = sum(v.fit.median_bandwidth for v in items)
+    used = sum(v.fit.median_bandwidth for v in items if not v.fit.relative)   # relative: no MBM to check
     if used > MBM_PLAUSIBLE * capacity:
         return pol, (f"latency feedback off: the VMs' median MBM bandwidths add up to {used / capacity:.0%} "
                      f"of the configured {capacity / 1e9:.1f} GB/s per socket, more than a bus carries "

@@ -79,6 +79,14 @@ Method (``cache-partitioning-algorithms.md``; section numbers refer to it):
    recommended only if its expected gain is at least `Policy.hysteresis` and at least
    `Policy.confidence` of the draws predict a gain;
    otherwise today's masks stay and ``declined`` says why.
+**Without MBM** (`CurveFit.relative`: curves from occupancy shares, `rdtadvisor.shares`)
+the curves' misses carry one unknown scale per socket, which the stall model needs. It is
+the socket's memory traffic measured outside xl (`Policy.traffic`; `_absolute` scales the
+curves so their summed bandwidth matches it, the draws spreading x/÷ `TRAFFIC_SPREAD`);
+without it the socket is declined (`NO_TRAFFIC`). A wide prior on the traffic instead
+(3-90 % of the bus) acted on held-out Haswell-EP mixes without a streamer, at a few percent
+of the bus, and lost up to 2.8 %: every decision hung on the prior.
+
 8. **The reported band** adds the model's own error to the curves' uncertainty: the
    ensemble's 5th-95th percentiles only say how far the *curves* are unsure, and on
    calibrated history, where the curves are tight, the true gain fell outside that band
@@ -97,7 +105,7 @@ Method (``cache-partitioning-algorithms.md``; section numbers refer to it):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import ceil
 
 import numpy as np
@@ -120,6 +128,15 @@ PREFETCH_STALL = 1.0    # `_prefetch_bound`: misses/s a fully stalled vCPU could
 MODEL_ERROR = 0.4       # the reported band's model error, as a share of the expected gain (step 8)
 EQUILIBRIUM_TOL = 1e-3  # overlapping layouts: converged when no VM moves 1/1000 of a way (2-3 KB)
 BISECTIONS = 30         # `_Model._rel`: the traffic fixed point to 1e-9 of its bracket
+# No MBM (`CurveFit.relative`): the relative curves are scaled by the socket's memory traffic
+# measured outside xl (`Policy.traffic`), the draws spread log-uniformly over x/÷ this factor
+# (the traffic varies with the load, and one figure stands for the whole window)
+TRAFFIC_SPREAD = 1.5
+SCALE_SEED = 20260227
+TRAFFIC_FACT = "memory_traffic"   # a facts row the harness adds for its no-MBM scenarios
+NO_TRAFFIC = ("no MBM on this CPU: the curves are relative (occupancy shares), and how much a plan gains "
+              "depends on the socket's memory traffic, which xl cannot show: measure it (pcm-memory, or "
+              "perf's uncore_imc CAS counts) and set [report] memory_traffic")
 
 
 @dataclass(frozen=True)
@@ -148,6 +165,8 @@ class Policy:
         keep several lines in flight (4-10, ``docs/simulator.md``'s estimate; 6 here).
     latency_ns, bw_capacity : unloaded memory latency and the socket's bandwidth [B/s]
         (None: no latency feedback).
+    traffic : the socket's memory traffic [B/s] measured outside xl (pcm-memory): what scales
+        relative curves (no MBM, `CurveFit.relative`); None: a socket with them is declined.
     """
 
     min_mib: Mapping[str, float] = field(default_factory=dict)
@@ -166,6 +185,7 @@ class Policy:
     writeback: float = 0.3
     latency_ns: float = 90.0
     bw_capacity: float | None = None
+    traffic: float | None = None
 
 
 @dataclass(frozen=True)
@@ -265,10 +285,13 @@ class _Model:
     """The ensemble of curve sets and the relative-speed model of the module docstring."""
 
     def __init__(self, vms: Sequence[VmInput], ways: int, way_bytes: float, policy: Policy,
-                 now_masks: Sequence[int], latency: float, streaming: Sequence[bool] = ()) -> None:
+                 now_masks: Sequence[int], latency: float, streaming: Sequence[bool] = (),
+                 log_scale: np.ndarray | None = None) -> None:
         """`latency`: today's loaded memory latency [ns] (`loaded_latency`), for the prefetch test.
         `streaming`: per VM, whether it streams (its misses/s are taken as its misses per instruction:
-        mostly prefetches, which stall it little, so the stall model overstates its stall)."""
+        mostly prefetches, which stall it little, so the stall model overstates its stall).
+        `log_scale`: (MAX_DRAWS + 1,) log factors on the misses of the relative curves
+        (`CurveFit.relative`), one per ensemble member (`_absolute`)."""
         self.n, self.ways, self.wb, self.policy = len(vms), ways, way_bytes, policy
         cols = []
         for k, v in enumerate(vms):
@@ -282,6 +305,11 @@ class _Model:
                 d = np.concatenate([d, np.repeat(best, MAX_DRAWS - len(d), axis=0)])
             cols.append(np.concatenate([best, d]))
         arr = np.stack(cols, axis=1)                     # (E, n, 4)
+        relative = np.array([v.fit.relative for v in vms], dtype=bool)
+        scale = np.zeros((arr.shape[0], self.n))
+        if log_scale is not None:
+            scale[:, relative] = np.asarray(log_scale, dtype=float)[:, None]
+        arr[..., 0] += scale
         self.params = tuple(arr[..., k].copy() for k in range(4))
         self.ws = np.where(np.isfinite(self.params[2]), self.params[2], np.inf)
         self.prio = np.array([v.priority for v in vms], dtype=float)
@@ -293,7 +321,7 @@ class _Model:
         # today's stall from what MBM measured, not from the curves: a small VM the fit puts a
         # hair under its knee would miss tens of times what it does (the cliff), and be predicted
         # a phantom gain from any latency relief
-        seen = np.array([v.fit.median_bandwidth / LINE_BYTES for v in vms], dtype=float)
+        seen = np.array([v.fit.median_bandwidth / LINE_BYTES for v in vms], dtype=float) * np.exp(scale)
         per_vcpu = seen / (1 + policy.writeback) / self.vcpus
         # a prefetching stream keeps many lines in flight: it stalls less per miss
         streams = np.asarray(streaming, dtype=bool) if len(streaming) else np.zeros(self.n, dtype=bool)
@@ -408,6 +436,29 @@ class _Model:
         return np.concatenate([value[:, :1], value], axis=1)
 
 
+def _absolute(items: list[VmInput], policy: Policy) -> tuple[list[VmInput], np.ndarray | None]:
+    """Relative curves (no MBM, `CurveFit.relative`) in misses/s: scaled so that their summed
+    median bandwidth is the socket's measured memory traffic (`Policy.traffic`), and the
+    (MAX_DRAWS + 1,) log factors that spread the ensemble's members over x/÷ `TRAFFIC_SPREAD`
+    (member 0, the best estimate, stays put). Measured curves are returned as they are
+    (factors None when no curve is relative, or the traffic is unknown)."""
+    total = sum(v.fit.median_bandwidth for v in items if v.fit.relative)
+    if total <= 0 or not policy.traffic:
+        return items, None
+    g = policy.traffic / total
+    out = []
+    for v in items:
+        f = v.fit
+        if f.relative:
+            d = f.draws.copy()
+            if len(d):
+                d[:, 0] += np.log(g)
+            f = replace(f, r=f.r * g, median_bandwidth=f.median_bandwidth * g, draws=d)
+        out.append(replace(v, fit=f))
+    spread = np.log(TRAFFIC_SPREAD)
+    return out, np.concatenate([[0.0], np.random.default_rng(SCALE_SEED).uniform(-spread, spread, MAX_DRAWS)])
+
+
 def _prefetch_bound(fit: CurveFit, vcpus: float, policy: Policy, latency_ns: float | None = None) -> bool:
     """Whether a VM misses faster than demand misses can: at `Policy.mlp` outstanding misses
     per vCPU and the memory latency (`latency_ns`: today's loaded latency when known, else
@@ -501,7 +552,7 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     ``current_masks``: domid -> today's L3 mask (missing: the default all-ones mask).
     """
     policy = policy or Policy()
-    items = [v if isinstance(v, VmInput) else VmInput(*v) for v in vms]
+    items, log_scale = _absolute([v if isinstance(v, VmInput) else VmInput(*v) for v in vms], policy)
     W = socket_facts.ways
     if not W:
         raise ValueError("the socket's CBM length is unknown")
@@ -526,9 +577,15 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
              for k, v in zip(kinds, items, strict=True)]
     if n == 0:
         return SocketAdvice(W, cos_budget, 0, (), "today", 0.0, (0.0, 0.0), (), "no VMs on this socket")
+    if any(v.fit.relative for v in items) and not policy.traffic:
+        keep = tuple(VmAdvice(v.domid, v.name, k, 0, m, m, bin(m).count("1"), bin(m).count("1") * wb, 0.0,
+                              f"{k}: keeps {m:#x} (no change recommended)")
+                     for v, k, m in zip(items, kinds, now, strict=True))
+        return SocketAdvice(W, cos_budget, len(set(now) - {full}), keep, "today", 0.0, (0.0, 0.0), (),
+                            NO_TRAFFIC)
     avail = W - policy.reserved_ways
     start = policy.reserved_ways
-    model = _Model(items, W, wb, policy, now, latency, [k == "streaming" for k in kinds])
+    model = _Model(items, W, wb, policy, now, latency, [k == "streaming" for k in kinds], log_scale)
     min_ways = [max(policy.min_bits, ceil(policy.min_mib.get(v.name, 0.0) * MIB / wb - 1e-9)) for v in items]
     guaranteed = [policy.min_mib.get(v.name, 0.0) > 0 for v in items]
 
@@ -695,7 +752,8 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     for i, v in enumerate(items):
         m = masks[i]
         ways = bin(m).count("1")
-        reason = _reason(kinds[i], v, m, now[i], ways, wb, model, i, masks, full, bool(declined))
+        reason = _reason(kinds[i], v, m, now[i], ways, wb, model, i, masks, full, bool(declined),
+                         sum(u.fit.median_bandwidth for u in items if u.fit.relative))
         out.append(VmAdvice(v.domid, v.name, kinds[i], groups_of[m], m, now[i], ways, ways * wb,
                             float(np.mean(rel[:, i]) - 1.0), reason))
     return SocketAdvice(W, cos_budget, len(set(masks) - {full}), tuple(out),
@@ -809,8 +867,17 @@ def _ucp_fitted(items: Sequence[VmInput], model: _Model, W: int, avail: int, sta
     return _stacked(groups, sizes, n, start)
 
 
+def _traffic(f: CurveFit, relative_total: float) -> str:
+    """How much memory traffic a VM makes: its median bandwidth, or without MBM (a relative
+    curve) its share of the socket's insertions, which is all occupancy shows."""
+    if f.relative:
+        share = f.median_bandwidth / max(relative_total, 1e-300)
+        return f"{100 * share:.0f}% of the socket's insertions (no MBM)"
+    return f"{f.median_bandwidth / 1e9:.1f} GB/s"
+
+
 def _reason(kind: str, v: VmInput, mask: int, now: int, ways: int, wb: float, model: _Model, i: int,
-            masks: Sequence[int], full: int, declined: bool) -> str:
+            masks: Sequence[int], full: int, declined: bool, relative_total: float = 0.0) -> str:
     sharers = sum(1 for m in masks if m == mask) - 1
     overlapped = any(m != mask and m & mask for m in masks)
     f = v.fit
@@ -831,10 +898,10 @@ def _reason(kind: str, v: VmInput, mask: int, now: int, ways: int, wb: float, mo
     if kind == "streaming":
         curve = ("curve not measured, class prior: ask for a calibration" if f.fallback
                  else f"flat curve alpha {f.alpha:.2f}")
-        return (f"streaming ({f.median_bandwidth / 1e9:.1f} GB/s, {curve}): confined "
+        return (f"streaming ({_traffic(f, relative_total)}, {curve}): confined "
                 f"to {ways} way{'s' * (ways != 1)}{share}{over}")
     if kind == "unknown":
-        return (f"curve not measured ({f.median_bandwidth / 1e9:.1f} GB/s; flat-looking from shared periods "
+        return (f"curve not measured ({_traffic(f, relative_total)}; flat-looking from shared periods "
                 f"only, or a class prior: ask for a calibration): {ways} way{'s' * (ways != 1)}{share}{over}")
     if kind == "idle":
         region = f"a {ways}-way region{share}" if sharers else f"{ways} way{'s' * (ways != 1)}"
@@ -887,8 +954,19 @@ def advise_scenario_socket(socket, vms, history, *, cos_budget: int) -> SocketAd
     busy = _busy_by_name(history)
     items = [VmInput(i, v.name, v.priority, f, v.vcpus, busy.get(v.name, 1.0))
              for i, (v, f) in enumerate(zip(vms, fits, strict=True))]
-    policy = Policy(latency_ns=socket.latency_ns, bw_capacity=socket.bw_bytes_s)
+    policy = Policy(latency_ns=socket.latency_ns, bw_capacity=socket.bw_bytes_s,
+                    traffic=_traffic_fact(history))
     return plan_socket(facts, items, dict(enumerate(now)), cos_budget=cos_budget, policy=policy)
+
+
+def _traffic_fact(history) -> float | None:
+    """The socket's memory traffic the operator measured outside xl, when the history carries it
+    (`rdtadvisor.sim.history.with_operator_traffic`: the harness's no-MBM scenarios)."""
+    facts = history.get("facts") if history else None
+    if facts is None or facts.empty:
+        return None
+    row = facts[facts["fact"] == TRAFFIC_FACT]
+    return float(row["value"].iloc[-1]) if len(row) else None
 
 
 def _busy_by_name(history) -> dict[str, float]:

@@ -65,6 +65,15 @@ def bandwidth_capacity(settings: Settings) -> BandwidthCapacity:
     return BandwidthCapacity(r.bandwidth_capacity, dict(r.host_bandwidth_capacity))
 
 
+def memory_traffic(settings: Settings) -> BandwidthCapacity:
+    """The sockets' memory traffic measured outside xl, as the config names it (``[report]
+    memory_traffic`` and its per-host overrides): what sizes relative curves (no MBM)."""
+    from rdtadvisor.model.capacity import BandwidthCapacity
+
+    r = settings.report
+    return BandwidthCapacity(r.memory_traffic, dict(r.host_memory_traffic))
+
+
 def open_store(ctx: click.Context, hosts: Sequence[str]) -> tuple[Store, list[str]]:
     """The configured store (read-only) and the hosts to show: `hosts`, or every stored host.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from rdtadvisor.cli import bandwidth_capacity, open_store, settings_of
+from rdtadvisor.cli import bandwidth_capacity, memory_traffic, open_store, settings_of
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, write_scripts
 from rdtadvisor.render import markdown as md
@@ -55,7 +55,8 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: pd.Timestamp 
     names = list(hosts) or None
     tables = ("samples", "facts", "settings", "domains")     # domains: the vCPUs from xl list
     history = {t: store.read(t, hosts=names, since=since) for t in tables}
-    advice = advise_cat(history, hosts=names, cat=cat, bandwidth=bandwidth_capacity(settings))
+    advice = advise_cat(history, hosts=names, cat=cat, bandwidth=bandwidth_capacity(settings),
+                        traffic=memory_traffic(settings))
     if fmt == "json":
         click.echo(dump_json(advice.to_dict()), nl=False)
     else:

@@ -6,7 +6,9 @@
 The curves `advise cat` plans with (`rdtadvisor.curves.fit_all` over the stored history):
 per VM its class, the fit's quality, the exponent with its 90 % band, the knee, the
 occupancies the history covered, and its misses per second predicted holding one way, half
-the ways and the whole L3 (best estimate and 90 % band). Curves the history could not
+the ways and the whole L3 (best estimate and 90 % band). Without MBM (Haswell-EP) the curves
+come from occupancy shares after a calibration sweep (`rdtadvisor.shares`), marked
+``relative``: their misses/s carry one unknown scale per socket. Curves the history could not
 measure (class priors, or flat-looking fits from shared periods only) are listed at the end
 with the command that measures them (`rdtadvisor calibrate`). Exit status 0, or 2 for an
 unknown ``--host``.
@@ -49,7 +51,8 @@ def command(ctx: click.Context, hosts: tuple[str, ...], since: pd.Timestamp | No
     table = fit_table(fits, sizes=sizes, names=_names(samples))
     for host in _without_mbm(samples):
         click.echo(f"rdtadvisor: {host}: no memory-bandwidth samples (no MBM on this CPU, or not collected): "
-                   "miss curves cannot be estimated", err=True)
+                   "curves come from occupancy shares, in relative units, once a calibration sweep has "
+                   "varied the pools (rdtadvisor calibrate)", err=True)
     if fmt == "json":
         click.echo(dump_json({"curves": records(table)}), nl=False)
     elif fmt == "csv":
@@ -89,13 +92,18 @@ def render_text(table: pd.DataFrame, *, markdown: bool = False) -> str:
     for r in table.to_dict("records"):
         rows.append({
             "host": r["host"], "socket": r["socket"], "domid": r["domid"], "domain": r["domain"] or "-",
-            "kind": r["kind"], "quality": r["quality"] if r["measured"] else f"{r['quality']}, unmeasured",
+            "kind": r["kind"],
+            "quality": ", ".join([r["quality"], *(["unmeasured"] if not r["measured"] else []),
+                                  *(["relative"] if _flag(r.get("relative")) else [])]),
             "alpha [90%]": f"{r['alpha']:.2f} [{r['alpha_lo']:.2f}-{r['alpha_hi']:.2f}]",
             "knee MiB": _knee(r),
             "seen MiB": f"{r['occupancy_p5_bytes'] / MIB:.1f}-{r['occupancy_p95_bytes'] / MIB:.1f}",
             "misses/s 1 way": _band(r, "1way"), "half": _band(r, "half"), "all ways": _band(r, "all"),
         })
     out = _markdown(rows) if markdown else text_table(rows)
+    if any(_flag(x) for x in table.get("relative", ())):
+        out += ("\nrelative: no MBM on that CPU; the curve comes from occupancy shares (rdtadvisor.shares) "
+                "and its misses/s are in relative units, one unknown scale per socket.\n")
     todo = table[~table["measured"] & (table["bandwidth_bytes_s"] >= IDLE_BW)]
     if len(todo):
         who = ", ".join(f"{h}/{s}:{d if d else i}" for h, s, d, i in
@@ -104,6 +112,11 @@ def render_text(table: pd.DataFrame, *, markdown: bool = False) -> str:
                 f"only): {who}. `rdtadvisor calibrate` schedules a sweep that measures them"
                 f"{' (Domain-0 only when named with --vm)' if (todo['domid'] == 0).any() else ''}.\n")
     return out
+
+
+def _flag(x: Any) -> bool:
+    """A boolean cell that may be missing (None or NaN: False)."""
+    return x is not None and x == x and bool(x)
 
 
 def _knee(r: dict[str, Any]) -> str:

@@ -16,9 +16,11 @@ uncertainty, no do-no-harm check, and the collections taken while lines still dr
 mask change are used as they are (`settled` can drop them, ``SETTLE_S``; on the suite with
 10-collection calibration levels that changed nothing measurable, so it is off by default).
 
-When the history cannot give every VM a curve (no history, no bandwidth monitoring --
-Haswell-EP has no MBM, so its store holds occupancy only -- or a VM never seen), it
-returns the default layout (no partitioning): an honest advisor does not guess.
+When the history cannot give every VM a curve (no history, a VM never seen, or a CPU
+without MBM -- Haswell-EP, occupancy only -- whose masks never varied, so its occupancy
+shares show no curve, `rdtadvisor.shares`), it returns the default layout (no
+partitioning): an honest advisor does not guess. Relative curves (no MBM, after a sweep)
+suit it as they are: lookahead compares misses, and one scale per socket changes nothing.
 """
 
 from __future__ import annotations

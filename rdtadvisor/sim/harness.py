@@ -467,10 +467,11 @@ OPT_PER_VM, OPT_DISJOINT, OPT = "optimum per-VM COS", "optimum disjoint", "optim
 
 def observed_history(scenario: SuiteScenario, mode: str) -> History:
     """What an advisor sees: the collector's tables for 6 h of the scenario's socket in history
-    ``mode`` (`rdtadvisor.sim.history.observe`, seeded with the scenario's seed)."""
+    ``mode`` (`rdtadvisor.sim.history.observe`, seeded with the scenario's seed), and on a part
+    without MBM the socket's memory traffic as the operator measures it outside xl."""
     from rdtadvisor.sim.history import observe  # it imports this module
 
-    return observe(scenario, mode, seed=scenario.seed)
+    return observe(scenario, mode, seed=scenario.seed, operator=True)
 
 
 def run_suite(scenarios: Sequence[SuiteScenario], advisors: Mapping[str, Advisor] | None = None, *,
@@ -489,7 +490,8 @@ def run_suite(scenarios: Sequence[SuiteScenario], advisors: Mapping[str, Advisor
     (best of family a) and `OPT` (best of families a + b within the budget: the yardstick).
 
     Columns: scenario, plan, history ("-" for plans that do not read history), mbm (whether
-    the scenario's CPU has MBM: without it no history shows a miss curve), n_vms, ways,
+    the scenario's CPU has MBM: without it only a calibration sweep shows a curve, a relative
+    one, `rdtadvisor.shares`), n_vms, ways,
     cos_budget, cos_used, valid, masks, weighted_speedup, worst_slowdown, unfairness,
     over_threshold, vs_no_cat (WS / WS of no partitioning), pct_of_optimum (100 WS / WS of
     `OPT`). An advisor layout that Xen would reject (a bad mask, or more COS than the

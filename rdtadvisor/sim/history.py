@@ -51,7 +51,7 @@ checks that both give identical frames.
   fit too few clean points (with the earlier narrowing sweep, UCP on fitted curves reached
   ~96 % of the optimum on the quick suite with hold 4 and ~98-99 % with hold 10). A run
   too short for the sweep shrinks ``hold`` (down to 1) and, if needed, starts the sweep
-  earlier.
+  earlier; either way the restore is collected at least once before the run ends.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ from rdtadvisor.sources.capture import Capture, reading_of
 from rdtadvisor.units import GIB, KIB
 
 XEN = "4.19.1"
+OPERATOR_FACT = "memory_traffic"   # = rdtadvisor.advise.strategy.TRAFFIC_FACT
+OPERATOR_NOISE = 0.1               # lognormal sigma of the operator's traffic measurement
 HOURS = 6.0
 STEP_S = 60
 HOLD = 10                       # collections per calibration level
@@ -160,12 +162,14 @@ def host_spec(scenario: SuiteScenario, mode: str, *, seed: int, hours: float = H
         per_vm = len(calibrate.private_levels(preset.ways))
         need = n * per_vm * hold
         start = int(T * CALIBRATION_START)
-        if start + need > T:
-            hold = max(1, (T - start) // max(n * per_vm, 1))
+        # the restore (everyone back at the default) must be collected at least once: a run
+        # that ended mid-sweep would leave "today's masks" at its last level
+        if start + need >= T:
+            hold = max(1, (T - 1 - start) // max(n * per_vm, 1))
             need = n * per_vm * hold
-            if start + need > T:
-                start = max(0, T - need)
-            if start + need > T:
+            if start + need >= T:
+                start = max(0, T - 1 - need)
+            if start + need >= T:
                 raise ValueError(f"{hours} h at {step_s} s steps cannot hold a calibration of {n} VMs")
         state: list[int | None] = [None] * n_all
         for at, layout in calibration_schedule(n_all, preset.ways, start_step=start, hold=hold, step_s=step_s,
@@ -205,11 +209,16 @@ def host_spec(scenario: SuiteScenario, mode: str, *, seed: int, hours: float = H
 
 def observe(scenario: SuiteScenario, mode: str, *, seed: int, hours: float = HOURS, step_s: int = STEP_S,
             hold: int = HOLD, quirks: measure.Quirks | None = None, exact: bool = False,
-            ) -> dict[str, pd.DataFrame]:
+            operator: bool = False) -> dict[str, pd.DataFrame]:
     """The collector's tables for ``hours`` of history of `scenario`'s socket in history `mode`.
 
     Deterministic for a `seed` (loads, measurement noise); the two modes share the loads.
     ``exact=True`` parses every capture with `frames.capture_frames` (slow; same result).
+    ``operator=True``: on a part without MBM, the facts also carry what the operator measures
+    outside xl (`OPERATOR_FACT`: the socket's memory traffic as pcm-memory reports it, the
+    median over the run of the truth's summed bandwidth with `OPERATOR_NOISE` lognormal error),
+    which is what scales relative curves (`rdtadvisor.shares`). The store takes no such row
+    from xl; the harness's advisors read it as ``advise cat`` reads ``[report] memory_traffic``.
     """
     host = host_spec(scenario, mode, seed=seed, hours=hours, step_s=step_s, hold=hold)
     T = int(hours * 3600 // step_s)
@@ -218,9 +227,14 @@ def observe(scenario: SuiteScenario, mode: str, *, seed: int, hours: float = HOU
     truth = simulate_host(host, times, origin, seed)
     m = measure.measure(truth, seed=seed, quirks=quirks)
     captures = list(measure.render_captures(m, source="rdtadvisor.sim.history"))
-    if exact:
-        return frames.concat([frames.capture_frames(c) for c in captures])
-    return _frames(m, captures)
+    out = frames.concat([frames.capture_frames(c) for c in captures]) if exact else _frames(m, captures)
+    if operator and not preset_for(scenario.socket).mbm:
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed) % (1 << 63), 0x7AF1C]))
+        traffic = float(np.median(truth.bandwidth.sum(axis=1))) * float(rng.lognormal(0.0, OPERATOR_NOISE))
+        row = pd.DataFrame({"time": [times[-1]], "host": [host.name], "socket": [0], "fact": [OPERATOR_FACT],
+                            "value": [traffic], "text": ["measured outside xl (pcm-memory)"]})
+        out["facts"] = pd.concat([out["facts"], frames.validate("facts", row)], ignore_index=True)
+    return out
 
 
 # ---------------------------------------------------------------------------- fast parsing
