@@ -20,17 +20,19 @@ pseudo bandwidth is `REFERENCE_BW`), which `rdtadvisor.curves.fit` fits like mea
 
 What occupancy cannot show is carried as uncertainty, not guessed away (`relative_fit`):
 
-* the **gauge**: the flattest domain's own exponent. A domain that filled every private level
-  of its sweep (no working set within the L3) is taken as flat, alpha 0, the draws spanning
-  0-0.4 (`FLAT_GAUGE`); one whose working set fitted in its private ways is a cache user, so
-  alpha 0.3, drawn 0.1-0.6 (`KNEE_GAUGE`; Hartstein et al.'s 0.3-0.7). Every exponent moves
-  with it: ``1 + alpha_i`` scales by the same factor in a draw;
+* the **gauge**: the flattest domain's own exponent. A domain that filled its widest private
+  level (no working set within 3/4 of the L3) is taken as flat, alpha 0, the draws spanning
+  0-0.1 (`FLAT_GAUGE`; 0-0.4 made the plans hedge: on Haswell-EP mixes with four streamers it
+  left them 8 ways, 90 % of the optimum where 0.1 reached 99 %); one whose working set fitted
+  in its private ways is a cache user, so alpha 0.3, drawn 0.1-0.6 (`KNEE_GAUGE`; Hartstein
+  et al.'s 0.3-0.7). Every exponent moves with it: ``1 + alpha_i`` scales by the same factor
+  in a draw;
 * the **scale**: how many misses/s a relative unit is; the planner draws the socket's memory
   bandwidth utilisation (``rdtadvisor.advise.strategy``);
 * the **knee**: a domain alone in its widest private ways that holds clearly less than
   them (its high readings below `FILL` of them) has its working set there; its pooled points
   never reach it, so the knee comes from those readings and the floor beyond it is drawn (no
-  reading shows it).
+  reading shows it). One that filled them has no knee below what it held (`Alone`).
 
 Points a domain took while it held its whole working set (at `CAPPED` of a knee seen alone)
 are left out of the factor model: a capped domain holds less than its share, so its occupancy
@@ -41,7 +43,7 @@ left in ways the pool lost stay until something evicts them.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -57,7 +59,7 @@ OVERFULL = 1.1            # a pool whose members hold more than this x its ways 
 FILL = 0.8                # alone, holding less than this share of its ways: its working set fits
 CAPPED = 0.9              # pooled readings at this share of a knee seen alone are capped
 # the flattest domain's exponent (the gauge): (point estimate, draws' low, draws' high)
-FLAT_GAUGE = (0.0, 0.0, 0.4)    # it filled every private level it had: streaming-like, or never alone
+FLAT_GAUGE = (0.0, 0.0, 0.1)    # it filled every private level it had: streaming-like, or never alone
 KNEE_GAUGE = (0.3, 0.1, 0.6)    # its working set fitted in its private ways: a cache user (0.3-0.7)
 GAUGE_SEED = 20260227     # one gauge stream for every domain: draw e is coherent across them
 HUBER_K = 1.345
@@ -140,9 +142,9 @@ def factor_model(pool: np.ndarray, vm: np.ndarray, log_occ: np.ndarray, n_vms: i
 
 
 def points(samples: pd.DataFrame, settings: pd.DataFrame | None, l3_bytes: dict[tuple[str, int], float]
-           ) -> tuple[pd.DataFrame, dict[tuple[str, int, int], float], dict[tuple[str, int], tuple]]:
+           ) -> tuple[pd.DataFrame, dict[tuple[str, int, int], Alone], dict[tuple[str, int], tuple]]:
     """Pseudo points (`rdtadvisor.curves.POINT_COLUMNS`) for the occupancy-only sockets of
-    `samples`, the knees seen alone ((host, socket, domid) -> working set [B]) and each
+    `samples`, what each domain held alone ((host, socket, domid) -> `Alone`) and each
     socket's gauge ((host, socket) -> `FLAT_GAUGE` or `KNEE_GAUGE`, by its flattest domain).
 
     ``misses_per_s`` and ``bandwidth_bytes_s`` are in relative units (see the module docstring);
@@ -175,18 +177,20 @@ def points(samples: pd.DataFrame, settings: pd.DataFrame | None, l3_bytes: dict[
         union = pd.Series(masks).groupby(pool).transform(lambda m: np.bitwise_or.reduce(m.to_numpy()))
         pool_union = np.array([bin(int(m)).count("1") for m in union])      # ways of each row's pool
         own_ways = np.array([bin(int(m)).count("1") for m in masks])
-        # alone in its ways and holding clearly less than them: the working set fits there
-        # Alone at its widest private level and holding clearly less than it: the working set
-        # fitted there. Only the widest level counts, and its high readings: lines fill for a
-        # few collections after a mask change, and a narrow level shows the same shortfall.
+        # Alone at its widest private level: holding clearly less than it, the working set
+        # fitted there (a knee); filling it, the working set is at least that big. Only the
+        # widest level counts, and its high readings: lines fill for a few collections after a
+        # mask change, and a narrow level shows the same shortfall.
         alone = active & (members == 1) & known
         ws_seen: dict[int, float] = {}
         for d in np.unique(domid[alone]):
             mine = alone & (domid == d)
             widest = mine & (own_ways == own_ways[mine].max())
             held = float(np.quantile(c[widest], 0.9))
-            if held < FILL * own_ways[mine].max() * way_bytes:
-                ws_seen[int(d)] = knees[(host, socket, int(d))] = held
+            fits = held < FILL * own_ways[mine].max() * way_bytes
+            knees[(host, socket, int(d))] = Alone(held, fits)
+            if fits:
+                ws_seen[int(d)] = held
         ws_row = np.array([ws_seen.get(int(d), np.inf) for d in domid])
         # CMT counts a domain's lines wherever they are: after a fence, lines left in ways the
         # pool lost stay until something evicts them (for ever, when the VM alone there holds
@@ -240,10 +244,20 @@ def points(samples: pd.DataFrame, settings: pd.DataFrame | None, l3_bytes: dict[
     return pd.concat(out, ignore_index=True), knees, gauges
 
 
-def relative_fit(fit: CurveFit, knee: float | None, gauge: tuple[float, float, float] = FLAT_GAUGE, *,
+@dataclass(frozen=True)
+class Alone:
+    """What a domain held alone at its widest private level [B], and whether that was clearly
+    less than the level (`FILL`): its working set fitted there."""
+
+    held: float
+    fits: bool
+
+
+def relative_fit(fit: CurveFit, alone: Alone | None, gauge: tuple[float, float, float] = FLAT_GAUGE, *,
                  seed: int, l3_bytes: float = float("inf")) -> CurveFit:
     """`fit` of pseudo points made honest about what occupancy cannot show (module docstring):
-    a knee seen alone, the floor beyond it drawn, and the gauge drawn into every exponent.
+    a knee seen alone, the floor beyond it drawn, no knee below what it filled alone, and the
+    gauge drawn into every exponent.
 
     Draw ``e`` uses the same gauge for every domain of a socket (same `GAUGE_SEED` stream), so
     the planner's ensemble members stay coherent across domains.
@@ -253,6 +267,16 @@ def relative_fit(fit: CurveFit, knee: float | None, gauge: tuple[float, float, f
     alpha, ws, floor, kind = fit.alpha, fit.ws_bytes, fit.floor, fit.kind
     pivot = max(np.log(max(fit.median_occupancy, C0_BYTES) / C0_BYTES), 0.0)
     note = ""
+    knee = alone.held if alone is not None and alone.fits else None
+    if alone is not None and not alone.fits and ws < alone.held:
+        # it filled its private ways: no knee below what it held there, whatever the pooled
+        # points (which bend as the VM's load swings) suggested
+        ws, floor = float("inf"), 0.0
+        low = d[:, 2] < alone.held
+        d[low, 2], d[low, 3] = np.inf, 0.0
+        note = f"; no knee below the {alone.held / 2**20:.1f} MiB it filled alone"
+        if kind == "small":
+            kind = "sensitive"
     # alone, it held `knee` and no more: that is its working set, whatever the pooled points
     # (which never reach it, or bend below it as the VM's load swings) suggested
     if knee is not None and knee >= C0_BYTES and not (knee / 1.2 <= ws <= 1.2 * knee):
