@@ -75,26 +75,30 @@ def occupancy_only(samples: pd.DataFrame) -> list[tuple[str, int]]:
     return [(str(h), int(s)) for (h, s), (occ, bw) in has.items() if occ and not bw]
 
 
-def _pools(masks: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """Pool id per row: rows of one group (host, socket, time) whose masks overlap, transitively."""
-    pool = np.arange(len(masks))
+def _pools(masks: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: its pool id (rows of one group -- host, socket, time -- whose masks overlap,
+    transitively) and the union of the pool's masks."""
+    pool, union = np.arange(len(masks)), masks.astype(np.int64).copy()
     order = np.argsort(group, kind="stable")
     bounds = np.flatnonzero(np.diff(group[order])) + 1
     for rows in np.split(order, bounds):
-        union: list[tuple[int, list[int]]] = []       # (mask union, rows) per component
+        if len(rows) > 1 and (masks[rows] == masks[rows[0]]).all():      # the usual case: one pool
+            pool[rows] = rows.min()
+            continue
+        parts: list[tuple[int, list[int]]] = []       # (mask union, rows) per component
         for r in rows:
             m, merged = int(masks[r]), [int(r)]
             keep = []
-            for um, ur in union:
+            for um, ur in parts:
                 if um & m:
                     m |= um
                     merged += ur
                 else:
                     keep.append((um, ur))
-            union = [*keep, (m, merged)]
-        for _, ur in union:
-            pool[ur] = min(ur)
-    return pool
+            parts = [*keep, (m, merged)]
+        for um, ur in parts:
+            pool[ur], union[ur] = min(ur), um
+    return pool, union
 
 
 def factor_model(pool: np.ndarray, vm: np.ndarray, log_occ: np.ndarray, n_vms: int
@@ -169,14 +173,14 @@ def points(samples: pd.DataFrame, settings: pd.DataFrame | None, l3_bytes: dict[
         active = c >= OCC_QUANTUM
         masks = np.where(active, masks, 0)             # an idle domain takes no part in a pool
         group = pd.factorize(occ["time"])[0]
-        pool = np.where(active, _pools(masks, np.where(active, group, -1 - np.arange(len(c)))), -1)
+        pool, union = _pools(masks, np.where(active, group, -1 - np.arange(len(c))))
+        pool = np.where(active, pool, -1)
         size = pd.Series(pool[active]).value_counts()
         members = np.zeros(len(c), dtype=int)
         members[active] = size.reindex(pool[active]).to_numpy()
         domid = occ["domid"].to_numpy()
-        union = pd.Series(masks).groupby(pool).transform(lambda m: np.bitwise_or.reduce(m.to_numpy()))
-        pool_union = np.array([bin(int(m)).count("1") for m in union])      # ways of each row's pool
-        own_ways = np.array([bin(int(m)).count("1") for m in masks])
+        pool_union = np.bitwise_count(union.astype(np.uint64)).astype(int)   # ways of each row's pool
+        own_ways = np.bitwise_count(masks.astype(np.uint64)).astype(int)
         # Alone at its widest private level: holding clearly less than it, the working set
         # fitted there (a knee); filling it, the working set is at least that big. Only the
         # widest level counts, and its high readings: lines fill for a few collections after a

@@ -98,8 +98,9 @@ of the bus, and lost up to 2.8 %: every decision hung on the prior.
    and 26 of 30: the held-out mixes informed the choice of 0.4. With today's stall from
    the measured bandwidth (step 2) and the sweeps' wide first level
    (`rdtadvisor.advise.calibrate.private_levels`): 2 of 34 and 1 of 30 outside, the model
-   over-predicting by 1.9 and 1.6 points on average. The decision (step 7) is unchanged: an
-   error proportional to the gain does not change its sign.
+   over-predicting by 1.9 and 1.6 points on average; with the two Haswell-EP plans from
+   relative curves (no MBM) the suite's 36 plans have the same 2 outside. The decision
+   (step 7) is unchanged: an error proportional to the gain does not change its sign.
 """
 
 from __future__ import annotations
