@@ -12,11 +12,12 @@ occupancy times the pool's misses per byte held, ``m_i = kappa_p * O_i``. No cou
 
 and over many pools of different sizes (a calibration sweep fences every other domain into
 W/4, W/2, 3/4 W, ... ways) this factor model gives every domain's ``beta`` up to one common
-factor and every pool's ``u`` up to an affine map (`factor_model`). The common factor is
-fixed by an assumption on the flattest domain's exponent (the gauge, below): the others are
-relative to it, and ``kappa_p`` known up to one scale per socket. So `points` turns occupancy into
-pseudo points (capacity held, misses/s) in **relative units** (the socket's median summed
-pseudo bandwidth is `REFERENCE_BW`), which `rdtadvisor.curves.fit` fits like measured ones.
+factor and every pool's ``log kappa_p`` up to an affine map (`factor_model`). The common
+factor is fixed by an assumption on the flattest domain's exponent (the gauge, below): the
+others are relative to it, and ``kappa_p`` is known up to one scale per socket. So `points`
+turns occupancy into pseudo points (capacity held, misses/s) in **relative units** (the
+socket's median summed pseudo bandwidth is `REFERENCE_BW`), which `rdtadvisor.curves.fit`
+fits like measured ones.
 
 What occupancy cannot show is carried as uncertainty, not guessed away (`relative_fit`):
 
@@ -27,8 +28,9 @@ What occupancy cannot show is carried as uncertainty, not guessed away (`relativ
   in its private ways is a cache user, so alpha 0.3, drawn 0.1-0.6 (`KNEE_GAUGE`; Hartstein
   et al.'s 0.3-0.7). Every exponent moves with it: ``1 + alpha_i`` scales by the same factor
   in a draw;
-* the **scale**: how many misses/s a relative unit is; the planner draws the socket's memory
-  bandwidth utilisation (``rdtadvisor.advise.strategy``);
+* the **scale**: how many misses/s a relative unit is. Occupancy cannot show it; the socket's
+  memory traffic measured outside xl can (pcm-memory), and the planner scales the curves by
+  it (`rdtadvisor.advise.strategy`, ``Policy.traffic``; without it a socket is declined);
 * the **knee**: a domain alone in its widest private ways that holds clearly less than
   them (its high readings below `FILL` of them) has its working set there; its pooled points
   never reach it, so the knee comes from those readings and the floor beyond it is drawn (no
@@ -48,7 +50,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from rdtadvisor.curves import C0_BYTES, OCC_QUANTUM, POINT_COLUMNS, SMALL_FRACTION, CurveFit, row_masks
+from rdtadvisor.curves import (
+    C0_BYTES,
+    HUBER_K,
+    OCC_QUANTUM,
+    POINT_COLUMNS,
+    SMALL_FRACTION,
+    CurveFit,
+    row_masks,
+)
 from rdtadvisor.sim.model import LINE_BYTES
 
 REFERENCE_BW = 10e9       # B/s: the socket's median summed pseudo bandwidth (the relative unit)
@@ -59,11 +69,10 @@ OVERFULL = 1.1            # a pool whose members hold more than this x its ways 
 FILL = 0.8                # alone, holding less than this share of its ways: its working set fits
 CAPPED = 0.9              # pooled readings at this share of a knee seen alone are capped
 # the flattest domain's exponent (the gauge): (point estimate, draws' low, draws' high)
-FLAT_GAUGE = (0.0, 0.0, 0.1)    # it filled every private level it had: streaming-like, or never alone
+FLAT_GAUGE = (0.0, 0.0, 0.1)    # it filled its widest private level (streaming-like), or was never alone
 KNEE_GAUGE = (0.3, 0.1, 0.6)    # its working set fitted in its private ways: a cache user (0.3-0.7)
 GAUGE_SEED = 20260227     # one gauge stream for every domain: draw e is coherent across them
-HUBER_K = 1.345
-ITERATIONS = 60
+ITERATIONS = 60           # rounds of `factor_model`'s alternating fit
 
 
 def occupancy_only(samples: pd.DataFrame) -> list[tuple[str, int]]:
@@ -155,7 +164,9 @@ def points(samples: pd.DataFrame, settings: pd.DataFrame | None, l3_bytes: dict[
     ``alone`` is False (a pooled reading shares its ways by definition); ``others_bandwidth``
     is the summed pseudo bandwidth of the rest of its pool.
     """
-    out, knees, gauges = [], {}, {}
+    out: list[pd.DataFrame] = []
+    alone_at: dict[tuple[str, int, int], Alone] = {}
+    gauges: dict[tuple[str, int], tuple] = {}
     for host, socket in occupancy_only(samples):
         s = samples[(samples["host"] == host) & (samples["socket"] == socket)
                     & (samples["metric"] == "l3_occupancy")]
@@ -181,26 +192,15 @@ def points(samples: pd.DataFrame, settings: pd.DataFrame | None, l3_bytes: dict[
         domid = occ["domid"].to_numpy()
         pool_union = np.bitwise_count(union.astype(np.uint64)).astype(int)   # ways of each row's pool
         own_ways = np.bitwise_count(masks.astype(np.uint64)).astype(int)
-        # Alone at its widest private level: holding clearly less than it, the working set
-        # fitted there (a knee); filling it, the working set is at least that big. Only the
-        # widest level counts, and its high readings: lines fill for a few collections after a
-        # mask change, and a narrow level shows the same shortfall.
-        alone = active & (members == 1) & known
-        ws_seen: dict[int, float] = {}
-        for d in np.unique(domid[alone]):
-            mine = alone & (domid == d)
-            widest = mine & (own_ways == own_ways[mine].max())
-            held = float(np.quantile(c[widest], 0.9))
-            fits = held < FILL * own_ways[mine].max() * way_bytes
-            knees[(host, socket, int(d))] = Alone(held, fits)
-            if fits:
-                ws_seen[int(d)] = held
+        held_alone = _held_alone(c, domid, active & (members == 1) & known, own_ways, way_bytes)
+        alone_at.update({(host, socket, d): a for d, a in held_alone.items()})
+        ws_seen = {d: a.held for d, a in held_alone.items() if a.fits}
         ws_row = np.array([ws_seen.get(int(d), np.inf) for d in domid])
         # CMT counts a domain's lines wherever they are: after a fence, lines left in ways the
         # pool lost stay until something evicts them (for ever, when the VM alone there holds
         # less than them). A pool whose members hold more than its ways is not in equilibrium.
-        held = pd.Series(np.where(active, c, 0.0)).groupby(pool).transform("sum").to_numpy()
-        settled = held <= OVERFULL * pool_union * way_bytes
+        pool_held = pd.Series(np.where(active, c, 0.0)).groupby(pool).transform("sum").to_numpy()
+        settled = pool_held <= OVERFULL * pool_union * way_bytes
         pooled = active & (members >= 2) & settled
         use = pooled & (c >= 2 * OCC_QUANTUM) & (c < CAPPED * ws_row)
         if use.sum() < MIN_POOLED:
@@ -226,7 +226,7 @@ def points(samples: pd.DataFrame, settings: pd.DataFrame | None, l3_bytes: dict[
         # log kappa = -(1 + a0) beta_max u. Every active reading in a pool with a kappa becomes
         # a point, capped ones too: a capped domain misses at least kappa x what it holds (it
         # would hold more otherwise), which is what its class prior anchors on.
-        known_pool = np.isin(pool, pools[np.isin(pools, pool[use][usable[vm]])]) & pooled
+        known_pool = np.isin(pool, np.unique(pool[use][usable[vm]])) & pooled
         anchor = int(vm_ids[np.flatnonzero(usable)[np.argmax(beta[usable])]])
         gauge = KNEE_GAUGE if anchor in ws_seen else FLAT_GAUGE
         gauges[(host, socket)] = gauge
@@ -244,8 +244,8 @@ def points(samples: pd.DataFrame, settings: pd.DataFrame | None, l3_bytes: dict[
         rows["others_bandwidth"] = pool_bw.to_numpy() - rows["bandwidth_bytes_s"].to_numpy()
         out.append(rows[POINT_COLUMNS])
     if not out:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in POINT_COLUMNS}), knees, gauges
-    return pd.concat(out, ignore_index=True), knees, gauges
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in POINT_COLUMNS}), alone_at, gauges
+    return pd.concat(out, ignore_index=True), alone_at, gauges
 
 
 @dataclass(frozen=True)
@@ -255,6 +255,23 @@ class Alone:
 
     held: float
     fits: bool
+
+
+def _held_alone(c: np.ndarray, domid: np.ndarray, alone: np.ndarray, own_ways: np.ndarray,
+                way_bytes: float) -> dict[int, Alone]:
+    """Per domain seen alone in its ways (rows `alone`): what it held at its widest such level.
+
+    Holding clearly less than that level, the working set fitted there (a knee); filling it,
+    the working set is at least that big. Only the widest level counts, and its high readings
+    (90th percentile): lines fill for a few collections after a mask change, and a narrow
+    level shows the same shortfall."""
+    out = {}
+    for d in np.unique(domid[alone]):
+        mine = alone & (domid == d)
+        most = own_ways[mine].max()
+        held = float(np.quantile(c[mine & (own_ways == most)], 0.9))
+        out[int(d)] = Alone(held, held < FILL * most * way_bytes)
+    return out
 
 
 def relative_fit(fit: CurveFit, alone: Alone | None, gauge: tuple[float, float, float] = FLAT_GAUGE, *,

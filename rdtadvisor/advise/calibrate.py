@@ -640,11 +640,12 @@ def _candidates(ctx: _Ctx, fits: Mapping[tuple[str, int, int], curves.CurveFit],
             if held < 2 * curves.OCC_QUANTUM:
                 skipped.append(ctx.skipped(d, f"idle (holds {held / 1024:.0f} KiB of L3): its misses do not "
                                               "depend on its mask"))
-                continue
-            if fit is None or not (not vms and fit.quality == "good"):
+            elif not vms and fit is not None and fit.quality == "good":
+                skipped.append(ctx.skipped(d, "its curve is already good"))
+            else:
                 why = "no MBM: a private sweep varies the pools its curve is read from (occupancy shares)"
                 out.append(_Candidate(d, names.get(d), ("named with --vm; " if vms else "") + why, held))
-                continue
+            continue
         if fit is None or d not in monitored_now:
             skipped.append(ctx.skipped(d, "not monitored in the latest collection (no CMT/MBM samples): "
                                           "run rdtadvisor attach"))

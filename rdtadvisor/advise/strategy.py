@@ -79,14 +79,6 @@ Method (``cache-partitioning-algorithms.md``; section numbers refer to it):
    recommended only if its expected gain is at least `Policy.hysteresis` and at least
    `Policy.confidence` of the draws predict a gain;
    otherwise today's masks stay and ``declined`` says why.
-**Without MBM** (`CurveFit.relative`: curves from occupancy shares, `rdtadvisor.shares`)
-the curves' misses carry one unknown scale per socket, which the stall model needs. It is
-the socket's memory traffic measured outside xl (`Policy.traffic`; `_absolute` scales the
-curves so their summed bandwidth matches it, the draws spreading x/÷ `TRAFFIC_SPREAD`);
-without it the socket is declined (`NO_TRAFFIC`). A wide prior on the traffic instead
-(3-90 % of the bus) acted on held-out Haswell-EP mixes without a streamer, at a few percent
-of the bus, and lost up to 2.8 %: every decision hung on the prior.
-
 8. **The reported band** adds the model's own error to the curves' uncertainty: the
    ensemble's 5th-95th percentiles only say how far the *curves* are unsure, and on
    calibrated history, where the curves are tight, the true gain fell outside that band
@@ -101,6 +93,14 @@ of the bus, and lost up to 2.8 %: every decision hung on the prior.
    over-predicting by 1.9 and 1.6 points on average; with the two Haswell-EP plans from
    relative curves (no MBM) the suite's 36 plans have the same 2 outside. The decision
    (step 7) is unchanged: an error proportional to the gain does not change its sign.
+
+**Without MBM** (`CurveFit.relative`: curves from occupancy shares, `rdtadvisor.shares`)
+the curves' misses carry one unknown scale per socket, which the stall model needs. It is
+the socket's memory traffic measured outside xl (`Policy.traffic`; `_absolute` scales the
+curves so their summed bandwidth matches it, the draws spreading x/÷ `TRAFFIC_SPREAD`);
+without it the socket is declined (`NO_TRAFFIC`). A wide prior on the traffic instead
+(3-90 % of the bus) acted on Haswell-EP development mixes without a streamer, whose bus was
+a few percent busy, and lost up to 2.8 %: every decision hung on the prior.
 """
 
 from __future__ import annotations
@@ -962,7 +962,7 @@ def advise_scenario_socket(socket, vms, history, *, cos_budget: int) -> SocketAd
 
 def _traffic_fact(history) -> float | None:
     """The socket's memory traffic the operator measured outside xl, when the history carries it
-    (`rdtadvisor.sim.history.with_operator_traffic`: the harness's no-MBM scenarios)."""
+    (``rdtadvisor.sim.history.observe(operator=True)``: the harness's no-MBM scenarios)."""
     facts = history.get("facts") if history else None
     if facts is None or facts.empty:
         return None

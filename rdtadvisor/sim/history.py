@@ -67,6 +67,7 @@ import pandas as pd
 
 from rdtadvisor import frames
 from rdtadvisor.advise import calibrate
+from rdtadvisor.advise.strategy import TRAFFIC_FACT
 from rdtadvisor.sim import measure, model, presets
 from rdtadvisor.sim.harness import HISTORY_MODES, SuiteScenario
 from rdtadvisor.sim.phases import Phase
@@ -76,7 +77,7 @@ from rdtadvisor.sources.capture import Capture, reading_of
 from rdtadvisor.units import GIB, KIB
 
 XEN = "4.19.1"
-OPERATOR_FACT = "memory_traffic"   # = rdtadvisor.advise.strategy.TRAFFIC_FACT
+OPERATOR_FACT = TRAFFIC_FACT        # the facts row `advise_scenario_socket` reads
 OPERATOR_NOISE = 0.1               # lognormal sigma of the operator's traffic measurement
 HOURS = 6.0
 STEP_S = 60
