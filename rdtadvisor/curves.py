@@ -582,20 +582,30 @@ def fit_all(samples: pd.DataFrame, facts: pd.DataFrame, settings: pd.DataFrame |
     Sockets with occupancy but no bandwidth readings (no MBM) get relative curves from their
     occupancy shares (`rdtadvisor.shares`; ``CurveFit.relative``).
     """
+    out = fit_points(points(samples, settings), facts, l3_default=l3_default)
+    out.update(relative_fits(samples, facts, settings, l3_default=l3_default)[1])
+    return out
+
+
+def relative_fits(samples: pd.DataFrame, facts: pd.DataFrame, settings: pd.DataFrame | None = None, *,
+                  l3_default: Mapping[str, float] | None = None
+                  ) -> tuple[pd.DataFrame, dict[tuple[str, int, int], CurveFit]]:
+    """The sockets of `samples` with occupancy but no bandwidth (no MBM): their pseudo points
+    from occupancy shares and the relative curves fitted to them (`rdtadvisor.shares`;
+    ``CurveFit.relative``). Empty when every socket has MBM, or no sweep varied the pools."""
     from rdtadvisor import shares  # shares builds on this module's points and fits
 
-    out = fit_points(points(samples, settings), facts, l3_default=l3_default)
     only = shares.occupancy_only(samples)
-    if only:
-        occ = samples[samples["metric"] == "l3_occupancy"]
-        occ = occ.rename(columns={"value": "occupancy_bytes"})
-        known = l3_sizes(facts) if len(facts) else {}
-        sizes = {(h, s): _l3_of(occ, known, l3_default, h, s) for h, s in only}
-        pseudo, knees, gauges = shares.points(samples, settings, sizes)
-        for key, f in fit_points(pseudo, facts, l3_default=l3_default).items():
-            out[key] = shares.relative_fit(f, knees.get(key), gauges[key[:2]], seed=key[2] * 1000 + key[1],
-                                           l3_bytes=sizes[key[:2]])
-    return out
+    if not only:
+        return points(samples.iloc[:0]), {}
+    occ = samples[samples["metric"] == "l3_occupancy"].rename(columns={"value": "occupancy_bytes"})
+    known = l3_sizes(facts) if len(facts) else {}
+    sizes = {(h, s): _l3_of(occ, known, l3_default, h, s) for h, s in only}
+    pseudo, alone, gauges = shares.points(samples, settings, sizes)
+    fits = {key: shares.relative_fit(f, alone.get(key), gauges[key[:2]], seed=key[2] * 1000 + key[1],
+                                     l3_bytes=sizes[key[:2]])
+            for key, f in fit_points(pseudo, facts, l3_default=l3_default).items()}
+    return pseudo, fits
 
 
 def _l3_of(pts: pd.DataFrame, sizes: Mapping[tuple[str, int], float], l3_default: Mapping[str, float] | None,

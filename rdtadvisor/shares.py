@@ -324,3 +324,13 @@ def relative_fit(fit: CurveFit, alone: Alone | None, gauge: tuple[float, float, 
     return replace(fit, alpha=alpha, ws_bytes=ws, floor=floor, kind=kind, draws=d, reason=reason,
                    relative=True)
 
+
+
+def scaled(fit: CurveFit, factor: float) -> CurveFit:
+    """A relative curve in misses/s: its rates (best estimate, draws, median bandwidth) times
+    `factor`, the socket's measured memory traffic over its relative curves' summed median
+    bandwidth (what `rdtadvisor.advise.strategy` and `rdtadvisor.whatif` scale by)."""
+    d = fit.draws.copy()
+    if len(d):
+        d[:, 0] += np.log(factor)
+    return replace(fit, r=fit.r * factor, median_bandwidth=fit.median_bandwidth * factor, draws=d)

@@ -3,7 +3,8 @@
 Pure: frames in, a `Prediction` out. The pieces:
 
 1. **Curves** for every VM from its history (`rdtadvisor.curves.fit_all`), never the
-   simulator's hidden truth.
+   simulator's hidden truth. Without MBM, relative curves from occupancy shares
+   (`rdtadvisor.shares`), scaled by the socket's memory traffic measured outside xl.
 2. **Today** per (host, socket): the VMs of the latest collection, their masks from the
    latest ``settings`` (the socket's default mask, all ones, when none is stored), and
    their recent observed misses (median over the socket's `RECENT` latest collections, those
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from rdtadvisor import curves
+from rdtadvisor import curves, shares
 from rdtadvisor.errors import RdtError
 from rdtadvisor.model.capacity import SocketFacts, socket_facts
 from rdtadvisor.planfile import CatEntry, Migration, PlanFile, check_masks
@@ -261,7 +262,7 @@ class _History:
     """The frames of the hosts a plan touches, with the fits and points computed once."""
 
     def __init__(self, history: Mapping[str, pd.DataFrame], hosts: list[str], n_draws: int,
-                 bw_capacity: Mapping | None) -> None:
+                 bw_capacity: Mapping | None, traffic: Mapping[str, float] | None = None) -> None:
         self.n_draws, self.bw_given = n_draws, bw_capacity
         def take(name: str) -> pd.DataFrame:
             f = history.get(name)
@@ -272,6 +273,28 @@ class _History:
         self.sfacts = socket_facts(self.facts) if len(self.facts) else {}
         self.points = curves.points(self.samples, self.settings) if len(self.samples) else \
             curves.points(self.samples)
+        # no MBM: relative curves from occupancy shares, in misses/s once scaled by the socket's
+        # memory traffic measured outside xl (`traffic`, by host)
+        self.relative: dict[tuple[str, int, int], curves.CurveFit] = {}
+        self.unscaled: dict[tuple[str, int], str] = {}
+        if len(self.samples):
+            pseudo, fits = curves.relative_fits(self.samples, self.facts, self.settings)
+            for (host, socket), g in pseudo.groupby(["host", "socket"]):
+                mine = {k: f for k, f in fits.items() if k[:2] == (host, socket)}
+                total = sum(f.median_bandwidth for f in mine.values())
+                given = (traffic or {}).get(str(host))
+                if not given or total <= 0:
+                    self.unscaled[(str(host), int(socket))] = (
+                        f"{host} socket {socket}: no MBM on this CPU, so its curves are relative (occupancy "
+                        f"shares) and need the socket's memory traffic measured outside xl: set "
+                        f"[report] memory_traffic (pcm-memory, or perf's uncore_imc CAS counts)")
+                    continue
+                factor = given / total
+                g = g.assign(misses_per_s=g["misses_per_s"] * factor,
+                             bandwidth_bytes_s=g["bandwidth_bytes_s"] * factor,
+                             others_bandwidth=g["others_bandwidth"] * factor)
+                self.points = pd.concat([self.points, g], ignore_index=True)
+                self.relative.update({k: shares.scaled(f, factor) for k, f in mine.items()})
         self._states: dict[tuple[str, int], _SocketState] = {}
 
     def sockets_of(self, host: str) -> list[int]:
@@ -290,6 +313,8 @@ class _History:
 
     def _build(self, host: str, socket: int, bw_capacity: Mapping | None) -> _SocketState:
         pts = self.points[(self.points["host"] == host) & (self.points["socket"] == socket)]
+        if (host, socket) in self.unscaled:
+            raise PredictionError(self.unscaled[(host, socket)])
         if pts.empty:
             known = sorted(self.points["host"].unique())
             if host not in known:
@@ -309,7 +334,8 @@ class _History:
         l3 = sf.l3_bytes or float(pts.groupby("time")["occupancy_bytes"].sum().max())
         today = masks[masks["time"] <= latest].drop_duplicates("domid", keep="last")
         mask_of = dict(zip(today["domid"].astype(int), today["value"].astype(int), strict=True))
-        fits = curves.fit_points(pts, self.facts)      # only this socket's VMs
+        fits = ({k: f for k, f in self.relative.items() if k[:2] == (host, socket)}
+                or curves.fit_points(pts, self.facts))      # only this socket's VMs
         members = []
         for _, row in now.iterrows():
             d = int(row["domid"])
@@ -458,15 +484,17 @@ def _predict_socket(st: _SocketState, after: list[_Member], n_draws: int) -> Soc
 # --- the public entry points ---------------------------------------------------------------
 
 def predict(history: Mapping[str, pd.DataFrame], plan: PlanFile, *, bw_capacity: Mapping | None = None,
-            n_draws: int = N_DRAWS) -> Prediction:
+            traffic: Mapping[str, float] | None = None, n_draws: int = N_DRAWS) -> Prediction:
     """Predict the effect of `plan` (its CAT part and its migrations together).
 
     `history`: tidy frames by table name (``samples``, ``settings``, ``facts``; others
     ignored). `bw_capacity`: per-socket capacity [B/s] by ``(host, socket)`` or ``host``.
+    `traffic`: per host, the sockets' memory traffic [B/s] measured outside xl, which scales
+    the relative curves of a CPU without MBM (`rdtadvisor.shares`).
     Raises ConfigError for masks Xen would reject, PredictionError when a planned host or
-    socket has no history at all.
+    socket has no history at all, or has no MBM and no `traffic`.
     """
-    h = _History(history, plan.hosts, n_draws, bw_capacity)
+    h = _History(history, plan.hosts, n_draws, bw_capacity, traffic)
     if plan.cat:
         check_masks(plan, h.sfacts)
     out = Prediction(plan=plan.source)

@@ -486,3 +486,15 @@ def test_a_host_without_mbm_is_planned_from_occupancy_shares_after_a_sweep(tmp_p
     assert low <= truth_gain(sc, plan) <= high and truth_gain(sc, plan) > 0.02
     text = run("--config", str(config), "--store", str(swept), "advise", "cat").stdout
     assert "note: no MBM on this CPU" in text
+    # whatif reads the same relative curves: the confined streamer holds less, and without the
+    # traffic it says what to set
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps({"plans": [plan]}))
+    r = run("--config", str(config), "--store", str(swept), "whatif", "--plan", str(plan_file),
+            "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    (sock,) = json.loads(r.stdout)["sockets"]
+    occ = next(v for v in sock["vms"] if v["name"] == "stream")["occupancy_bytes"]
+    assert occ["predicted"] < 0.5 * occ["now"]
+    r = run("--store", str(swept), "whatif", "--plan", str(plan_file))
+    assert r.exit_code == 1 and "memory_traffic" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -112,6 +112,7 @@ from math import ceil
 import numpy as np
 import pandas as pd
 
+from rdtadvisor import shares
 from rdtadvisor.advise.sharing import Group, merge_levels, padded, pooled_misses, shared_pools
 from rdtadvisor.curves import FLAT_ALPHA, IDLE_BW, MIB, SMALL_FRACTION, STREAMING_BW, CurveFit, misses_of
 from rdtadvisor.model.capacity import SocketFacts
@@ -447,15 +448,7 @@ def _absolute(items: list[VmInput], policy: Policy) -> tuple[list[VmInput], np.n
     if total <= 0 or not policy.traffic:
         return items, None
     g = policy.traffic / total
-    out = []
-    for v in items:
-        f = v.fit
-        if f.relative:
-            d = f.draws.copy()
-            if len(d):
-                d[:, 0] += np.log(g)
-            f = replace(f, r=f.r * g, median_bandwidth=f.median_bandwidth * g, draws=d)
-        out.append(replace(v, fit=f))
+    out = [replace(v, fit=shares.scaled(v.fit, g)) if v.fit.relative else v for v in items]
     spread = np.log(TRAFFIC_SPREAD)
     return out, np.concatenate([[0.0], np.random.default_rng(SCALE_SEED).uniform(-spread, spread, MAX_DRAWS)])
 

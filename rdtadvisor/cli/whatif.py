@@ -40,7 +40,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from rdtadvisor.cli import bandwidth_capacity, settings_of
+from rdtadvisor.cli import bandwidth_capacity, memory_traffic, settings_of
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, text_table
 from rdtadvisor.curves import MIB
@@ -71,7 +71,9 @@ def command(ctx: click.Context, plan_path: Path, fmt: str, since: pd.Timestamp |
     # the config's bandwidth capacity, as report and advise cat use it (else facts or the peak seen)
     known = bandwidth_capacity(settings)
     capacity = {h: c for h in hosts if (c := known.of(h))}
-    result = predict(history, plan, bw_capacity=capacity)
+    measured = memory_traffic(settings)     # no MBM: what scales the relative curves
+    traffic = {h: t for h in hosts if (t := measured.of(h))}
+    result = predict(history, plan, bw_capacity=capacity, traffic=traffic)
     if fmt == "json":
         click.echo(dump_json(result.to_json()), nl=False)
     else:
