@@ -302,7 +302,7 @@ def relative_fit(fit: CurveFit, alone: Alone | None, gauge: tuple[float, float, 
     # (which never reach it, or bend below it as the VM's load swings) suggested
     if knee is not None and knee >= C0_BYTES and not (knee / 1.2 <= ws <= 1.2 * knee):
         power = min(1.0, (knee / C0_BYTES) ** -alpha)
-        ws, floor = knee, power * 0.5
+        ws, floor = knee, power * 0.5           # the floor's draws span 0.05-1 x the power law there
         d[:, 2] = knee * rng.uniform(1.0, 1.1, len(d))
         d_power = np.minimum(1.0, (d[:, 2] / C0_BYTES) ** -d[:, 1])
         d[:, 3] = d_power * rng.uniform(0.05, 1.0, len(d))
@@ -323,7 +323,6 @@ def relative_fit(fit: CurveFit, alone: Alone | None, gauge: tuple[float, float, 
               f"{lo:.1f}-{hi:.1f} in the band; misses in relative units); {fit.reason}{note}")
     return replace(fit, alpha=alpha, ws_bytes=ws, floor=floor, kind=kind, draws=d, reason=reason,
                    relative=True)
-
 
 
 def scaled(fit: CurveFit, factor: float) -> CurveFit:
