@@ -165,6 +165,9 @@ def check(tables: Mapping[str, pd.DataFrame], thresholds: Thresholds = Threshold
         if not occ and not bw:
             notes.append(f"{host} socket {socket}: no occupancy/bandwidth samples: streaming and "
                          "unused-mask checks skipped")
+        elif not bw:
+            notes.append(f"{host} socket {socket}: no bandwidth samples (no MBM on this CPU, or not "
+                         "collected): streaming-overlap check skipped")
         else:
             l3_bytes = f.get("l3_cache_bytes")
             findings += _streaming(host, socket, pairs, names, occ, bw, cbm_len, l3_bytes, thresholds)

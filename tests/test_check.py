@@ -166,6 +166,17 @@ def test_without_samples_only_the_mask_checks_run():
                                        "cdp": False, "cos_used": 1, "cos_budget": 15}]
 
 
+def test_without_mbm_the_streaming_check_says_it_was_skipped():
+    # Haswell-EP: occupancy only. A streamer cannot be told by its bandwidth: say so, not nothing
+    usage = {0: (1 * MIB, 50e6), 5: (12 * MIB, 800e6), 7: (6 * MIB, 6e9)}
+    t = tables({0: 0x1, 5: 0x7fe, 7: 0x7ff}, usage=usage)
+    t["samples"] = t["samples"][t["samples"]["metric"] != "mem_bw_total"]
+    r = check(t)
+    assert kinds(r) == []
+    assert r.notes == ("h socket 0: no bandwidth samples (no MBM on this CPU, or not collected): "
+                       "streaming-overlap check skipped",)
+
+
 def test_a_calibration_level_left_in_place_is_flagged():
     # vm5 alone in the top 5 of 11 ways, everyone else fenced into the low 6: a killed sweep
     r = check(tables({0: 0x3f, 5: 0x7c0, 6: 0x3f, 7: 0x3f}))
