@@ -572,11 +572,7 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     if n == 0:
         return SocketAdvice(W, cos_budget, 0, (), "today", 0.0, (0.0, 0.0), (), "no VMs on this socket")
     if any(v.fit.relative for v in items) and not policy.traffic:
-        keep = tuple(VmAdvice(v.domid, v.name, k, 0, m, m, bin(m).count("1"), bin(m).count("1") * wb, 0.0,
-                              f"{k}: keeps {m:#x} (no change recommended)")
-                     for v, k, m in zip(items, kinds, now, strict=True))
-        return SocketAdvice(W, cos_budget, len(set(now) - {full}), keep, "today", 0.0, (0.0, 0.0), (),
-                            NO_TRAFFIC)
+        return _today(items, kinds, now, W, wb, cos_budget, NO_TRAFFIC)
     avail = W - policy.reserved_ways
     start = policy.reserved_ways
     model = _Model(items, W, wb, policy, now, latency, [k == "streaming" for k in kinds], log_scale)
@@ -737,24 +733,40 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
         declined += (f"; {len(unmeasured)} VM(s) have no measured curve ({', '.join(unmeasured[:4])}"
                      f"{', ...' if len(unmeasured) > 4 else ''}): `rdtadvisor calibrate` schedules a sweep "
                      "that measures them")
-    masks = list(now) if declined or best is None else list(best.masks)
-    rel = rels[best.masks] if best is not None and not declined else np.ones((1, n))
-    groups_of: dict[int, int] = {}
-    for m in masks:
-        groups_of.setdefault(m, len(groups_of))
+    if declined or best is None:          # (no best: declined says so)
+        return _today(items, kinds, now, W, wb, cos_budget, declined, tuple(scored))
+    masks = list(best.masks)
+    rel = rels[best.masks]
+    groups_of = _groups(masks)
+    relative_total = sum(u.fit.median_bandwidth for u in items if u.fit.relative)
     out = []
     for i, v in enumerate(items):
         m = masks[i]
         ways = bin(m).count("1")
-        reason = _reason(kinds[i], v, m, now[i], ways, wb, model, i, masks, full, bool(declined),
-                         sum(u.fit.median_bandwidth for u in items if u.fit.relative))
+        reason = _reason(kinds[i], v, m, now[i], ways, wb, model, i, masks, full, relative_total)
         out.append(VmAdvice(v.domid, v.name, kinds[i], groups_of[m], m, now[i], ways, ways * wb,
                             float(np.mean(rel[:, i]) - 1.0), reason))
-    return SocketAdvice(W, cos_budget, len(set(masks) - {full}), tuple(out),
-                        "today" if declined or best is None else best.label,
-                        0.0 if declined or best is None else best.gain_mean,
-                        (0.0, 0.0) if declined or best is None else (best.gain_low, best.gain_high),
-                        tuple(scored), declined, 0.0 if declined or best is None else best.p_gain)
+    return SocketAdvice(W, cos_budget, len(set(masks) - {full}), tuple(out), best.label, best.gain_mean,
+                        (best.gain_low, best.gain_high), tuple(scored), None, best.p_gain)
+
+
+def _groups(masks: Sequence[int]) -> dict[int, int]:
+    """mask -> its COS group's index, in order of first appearance (identical masks share one)."""
+    out: dict[int, int] = {}
+    for m in masks:
+        out.setdefault(m, len(out))
+    return out
+
+
+def _today(items: Sequence[VmInput], kinds: Sequence[str], now: Sequence[int], W: int, wb: float,
+           cos_budget: int, why: str | None, candidates: tuple[Candidate, ...] = ()) -> SocketAdvice:
+    """No change: every VM keeps today's mask, and `why` says why (`candidates`: those scored)."""
+    groups_of = _groups(now)
+    vms = tuple(VmAdvice(v.domid, v.name, k, groups_of[m], m, m, bin(m).count("1"), bin(m).count("1") * wb,
+                         0.0, f"{k}: keeps {m:#x} (no change recommended)")
+                for v, k, m in zip(items, kinds, now, strict=True))
+    return SocketAdvice(W, cos_budget, len(set(now) - {full_mask(W)}), vms, "today", 0.0, (0.0, 0.0),
+                        candidates, why)
 
 
 def band(mean: float, low: float, high: float, model_error: float = MODEL_ERROR) -> tuple[float, float]:
@@ -871,7 +883,7 @@ def _traffic(f: CurveFit, relative_total: float) -> str:
 
 
 def _reason(kind: str, v: VmInput, mask: int, now: int, ways: int, wb: float, model: _Model, i: int,
-            masks: Sequence[int], full: int, declined: bool, relative_total: float = 0.0) -> str:
+            masks: Sequence[int], full: int, relative_total: float = 0.0) -> str:
     sharers = sum(1 for m in masks if m == mask) - 1
     overlapped = any(m != mask and m & mask for m in masks)
     f = v.fit
@@ -881,8 +893,6 @@ def _reason(kind: str, v: VmInput, mask: int, now: int, ways: int, wb: float, mo
     saved = 100.0 * (1 - m_here / m_one) if m_one > 0 else 0.0
     share = f" shared with {sharers} other VM{'s' * (sharers != 1)}" if sharers else ""
     over = " (overlapping another run)" if overlapped else ""
-    if declined:
-        return f"{kind}: keeps {mask:#x} (no change recommended)"
     if mask == full and kind in ("idle", "small", "insensitive"):
         # one of step 6's light VMs: say why it is not in a partition like the others
         what = {"idle": f"idle ({f.median_bandwidth / 1e6:.2f} MB/s)",
