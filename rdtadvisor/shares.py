@@ -73,6 +73,10 @@ FLAT_GAUGE = (0.0, 0.0, 0.1)    # it filled its widest private level (streaming-
 KNEE_GAUGE = (0.3, 0.1, 0.6)    # its working set fitted in its private ways: a cache user (0.3-0.7)
 GAUGE_SEED = 20260227     # one gauge stream for every domain: draw e is coherent across them
 ITERATIONS = 60           # rounds of `factor_model`'s alternating fit
+# what a socket with relative curves lacks, and how to give it (advise cat's and whatif's words)
+NO_TRAFFIC = ("no MBM on this CPU: the curves are relative (occupancy shares), and how much a plan changes "
+              "depends on the socket's memory traffic, which xl cannot show: measure it (pcm-memory, or "
+              "perf's uncore_imc CAS counts) and set [report] memory_traffic")
 
 
 def occupancy_only(samples: pd.DataFrame) -> list[tuple[str, int]]:

@@ -284,10 +284,7 @@ class _History:
                 total = sum(f.median_bandwidth for f in mine.values())
                 given = (traffic or {}).get(str(host))
                 if not given or total <= 0:
-                    self.unscaled[(str(host), int(socket))] = (
-                        f"{host} socket {socket}: no MBM on this CPU, so its curves are relative (occupancy "
-                        f"shares) and need the socket's memory traffic measured outside xl: set "
-                        f"[report] memory_traffic (pcm-memory, or perf's uncore_imc CAS counts)")
+                    self.unscaled[(str(host), int(socket))] = f"{host} socket {socket}: {shares.NO_TRAFFIC}"
                     continue
                 factor = given / total
                 g = g.assign(misses_per_s=g["misses_per_s"] * factor,

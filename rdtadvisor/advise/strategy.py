@@ -136,9 +136,7 @@ BISECTIONS = 30         # `_Model._rel`: the traffic fixed point to 1e-9 of its 
 TRAFFIC_SPREAD = 1.5
 SCALE_SEED = 20260227
 TRAFFIC_FACT = "memory_traffic"   # a facts row the harness adds for its no-MBM scenarios
-NO_TRAFFIC = ("no MBM on this CPU: the curves are relative (occupancy shares), and how much a plan gains "
-              "depends on the socket's memory traffic, which xl cannot show: measure it (pcm-memory, or "
-              "perf's uncore_imc CAS counts) and set [report] memory_traffic")
+NO_TRAFFIC = shares.NO_TRAFFIC
 
 
 @dataclass(frozen=True)
