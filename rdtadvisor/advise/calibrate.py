@@ -16,7 +16,7 @@ running, records the points the fit lacks. Two designs:
   a narrowed VM dominates its few ways and its occupancy barely moves (a VM measured at
   1.9 MiB with 1 way held 3.8 MiB with 11). When private sweeps replaced narrowing ones,
   ``advise cat`` on the suite's calibrated history went from 96.8 % to 97.7 % of the optimum
-  (the strategy of that time; today's reaches 98.1 %, and the harness no longer builds a
+  (the strategy of that time; today's reaches 99.4 %, and the harness no longer builds a
   narrowing history to compare with).
   The cost: during a level the other domains run with ``W - k`` ways. Levels whose fence
   would be narrower than ``min_bits`` are dropped (`private_levels`).

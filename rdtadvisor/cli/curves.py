@@ -31,6 +31,7 @@ from rdtadvisor.cli.output import dump_json, echo_text, format_option, records, 
 from rdtadvisor.curves import IDLE_BW, MIB, fit_all, fit_table
 from rdtadvisor.model.capacity import socket_facts
 from rdtadvisor.render import markdown
+from rdtadvisor.shares import occupancy_only
 
 
 @click.command("curves")
@@ -63,10 +64,7 @@ def command(ctx: click.Context, hosts: tuple[str, ...], since: pd.Timestamp | No
 
 def _without_mbm(samples: pd.DataFrame) -> list[str]:
     """Hosts with occupancy samples but no total-bandwidth samples (Haswell-EP has no MBM)."""
-    if samples.empty:
-        return []
-    has = samples.groupby("host", observed=True)["metric"].agg(lambda m: bool((m == "mem_bw_total").any()))
-    return sorted(str(h) for h, ok in has.items() if not ok)
+    return sorted({host for host, _socket in occupancy_only(samples)})
 
 
 def _names(samples: pd.DataFrame) -> dict[tuple[str, int], str]:

@@ -77,7 +77,6 @@ from rdtadvisor.sources.capture import Capture, reading_of
 from rdtadvisor.units import GIB, KIB
 
 XEN = "4.19.1"
-OPERATOR_FACT = TRAFFIC_FACT        # the facts row `advise_scenario_socket` reads
 OPERATOR_NOISE = 0.1               # lognormal sigma of the operator's traffic measurement
 HOURS = 6.0
 STEP_S = 60
@@ -216,7 +215,7 @@ def observe(scenario: SuiteScenario, mode: str, *, seed: int, hours: float = HOU
     Deterministic for a `seed` (loads, measurement noise); the two modes share the loads.
     ``exact=True`` parses every capture with `frames.capture_frames` (slow; same result).
     ``operator=True``: on a part without MBM, the facts also carry what the operator measures
-    outside xl (`OPERATOR_FACT`: the socket's memory traffic as pcm-memory reports it, the
+    outside xl (a ``TRAFFIC_FACT`` row: the socket's memory traffic as pcm-memory reports it, the
     median over the run of the truth's summed bandwidth with `OPERATOR_NOISE` lognormal error),
     which is what scales relative curves (`rdtadvisor.shares`). The store takes no such row
     from xl; the harness's advisors read it as ``advise cat`` reads ``[report] memory_traffic``.
@@ -232,7 +231,7 @@ def observe(scenario: SuiteScenario, mode: str, *, seed: int, hours: float = HOU
     if operator and not preset_for(scenario.socket).mbm:
         rng = np.random.default_rng(np.random.SeedSequence([int(seed) % (1 << 63), 0x7AF1C]))
         traffic = float(np.median(truth.bandwidth.sum(axis=1))) * float(rng.lognormal(0.0, OPERATOR_NOISE))
-        row = pd.DataFrame({"time": [times[-1]], "host": [host.name], "socket": [0], "fact": [OPERATOR_FACT],
+        row = pd.DataFrame({"time": [times[-1]], "host": [host.name], "socket": [0], "fact": [TRAFFIC_FACT],
                             "value": [traffic], "text": ["measured outside xl (pcm-memory)"]})
         out["facts"] = pd.concat([out["facts"], frames.validate("facts", row)], ignore_index=True)
     return out
