@@ -360,12 +360,11 @@ def _report(data: dict[str, Any], where: str) -> ReportSettings:
         for key in rates:
             if key in table:
                 per_host[key][name] = _rate(table[key], f"{where} hosts.{name}", key)
+    top = {key: _rate(data[key], where, key) for key in rates if key in data}
     out = ReportSettings(
-        bandwidth_capacity=_rate(data["bandwidth_capacity"], where) if "bandwidth_capacity" in data else None,
+        bandwidth_capacity=top.get("bandwidth_capacity"),
         host_bandwidth_capacity=per_host["bandwidth_capacity"],
-        memory_traffic=(_rate(data["memory_traffic"], where, "memory_traffic") if "memory_traffic" in data
-                        else None),
-        host_memory_traffic=per_host["memory_traffic"],
+        memory_traffic=top.get("memory_traffic"), host_memory_traffic=per_host["memory_traffic"],
         l3_threshold=float(_typed(data, "l3_threshold", (int, float), where, 0.9)),
         bandwidth_threshold=float(_typed(data, "bandwidth_threshold", (int, float), where, 0.8)),
         timezone=_typed(data, "timezone", str, where, "UTC"))
