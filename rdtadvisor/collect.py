@@ -10,9 +10,9 @@ import time as _time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
+from rdtadvisor import clock
 from rdtadvisor.config import HostConfig
 from rdtadvisor.errors import ConfigError, ParseError, RdtError, SourceError
 from rdtadvisor.sources import Runner
@@ -53,7 +53,7 @@ def collect_host(runner: Runner, *, readings: int = 3, timeout: float = 60.0) ->
     Bandwidth is read `readings` times (each figure is one 10 ms snapshot).
     Raises `SourceError` if the host cannot be reached or stops answering.
     """
-    started = datetime.now(UTC).replace(microsecond=0)
+    started = clock.now_datetime().replace(microsecond=0)
     capture = Capture(host=runner.host, time=started, source=type(runner).__name__)
 
     def run(argv: tuple[str, ...], reading: int = 0) -> CommandResult:

@@ -20,6 +20,8 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
+from rdtadvisor import clock
+
 _UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours",
           "d": "days", "w": "weeks"}
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*(?:ago)?\s*$", re.IGNORECASE)
@@ -40,7 +42,7 @@ def parse_when(text: str, *, now: datetime | None = None) -> pd.Timestamp:
 
     Raises ValueError with a one-line message for anything else.
     """
-    ref = pd.Timestamp.now(tz="UTC") if now is None else to_utc(now)
+    ref = clock.now() if now is None else to_utc(now)
     stripped = text.strip()
     if stripped.lower() == "now":
         return ref

@@ -1,4 +1,5 @@
-"""Shared fixtures: the fake xl and a factory for real loopback sshd servers (tests/sshd.py)."""
+"""Shared fixtures: the fake xl, a factory for real loopback sshd servers (tests/sshd.py), the demo
+store; and the pinned clock every test runs under."""
 
 from __future__ import annotations
 
@@ -7,7 +8,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from rdtadvisor import clock
 from tests.sshd import FAKE_XL_DIR, SshServer, sshd_or_skip
+
+# "Now" for every test and every process a test starts (rdtadvisor.clock): default windows
+# (7d before now), collection times and report stamps never depend on the day the suite runs.
+# The demo store below and the sample stores sit in the week before it.
+TEST_NOW = "2026-11-24T00:00:00Z"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[clock.ENV] = TEST_NOW
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +59,8 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     root = tmp_path_factory.mktemp("demo")
     scenario = Path(__file__).resolve().parent.parent / "samples" / "demo-fleet.toml"
-    r = run("simulate", str(scenario), "--out", str(root / "caps"), "--duration", "14h", "--quiet")
+    r = run("simulate", str(scenario), "--out", str(root / "caps"), "--duration", "14h",
+            "--start", "2026-11-20T00:00:00Z", "--quiet")
     assert r.exit_code == 0, r.stderr
     r = run("--store", str(root / "store"), "collect", "--replay", str(root / "caps"))
     assert r.exit_code == 0, r.stderr

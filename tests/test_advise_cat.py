@@ -143,7 +143,9 @@ def test_cli_since_a_bad_time_is_a_usage_error_and_an_empty_window_says_so(neigh
         assert "Traceback" not in r.stderr
     r = run("--store", str(tmp_path / "s"), "advise", "cat", "--since", "2099-01-01")
     assert r.exit_code == 0
-    assert r.stdout == "nothing to advise: no stored history since 2099-01-01 00:00 UTC\n"
+    assert r.stdout == ("nothing to advise: no stored history since 2099-01-01 00:00 UTC; the newest "
+                        "collection is 2026-11-20 05:59 UTC (skx-stream-neighbour): "
+                        "--since 2026-11-20 covers it\n")
 
 
 # --- the operator's policy ([cat] in the config file) ------------------------------------------

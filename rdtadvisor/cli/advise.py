@@ -11,6 +11,7 @@ import pandas as pd
 from rdtadvisor.cli import bandwidth_capacity, memory_traffic, open_store, settings_of
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, write_scripts
+from rdtadvisor.cli.report import older_history
 from rdtadvisor.render import markdown as md
 
 NO_CAT = "the store has no sockets with L3 CAT"     # why there is nothing to advise, usually
@@ -60,8 +61,9 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: pd.Timestamp 
     if fmt == "json":
         click.echo(dump_json(advice.to_dict()), nl=False)
     else:
-        nothing = (NO_CAT if len(history["facts"]) else
-                   f"no stored history{f' since {since:%Y-%m-%d %H:%M} UTC' if since is not None else ''}")
+        nothing = (NO_CAT if len(history["facts"]) else "no stored history" if since is None else
+                   f"no stored history since {since:%Y-%m-%d %H:%M} UTC"
+                   + older_history(store, names or [], since, None))
         echo_text(_text(advice, markdown=fmt == "markdown", nothing=nothing))
     if script_path is not None and advice.plans:
         apply, undo = scripts_by_host(advice.plans), rollbacks_by_host(advice.plans)

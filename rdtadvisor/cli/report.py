@@ -21,6 +21,7 @@ from typing import Any
 import click
 import pandas as pd
 
+from rdtadvisor import clock
 from rdtadvisor.check import check
 from rdtadvisor.cli import bandwidth_capacity, settings_of
 from rdtadvisor.cli.output import dump_json, write_atomic
@@ -150,7 +151,7 @@ def load_usage(
             f"{settings.store}: no samples between {lo:%Y-%m-%d %H:%M} and "
             f"{'now' if hi is None else f'{hi:%Y-%m-%d %H:%M}'} UTC"
             + (f" for {', '.join(hosts)}" if hosts else "")
-            + " (try a longer --since)"
+            + older_history(store, wanted, lo, hi)
         )
     window = Window(since=lo, until=hi, hours=hour_range, tz=settings.report.timezone)
     try:
@@ -158,6 +159,23 @@ def load_usage(
     except NoHistory as e:
         where = f" (hours {hours} {settings.report.timezone})" if hours else ""
         raise DataError(f"{settings.store}: {e}{where}") from None
+
+
+def older_history(store: Store, hosts: Sequence[str], lo: pd.Timestamp, hi: pd.Timestamp | None) -> str:
+    """For an empty window: where the history is, and the --since that covers it (same length)."""
+    try:
+        latest = store.latest_times(list(hosts) or None)
+    except RdtError:
+        return ""
+    older = {h: t for h, t in latest.items() if t < lo}
+    if not older:
+        return " (try a longer --since)"
+    host, newest = max(older.items(), key=lambda kv: kv[1])
+    span = (clock.now() if hi is None else hi) - lo        # the window's length, kept
+    cover = (newest - max(span, pd.Timedelta(0))).floor("D") if hi is None else newest.floor("D")
+    until = f" --until {newest + pd.Timedelta(minutes=1):%Y-%m-%dT%H:%M}Z" if hi is not None else ""
+    return (f"; the newest collection is {newest:%Y-%m-%d %H:%M} UTC ({host}): "
+            f"--since {cover:%Y-%m-%d}{until} covers it")
 
 
 def latest_of(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import sys
@@ -9,7 +10,9 @@ import time
 from pathlib import Path
 
 import click
+import pandas as pd
 
+from rdtadvisor.cli.options import WHEN
 from rdtadvisor.errors import ConfigError
 from rdtadvisor.render.terminal import printable
 
@@ -26,6 +29,9 @@ _TIME_DIR = re.compile(r"^\.?\d{8}T\d{6}Z(?:\..*)?$")   # a capture folder, or w
 @click.option("--step", default=None, metavar="DURATION",
               help="Time between collections, e.g. 1m, 5m. [the scenario's]")
 @click.option("--seed", type=int, default=None, help="Random seed. [the scenario's]")
+@click.option("--start", type=WHEN, default=None, metavar="WHEN",
+              help="When the run starts (ISO 8601, or a span before now such as 3d). [the scenario's "
+                   "start; without one, the run ends at the start of yesterday, UTC]")
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Processes (hosts run in parallel; the bytes do not depend on it). [one per CPU]")
 @click.option("--no-quirks", is_flag=True,
@@ -42,14 +48,16 @@ _TIME_DIR = re.compile(r"^\.?\d{8}T\d{6}Z(?:\..*)?$")   # a capture folder, or w
                    "and print the simulator's true effect. Repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def command(scenario_path: Path, out: Path, duration: str | None, step: str | None, seed: int | None,
-            workers: int | None, no_quirks: bool, force: bool, extend: str | None, plans: tuple[str, ...],
-            quiet: bool) -> None:
+            start: pd.Timestamp | None, workers: int | None, no_quirks: bool, force: bool,
+            extend: str | None, plans: tuple[str, ...], quiet: bool) -> None:
     """Simulate a fleet and write the xl captures every host would have given.
 
     Each host's files are what `rdtadvisor collect` keeps on that host's Xen version,
     byte for byte, with Xen's measurement quirks (noisy 10 ms bandwidth, quantised
     occupancy, prefetch, the Skylake-SP MBM erratum, missing cells, overflows).
-    The same scenario and seed always give the same bytes. Store them with:
+    The same scenario, seed and start always give the same bytes. A scenario without a
+    start (like the demo) ends at the start of yesterday, so its history is recent on any
+    date; pin it with --start to reproduce a run. Store the captures with:
 
         rdtadvisor collect --replay CAPTURES/
 
@@ -72,6 +80,10 @@ def command(scenario_path: Path, out: Path, duration: str | None, step: str | No
         raise ConfigError(f"--step {step}: captures are named by the second; use 1s or more")
     total_span = span or sc.duration
     total_step = every or sc.step
+    if start is not None:
+        sc = dataclasses.replace(sc, start=start.to_pydatetime(), pinned=True)
+    elif not sc.pinned:
+        sc = dataclasses.replace(sc, start=scenario.recent_start(total_span))
     if total_step > total_span:
         raise ConfigError(f"--step {total_step} is longer than the duration {total_span}")
     since = None

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import click
 import pandas as pd
 
+from rdtadvisor import clock
 from rdtadvisor.cli import open_store
 from rdtadvisor.cli.export import latest_snapshot
 from rdtadvisor.errors import RdtError
@@ -98,7 +99,7 @@ def build_frame(store: Store, hosts: Sequence[str], sort: str, limit: int | None
     rows = top_rows(figures, capacity, sort, limit)
     stale = {h: STALE_STEPS * max(_step(store, h, t), pd.Timedelta(seconds=interval))
              for h, t in times.items()}
-    now = pd.Timestamp.now(tz="UTC") if now is None else now
+    now = clock.now() if now is None else now
     return render_top(rows, {h: times.get(h) for h in wanted}, now, width, stale_after=stale)
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from rdtadvisor import clock
 from rdtadvisor.curves import l3_sizes
 from rdtadvisor.model import capacity as caplib
 from rdtadvisor.model import classify as classlib
@@ -111,7 +112,7 @@ def usage(tables: Mapping[str, pd.DataFrame], window: Window = Window(), limits:
     settle_for = max(2 * step, pd.Timedelta(minutes=10))
     settling = quality.settling_windows(changes, settle_for)
     times = [c.times for c in host_cubes if len(c.times)]
-    first = pd.Timestamp(min(t[0] for t in times), tz="UTC") if times else pd.Timestamp.now(tz="UTC")
+    first = pd.Timestamp(min(t[0] for t in times), tz="UTC") if times else clock.now()
     last = pd.Timestamp(max(t[-1] for t in times), tz="UTC") if times else first
     bucket = bucket_size(first, last, step)
     l3 = l3_sizes(tables["facts"])

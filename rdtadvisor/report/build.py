@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rdtadvisor import clock
 from rdtadvisor.check import CheckReport
 from rdtadvisor.model.usage import Limits, Usage
 from rdtadvisor.units import format_bytes
@@ -44,7 +45,7 @@ def build_report(
     hours: str | None = None,
 ) -> dict[str, Any]:
     """The report dict (see ``docs/report.md``)."""
-    generated = generated or pd.Timestamp.now(tz="UTC")
+    generated = generated or clock.now()
     limits = limits or Limits()
     hosts = [_host(u, h) for h in u.hosts.to_dict("records")]
     findings = _findings(u, hosts, checks, limits)

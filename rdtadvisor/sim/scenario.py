@@ -3,7 +3,7 @@
 The file format is documented with a full example in ``docs/simulator.md``. In short::
 
     name = "demo"
-    start = 2026-11-20T00:00:00Z
+    start = 2026-11-20T00:00:00Z   # optional: without it the run ends at the start of yesterday
     duration = "2d"
     step = "5m"
     seed = 7
@@ -43,13 +43,24 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from rdtadvisor import clock
 from rdtadvisor.errors import ConfigError
 from rdtadvisor.sim import model, presets, profiles
 from rdtadvisor.sim.phases import KINDS, Phase
 from rdtadvisor.units import GIB, parse_size
 
 DOM0_NAME = "Domain-0"
-DEFAULT_START = datetime(2026, 11, 20, tzinfo=UTC)
+DEFAULT_START = datetime(2026, 11, 20, tzinfo=UTC)   # the scoring suite's histories start here
+
+
+def recent_start(duration: timedelta) -> datetime:
+    """Where a scenario without ``start`` begins: so that it ends at the start of yesterday (UTC).
+
+    The history is then recent on any date (a default 7-day window covers it), and a day of
+    ``simulate --extend`` still ends before now. The clock is `rdtadvisor.clock`.
+    """
+    end = clock.now().floor("D").to_pydatetime() - timedelta(days=1)
+    return end - duration
 
 # --------------------------------------------------------------------------- data
 
@@ -146,6 +157,7 @@ class Scenario:
     seed: int
     hosts: tuple[HostSpec, ...]
     source: str = field(default="", compare=False)
+    pinned: bool = True              # start came from the file (or --start), not from the clock
 
 
 # --------------------------------------------------------------------------- small parsers
@@ -327,8 +339,9 @@ def parse_scenario(data: dict[str, Any], *, source: str = "<scenario>", seed: in
     w.only(data, _TOP_KEYS)
     name = w.get(data, "name", str, default_name)
     description = w.get(data, "description", str, "")
-    start = _start(w, data.get("start", DEFAULT_START))
     duration = w.duration(data, "duration", timedelta(days=1))
+    pinned = "start" in data
+    start = _start(w, data["start"]) if pinned else recent_start(duration)
     step = w.duration(data, "step", timedelta(minutes=5))
     if step <= timedelta(0) or duration < step:
         raise w.error("step", f"step {step} must be positive and no longer than duration {duration}")
@@ -346,7 +359,7 @@ def parse_scenario(data: dict[str, Any], *, source: str = "<scenario>", seed: in
         if n in names[:i]:
             raise w.sub("hosts").sub(i).error("name", f"duplicate host name {n!r}")
     return Scenario(name=name, description=description, start=start, duration=duration, step=step,
-                    seed=seed, hosts=tuple(hosts), source=source)
+                    seed=seed, hosts=tuple(hosts), source=source, pinned=pinned)
 
 
 def _start(w: _Where, value: Any) -> datetime:

@@ -23,8 +23,8 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 
+from rdtadvisor import clock
 from rdtadvisor.config import HostConfig
 from rdtadvisor.sources.capture import CommandResult
 
@@ -55,7 +55,7 @@ def run_process(argv: Sequence[str], timeout: float, *, result_argv: Sequence[st
     to a child it cannot be killed along with); `on_timeout` is called right after the
     SIGTERM, for whoever else holds the process's pipes (an ssh master connection).
     """
-    started = datetime.now(UTC)
+    started = clock.now_datetime()
     t0 = time.monotonic()
     result = CommandResult(argv=tuple(result_argv), started=started)
     try:
