@@ -4,7 +4,7 @@
     python benchmarks/advice_band.py benchmarks/advice_holdout.py  # the held-out mixes
 
 For every scenario and history mode (default masks only; with a calibration sweep) it plans
-the socket as `rdtadvisor.advise.strategy.advisor` does, then scores the chosen plan (or,
+the socket as `rdtadvisor.sim.advisors.advisor` does, then scores the chosen plan (or,
 when the advisor declines, its best candidate) with the truth model. It prints the predicted
 gain, the reported band and the true gain, then how many true gains of the plans it would
 apply fell inside the band. A 90 % band should hold about 9 in 10 (strategy step 8, where
@@ -21,8 +21,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from rdtadvisor.advise import strategy
-from rdtadvisor.sim import harness, suite
+from rdtadvisor.sim import advisors, harness, scoring, suite
 from rdtadvisor.sim.model import score, solve
 
 
@@ -42,8 +41,8 @@ def rows(scs: list[harness.SuiteScenario]) -> tuple[pd.DataFrame, pd.DataFrame]:
     for sc in scs:
         for mode in ("default", "calibration"):
             socket, vms = sc.socket, sc.vms
-            hist = harness.observed_history(sc, mode)
-            advice = strategy.advise_scenario_socket(socket, vms, hist, cos_budget=sc.cos_budget)
+            hist = scoring.observed_history(sc, mode)
+            advice = advisors.advise_scenario_socket(socket, vms, hist, cos_budget=sc.cos_budget)
             if advice is None:                        # no MBM: the advisor cannot plan
                 continue
             now = [v.mask_now for v in advice.vms]

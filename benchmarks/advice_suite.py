@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rdtadvisor.cli.output import text_table
-from rdtadvisor.sim import harness, suite
+from rdtadvisor.sim import scoring, suite
 from rdtadvisor.sim.harness import SuiteScenario
 
 
@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     scs = suite.quick() if args.quick else scenarios()
     started = time.perf_counter()
-    results = harness.run_suite(scs, progress=lambda name: print(f"  {name}", file=sys.stderr, flush=True))
+    results = scoring.run_suite(scs, progress=lambda name: print(f"  {name}", file=sys.stderr, flush=True))
     elapsed = time.perf_counter() - started
     if args.per_scenario:
-        print(text_table(harness.scenario_table(results)))
-    print(text_table(harness.summary_table(harness.summarise(results))))
+        print(text_table(scoring.scenario_table(results)))
+    print(text_table(scoring.summary_table(scoring.summarise(results))))
     print(f"{len(scs)} scenarios, {results['n_vms'].min()}-{results['n_vms'].max()} VMs, in {elapsed:.1f} s")
     return 0
 

@@ -15,7 +15,7 @@ Target: planning under 1 s. The quality of the plans is measured separately, by
 `rdtadvisor bench-advice` (23 scenarios against the exhaustive optimum).
 
 ``--no-mbm``: the same VMs on a Haswell-EP host (`benchmarks/cat40-hsw.toml`: occupancy only,
-4 COS), whose curves come from occupancy shares (`rdtadvisor.shares`), which need a sweep:
+4 COS), whose curves come from occupancy shares (`rdtadvisor.model.shares`), which need a sweep:
 ``rdtadvisor calibrate --duration 40h --hold 2`` is run on the 6 hours stored, the simulation
 extended through it, collected, and `advise_cat` timed with the socket's memory traffic given
 (``[report] memory_traffic``; a nominal 12 GB/s here: speed does not depend on it).

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rdtadvisor.collect import collect_fleet
+from rdtadvisor.sources.collect import collect_fleet
 from tests.fake_xl.captures import write_sample_capture
 from tests.sshd import server_for, start_sshd_fleet
 

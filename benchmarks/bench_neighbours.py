@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rdtadvisor.cli.output import text_table
 from rdtadvisor.cli.report import load_usage
-from rdtadvisor.config import load_settings
+from rdtadvisor.core.config import load_settings
 from rdtadvisor.model.neighbours import Pair, watcher_pairs
 from rdtadvisor.model.usage import Usage
 from rdtadvisor.sim import scenario as scenario_mod

@@ -4,7 +4,7 @@
     python benchmarks/bench_optimum.py --vms 5 --cos 15 --ways 20 --mixes 1
 
 Prints the layouts searched (disjoint family a and overlay family b of
-`rdtadvisor.sim.layouts`), the time to enumerate them, the time of the batched solve
+`rdtadvisor.cache.layouts`), the time to enumerate them, the time of the batched solve
 (`harness.optimum`, bound-pruned), and, for comparison, the disjoint family alone, the
 search without pruning, and an estimate of one `model.solve` call per layout.
 """
@@ -20,7 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rdtadvisor.sim import harness, layouts, suite
+from rdtadvisor.cache import layouts
+from rdtadvisor.sim import harness, suite
 from rdtadvisor.sim.model import solve
 
 

@@ -4,7 +4,7 @@
     python benchmarks/bench_placement.py --small 50 --large 1000x10000 --time-limit 20   # a quick look
     python benchmarks/bench_placement.py --large ""            # only the small fleets and determinism
 
-Three parts, on fleets from `rdtadvisor.placement.synthetic.synthetic_fleet`:
+Three parts, on fleets from `rdtadvisor.sim.placement_fleets.synthetic_fleet`:
 
 (a) **small**: `--small` random fleets of 2-5 hosts and up to 20 VMs (seeds 0, 1, ...; pins,
     anti-affinity pairs, now and then a maintenance host). `plan` is compared with
@@ -30,11 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rdtadvisor.placement.baselines import watcher_first_fit
-from rdtadvisor.placement.exhaustive import check, exhaustive
-from rdtadvisor.placement.fleet import Arrays, Fleet, Policy, violations
-from rdtadvisor.placement.solve import plan
-from rdtadvisor.placement.synthetic import synthetic_fleet
+from rdtadvisor.advise.placement.fleet import Arrays, Fleet, Policy, violations
+from rdtadvisor.advise.placement.solve import plan
+from rdtadvisor.sim.placement_baselines import watcher_first_fit
+from rdtadvisor.sim.placement_fleets import synthetic_fleet
+from rdtadvisor.sim.placement_oracle import check, exhaustive
 
 
 def small_fleet(seed: int) -> Fleet:

@@ -38,8 +38,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rdtadvisor.frames import SCHEMAS
 from rdtadvisor.store import Store
+from rdtadvisor.store.frames import SCHEMAS
 
 T0 = pd.Timestamp("2026-10-01T00:00:00Z")
 HOST = "xen-bench01"
@@ -258,9 +258,9 @@ def main() -> None:
     )
 
     # 2. in-process, read and model apart (the CLI's own functions)
-    from rdtadvisor.check import check
+    from rdtadvisor.advise.check import check
     from rdtadvisor.cli.report import latest_of, limits_of, load_usage
-    from rdtadvisor.config import load_settings
+    from rdtadvisor.core.config import load_settings
     from rdtadvisor.report.build import build_report
 
     settings = load_settings(None, root)

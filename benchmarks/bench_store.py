@@ -32,8 +32,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rdtadvisor.frames import SCHEMAS
 from rdtadvisor.store import Store
+from rdtadvisor.store.frames import SCHEMAS
 
 T0 = pd.Timestamp("2024-05-01T00:00:00Z")
 METRICS = [("l3_occupancy", "B"), ("mem_bw_total", "B/s"), ("mem_bw_local", "B/s")]

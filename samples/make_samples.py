@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rdtadvisor.core.units import KIB, MIB
 from rdtadvisor.sources.capture import Capture, CommandResult, write_capture
-from rdtadvisor.units import KIB, MIB
 from rdtadvisor.xl import cat, cmt, domains, hostinfo, hwinfo, mba
 from rdtadvisor.xl.commands import capture_name
 

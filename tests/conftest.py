@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from rdtadvisor import clock
+from rdtadvisor.core import clock
 from tests.sshd import FAKE_XL_DIR, SshServer, sshd_or_skip
 
-# "Now" for every test and every process a test starts (rdtadvisor.clock): default windows
+# "Now" for every test and every process a test starts (rdtadvisor.core.clock): default windows
 # (7d before now), collection times and report stamps never depend on the day the suite runs.
 # The demo store below and the sample stores sit in the week before it.
 TEST_NOW = "2026-11-24T00:00:00Z"

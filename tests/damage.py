@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from rdtadvisor.errors import ParseError
+from rdtadvisor.core.errors import ParseError
 
 
 def parses_or_parse_error(parse: Callable[..., Any], data: Any, **kwargs: Any) -> None:

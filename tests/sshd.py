@@ -46,7 +46,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rdtadvisor.config import HostConfig, SshOptions
+from rdtadvisor.core.config import HostConfig, SshOptions
 
 SSHD = os.environ.get("RDTADVISOR_TEST_SSHD", "/usr/sbin/sshd")
 MAX_LISTEN_SOCKS = 16  # OpenSSH's compile-time limit on ListenAddress sockets

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from rdtadvisor.advise import cbm
 from rdtadvisor.advise.cat import CDP_NOTE, advise_cat
-from rdtadvisor.config import CatSettings, CatVm
-from rdtadvisor.plan import socket_settings
+from rdtadvisor.cache import cbm
+from rdtadvisor.cache.layouts import full_mask
+from rdtadvisor.core.config import CatSettings, CatVm
+from rdtadvisor.core.units import MIB
+from rdtadvisor.model.masks import socket_settings
 from rdtadvisor.sim import harness, model, suite
 from rdtadvisor.sim.history import observe
-from rdtadvisor.sim.layouts import full_mask
 from rdtadvisor.store import Store
-from rdtadvisor.units import MIB
 from tests import cat_xl
 from tests.clirun import run
 from tests.test_plan_script import apply_argv

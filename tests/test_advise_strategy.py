@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from rdtadvisor.advise import strategy
 from rdtadvisor.advise.strategy import Policy, VmInput, exact_split, plan_socket
-from rdtadvisor.curves import C0_BYTES, CurveFit
+from rdtadvisor.cache.curve import LINE_BYTES
+from rdtadvisor.cache.layouts import Layout, full_mask, valid
 from rdtadvisor.model.capacity import SocketFacts
-from rdtadvisor.sim import harness, suite
+from rdtadvisor.model.curvefit import C0_BYTES, CurveFit
+from rdtadvisor.sim import advisors, harness, suite
 from rdtadvisor.sim.history import observe
-from rdtadvisor.sim.layouts import Layout, full_mask, valid
-from rdtadvisor.sim.model import LINE_BYTES
 
 MIB = 1024**2
 W = 11
@@ -194,7 +194,7 @@ def test_masks_always_valid(ways, budget, n, seed, reserved, min_bits):
 def test_harness_adapter_on_simulated_history(mode):
     sc = next(s for s in suite.quick() if s.name == "skx-stream-neighbour")
     hist = observe(sc, mode, seed=sc.seed)
-    layout = strategy.advisor(sc.socket, sc.vm_info(), hist, cos_budget=sc.cos_budget, mode=mode)
+    layout = advisors.advisor(sc.socket, sc.vm_info(), hist, cos_budget=sc.cos_budget, mode=mode)
     assert isinstance(layout, Layout)
     assert len(layout.masks) == len(sc.vms) and layout.is_valid(sc.cos_budget)
     vms = list(sc.vms)
@@ -209,7 +209,7 @@ def test_harness_adapter_on_simulated_history(mode):
 
 def test_adapter_declines_without_history():
     sc = suite.quick()[0]
-    layout = strategy.advisor(sc.socket, sc.vm_info(), None, cos_budget=sc.cos_budget, mode="default")
+    layout = advisors.advisor(sc.socket, sc.vm_info(), None, cos_budget=sc.cos_budget, mode="default")
     assert layout.masks == (full_mask(sc.socket.ways),) * len(sc.vms)
 
 

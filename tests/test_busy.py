@@ -11,10 +11,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from rdtadvisor import frames
 from rdtadvisor.advise.strategy import VmInput
 from rdtadvisor.model.busy import MIN_BUSY, busy_fractions
-from rdtadvisor.store import Store
+from rdtadvisor.store import Store, frames
 from tests.test_advise_strategy import db_fit
 
 T0 = pd.Timestamp("2026-11-20T00:00:00Z")

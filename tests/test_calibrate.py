@@ -17,14 +17,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rdtadvisor import frames
 from rdtadvisor.advise import calibrate as cal
-from rdtadvisor.advise import cbm
 from rdtadvisor.advise.cat import advise_cat
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.cache import cbm
+from rdtadvisor.core.errors import ConfigError
 from rdtadvisor.render.calibration_script import calibration_rollback_script, calibration_script
 from rdtadvisor.sim import history, suite
-from rdtadvisor.store import Store
+from rdtadvisor.store import Store, frames
 from tests import cat_xl
 from tests.clirun import run
 from tests.test_plan_script import apply_argv
@@ -746,7 +745,7 @@ def test_cli_an_unwritable_script_is_one_line_naming_the_file(sim_store, tmp_pat
 
 def test_without_mbm_the_sweep_is_private_and_read_from_occupancy_shares():
     # Haswell-EP: occupancy only. A private sweep fences the others into pools of different
-    # sizes, which is what shows a curve in occupancy shares (`rdtadvisor.shares`)
+    # sizes, which is what shows a curve in occupancy shares (`rdtadvisor.model.shares`)
     doms = [Dom(1, "a"), Dom(2, "b")]
     h = only_host(cal.plan_calibration(tables(doms, mbm=False)))
     (sock,) = h.sockets

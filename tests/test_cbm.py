@@ -1,4 +1,4 @@
-"""Mask algebra (rdtadvisor.advise.cbm): Xen's CBM rule, layouts, COS counting, ways <-> bytes."""
+"""Mask algebra (rdtadvisor.cache.cbm): Xen's CBM rule, layouts, COS counting, ways <-> bytes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rdtadvisor.advise import cbm
-from rdtadvisor.sim.layouts import valid as sim_valid
+from rdtadvisor.cache import cbm
+from rdtadvisor.cache.layouts import valid as sim_valid
 
 MIB = 2**20
 

@@ -1,4 +1,4 @@
-"""`rdtadvisor check` (rdtadvisor.check + rdtadvisor.cli.check): end to end on the sample fleet,
+"""`rdtadvisor check` (rdtadvisor.advise.check + rdtadvisor.cli.check): end to end on the sample fleet,
 and rule by rule on hand-built frames."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import pandas as pd
 import pytest
 
-from rdtadvisor.check import Thresholds, check
-from rdtadvisor.frames import validate
+from rdtadvisor.advise.check import Thresholds, check
+from rdtadvisor.store.frames import validate
 from tests.clirun import run
 
 T = pd.Timestamp("2026-11-23T09:10:00Z")

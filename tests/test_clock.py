@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rdtadvisor import clock
+from rdtadvisor.core import clock
 from tests.clirun import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,14 +40,14 @@ def test_a_bad_pin_is_one_line_naming_the_variable(monkeypatch):
 
 
 def test_spans_count_back_from_the_pinned_clock(monkeypatch):
-    from rdtadvisor.timewindow import parse_when
+    from rdtadvisor.core.timewindow import parse_when
 
     monkeypatch.setenv(clock.ENV, "2030-06-15T12:00:00Z")
     assert parse_when("7d").floor("min") == pd.Timestamp("2030-06-08T12:00:00Z")
 
 
 def test_no_module_but_the_clock_reads_the_wall_clock():
-    """`datetime.now`, `Timestamp.now`, `time.time`, `date.today` appear only in rdtadvisor/clock.py."""
+    """`datetime.now`, `Timestamp.now`, `time.time`, `date.today` appear only in rdtadvisor/core/clock.py."""
     offenders = []
     for path in sorted((ROOT / "rdtadvisor").rglob("*.py")):
         if path.name == "clock.py":

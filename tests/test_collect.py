@@ -14,12 +14,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rdtadvisor.collect import collect_host, replay
-from rdtadvisor.config import HostConfig
-from rdtadvisor.frames import capture_frames
+from rdtadvisor.core.config import HostConfig
 from rdtadvisor.sources.capture import find_captures, read_capture
+from rdtadvisor.sources.collect import collect_host, replay
 from rdtadvisor.sources.local import LocalRunner
 from rdtadvisor.store import Store
+from rdtadvisor.store.frames import capture_frames
 from tests.clirun import run
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rdtadvisor.config import CatSettings, host_from_name, load_settings, read_hosts_file
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.core.config import CatSettings, host_from_name, load_settings, read_hosts_file
+from rdtadvisor.core.errors import ConfigError
 
 CONFIG = """
 store = "~/rdt-store"

@@ -15,8 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rdtadvisor import curves, frames
+from rdtadvisor.model import curvefit as curves
+from rdtadvisor.model.curves import fit_all
 from rdtadvisor.sim import model
+from rdtadvisor.store import frames
 
 MIB = 1024**2
 KIB = 1024
@@ -116,7 +118,7 @@ def varied() -> History:
 
 @pytest.fixture(scope="module")
 def varied_fits(varied: History) -> dict:
-    return curves.fit_all(varied.frames["samples"], varied.frames["facts"], varied.frames["settings"])
+    return fit_all(varied.frames["samples"], varied.frames["facts"], varied.frames["settings"])
 
 
 def test_points_one_row_per_collection_median_of_readings() -> None:
@@ -204,7 +206,7 @@ def test_band_covers_truth_and_is_narrow_for_good_fit(varied_fits: dict) -> None
 
 def test_few_points_fall_back_with_reason() -> None:
     h = synth_history(steps=3, seed=5, present=1.0)
-    fits = curves.fit_all(h.frames["samples"], h.frames["facts"], h.frames["settings"])
+    fits = fit_all(h.frames["samples"], h.frames["facts"], h.frames["settings"])
     f = fits[("synth01", 0, 1)]
     assert f.fallback and f.quality == "fallback"
     assert "only 3 usable points" in f.reason
@@ -217,7 +219,7 @@ def test_few_points_fall_back_with_reason() -> None:
 def test_narrow_coverage_falls_back() -> None:
     # one VM alone with the whole cache every time: always at the same occupancy
     h = synth_history(vms=[VMS[2]], steps=40, seed=2, vary_masks=False, present=1.0)
-    f = curves.fit_all(h.frames["samples"], h.frames["facts"], h.frames["settings"])[("synth01", 0, 1)]
+    f = fit_all(h.frames["samples"], h.frames["facts"], h.frames["settings"])[("synth01", 0, 1)]
     assert f.fallback
     assert "no slope visible" in f.reason
 
@@ -245,14 +247,14 @@ def test_alpha_accuracy_over_random_sensitive_vms(seed: int) -> None:
     vms = [model.Vm("x", model.Curve(alpha=alpha, ws_bytes=float(rng.uniform(12, 40)) * MIB), apki=5, vcpus=8,
                     mlp=4.0), VMS[1], VMS[3]]
     h = synth_history(vms=vms, steps=150, seed=seed, always=(0,))
-    f = curves.fit_all(h.frames["samples"], h.frames["facts"], h.frames["settings"])[("synth01", 0, 1)]
+    f = fit_all(h.frames["samples"], h.frames["facts"], h.frames["settings"])[("synth01", 0, 1)]
     assert abs(f.alpha - alpha) <= 0.15, (alpha, f.reason)
 
 
 def test_default_masks_only_is_flagged_and_widened() -> None:
     # every VM shares every way all the time: capacity moves only with neighbours and load
     h = synth_history(steps=150, seed=8, vary_masks=False)
-    f = curves.fit_all(h.frames["samples"], h.frames["facts"], h.frames["settings"])[("synth01", 0, 1)]
+    f = fit_all(h.frames["samples"], h.frames["facts"], h.frames["settings"])[("synth01", 0, 1)]
     assert f.quality != "good"
     assert "mask never narrowed" in f.reason
     assert np.quantile(f.draws[:, 1], 0.95) >= f.alpha + 0.15     # the band allows a steeper curve

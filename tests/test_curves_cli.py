@@ -9,7 +9,7 @@ import json
 import pytest
 
 from rdtadvisor.cli.curves import render_text
-from rdtadvisor.curves import TABLE_COLUMNS
+from rdtadvisor.model.curvefit import TABLE_COLUMNS
 from rdtadvisor.sim import suite
 from rdtadvisor.sim.history import observe
 from rdtadvisor.store import Store

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from rdtadvisor.cli import output
-from rdtadvisor.errors import RdtError
+from rdtadvisor.core.errors import RdtError
 from rdtadvisor.model.capacity import CAPACITY_COLUMNS
 from rdtadvisor.model.figures import FIGURES
 from rdtadvisor.render.prometheus import escape_label_value, render_prometheus

@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rdtadvisor.config import HostConfig
+from rdtadvisor.core.config import HostConfig
 from rdtadvisor.sources.capture import write_capture
 from tests.fake_xl.captures import REPO, find_sample_captures, write_sample_capture
 
@@ -102,7 +102,7 @@ def _span(capture: Path) -> tuple[float, float]:
 
 
 def test_collect_fleet_one_down_one_slow(fleet, tmp_path):
-    from rdtadvisor.collect import collect_fleet
+    from rdtadvisor.sources.collect import collect_fleet
 
     fresh_state(fleet)
     finished: list[tuple[str, float]] = []

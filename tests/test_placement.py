@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rdtadvisor.placement.fleet import Fleet, Host, Policy, Vm, violations
-from rdtadvisor.placement.recommend import recommendations, script
-from rdtadvisor.placement.solve import lower_bound, plan
+from rdtadvisor.advise.placement.fleet import Fleet, Host, Policy, Vm, violations
+from rdtadvisor.advise.placement.recommend import recommendations, script
+from rdtadvisor.advise.placement.solve import lower_bound, plan
 from tests.clirun import run
 
 MIB, GIB = 2**20, 2**30
@@ -254,7 +254,7 @@ def test_fleet_headroom_counts_by_every_placement_limit_and_names_the_binding_on
 
 
 def test_a_hot_socket_makes_its_host_a_source_even_when_the_host_as_a_whole_is_fine():
-    from rdtadvisor.placement.fleet import Socket
+    from rdtadvisor.advise.placement.fleet import Socket
 
     sockets = (Socket(15 * MIB, 50e9), Socket(15 * MIB, 50e9))
     hot = host("a", sockets=sockets)  # pooled: 30 MiB, 100 GB/s
@@ -297,7 +297,7 @@ def test_between_equally_balanced_destinations_the_one_with_free_ways_wins():
 def test_free_ways_are_the_longest_run_no_partition_holds():
     import pandas as pd
 
-    from rdtadvisor.placement.inputs import _free_ways
+    from rdtadvisor.advise.placement.inputs import _free_ways
 
     masks = pd.DataFrame(
         {

@@ -12,10 +12,10 @@ import itertools
 import numpy as np
 import pytest
 
-from rdtadvisor.placement.baselines import watcher_first_fit
-from rdtadvisor.placement.exhaustive import check, exhaustive
-from rdtadvisor.placement.fleet import Fleet, Host, Policy, Vm, loads, violations
-from rdtadvisor.placement.synthetic import synthetic_fleet
+from rdtadvisor.advise.placement.fleet import Fleet, Host, Policy, Vm, loads, violations
+from rdtadvisor.sim.placement_baselines import watcher_first_fit
+from rdtadvisor.sim.placement_fleets import synthetic_fleet
+from rdtadvisor.sim.placement_oracle import check, exhaustive
 
 PLAIN = Policy(l3_threshold=1.0, bandwidth_threshold=1.0, vcpu_overcommit=1.0, memory_headroom=0.0,
                hysteresis=0.0, destination_margin=0.0)
@@ -259,7 +259,7 @@ def small_fleets(n: int, seed: int = 0):
 
 
 def test_plan_uses_as_few_migrations_as_the_oracle() -> None:
-    solve_mod = pytest.importorskip("rdtadvisor.placement.solve")
+    solve_mod = pytest.importorskip("rdtadvisor.advise.placement.solve")
     policy = Policy()
     limit = 4
     wrong = []
@@ -283,7 +283,7 @@ def test_plan_holds_a_source_that_also_receives_to_the_receiver_rule() -> None:
     # a is a source (L3 110). One move cannot fix it (b may end at 90 at most). Swapping w in
     # would leave a at bandwidth 95: within capacity, but a receiver may not end above
     # max(85 before, 90): the optimum moves x out too, 3 migrations.
-    solve_mod = pytest.importorskip("rdtadvisor.placement.solve")
+    solve_mod = pytest.importorskip("rdtadvisor.advise.placement.solve")
     margin = Policy(**{**PLAIN.__dict__, "destination_margin": 0.1})
     fleet = Fleet([host("a"), host("b")], [vm("v1", "a", l3=60), vm("v2", "a", l3=50), vm("x", "a", bw=85),
                                            vm("w", "b", l3=45, bw=10)])

@@ -1,4 +1,4 @@
-"""Plans (rdtadvisor.plan) and their shell scripts (rdtadvisor.render.script).
+"""Plans (rdtadvisor.advise.plan) and their shell scripts (rdtadvisor.render.script).
 
 Properties over random hosts: every mask in every step passes Xen's check, every state on
 the way fits the COS budget, and rollback restores exactly today's masks. The scripts are
@@ -18,18 +18,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from rdtadvisor.advise import cbm
-from rdtadvisor.plan import (
-    CatPlan,
-    PlanError,
-    build_steps,
-    cat_plan,
-    plans_from_dict,
-    plans_to_dict,
-    socket_settings,
-    xen_version_of,
-)
-from rdtadvisor.planfile import parse_plan
+from rdtadvisor.advise.plan import CatPlan, PlanError, build_steps, cat_plan, plans_from_dict, plans_to_dict
+from rdtadvisor.advise.planfile import parse_plan
+from rdtadvisor.cache import cbm
+from rdtadvisor.model.masks import socket_settings, xen_version_of
 from rdtadvisor.render.script import rollback_script, script, scripts_by_host
 from tests import cat_xl
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from rdtadvisor.core.units import GIB, MIB
 from rdtadvisor.render import svg
 from rdtadvisor.render.report_html import gibs, mib, pct, render_html
-from rdtadvisor.units import GIB, MIB
 
 SCRIPT_NAME = "<script>alert(1)</script>"
 IMG_NAME = '"><img src=x onerror=alert(1)>'

@@ -1,4 +1,4 @@
-"""Relative miss curves from occupancy shares, for CPUs without MBM (`rdtadvisor.shares`)."""
+"""Relative miss curves from occupancy shares, for CPUs without MBM (`rdtadvisor.model.shares`)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rdtadvisor import shares
 from rdtadvisor.advise import strategy
-from rdtadvisor.curves import fit_all
-from rdtadvisor.sim import suite
+from rdtadvisor.cache.curve import Curve
+from rdtadvisor.cache.equilibrium import allocate
+from rdtadvisor.model import shares
+from rdtadvisor.model.curves import fit_all
+from rdtadvisor.sim import advisors, suite
 from rdtadvisor.sim.harness import SuiteScenario, VmInfo, evaluate
 from rdtadvisor.sim.history import observe
-from rdtadvisor.sim.model import MIB, Curve, allocate
+from rdtadvisor.sim.model import MIB
 
 WAY = 2.25 * MIB        # Haswell-EP: 45 MiB in 20 ways
 
@@ -97,7 +99,7 @@ def test_a_calibration_sweep_gives_relative_curves_with_the_knees_seen_alone(hsw
 def test_the_plan_confines_the_streamer_and_beats_doing_nothing(hsw5):
     sc, h = hsw5
     vms = [VmInfo(v.name, v.vcpus, v.priority) for v in sc.vms]
-    advice = strategy.advise_scenario_socket(sc.socket, vms, h["calibration"], cos_budget=sc.cos_budget)
+    advice = advisors.advise_scenario_socket(sc.socket, vms, h["calibration"], cos_budget=sc.cos_budget)
     assert advice is not None and advice.declined is None
     by = {v.name: v for v in advice.vms}
     assert by["stream"].ways <= sc.socket.ways // 3
@@ -116,7 +118,7 @@ def test_without_the_socket_traffic_relative_curves_are_not_acted_on(hsw5):
     facts = h["calibration"]["facts"]
     blind = {**h["calibration"], "facts": facts[facts["fact"] != "memory_traffic"]}
     vms = [VmInfo(v.name, v.vcpus, v.priority) for v in sc.vms]
-    advice = strategy.advise_scenario_socket(sc.socket, vms, blind, cos_budget=sc.cos_budget)
+    advice = advisors.advise_scenario_socket(sc.socket, vms, blind, cos_budget=sc.cos_budget)
     assert advice is not None and advice.declined == strategy.NO_TRAFFIC
     assert all(v.mask == v.mask_now for v in advice.vms)
 
@@ -130,7 +132,7 @@ def test_without_a_streamer_the_flattest_cache_user_is_not_confined():
     sc = SuiteScenario(name="hsw-no-streamer", socket=suite.HSW, vms=vms, cos_budget=3, description="",
                        seed=951)
     h = observe(sc, "calibration", seed=sc.seed, operator=True)
-    advice = strategy.advise_scenario_socket(sc.socket, [VmInfo(v.name, v.vcpus, v.priority) for v in vms], h,
+    advice = advisors.advise_scenario_socket(sc.socket, [VmInfo(v.name, v.vcpus, v.priority) for v in vms], h,
                                              cos_budget=3)
     full = (1 << sc.socket.ways) - 1
     masks = list(advice.masks) if advice is not None else [full] * len(vms)
@@ -152,7 +154,7 @@ def test_relative_units_are_scaled_to_the_measured_traffic():
 
 
 def _relative_fit(bw: float):
-    from rdtadvisor.curves import CurveFit
+    from rdtadvisor.model.curvefit import CurveFit
 
     return CurveFit(r=bw / 64, alpha=0.3, ws_bytes=float("inf"), floor=0.0, n_points=50,
                     coverage=(MIB, 8 * MIB), quality="fair", kind="sensitive", reason="",

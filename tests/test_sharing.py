@@ -8,16 +8,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rdtadvisor.advise.sharing import (
-    best_split,
-    merge_levels,
-    padded,
-    pooled_capacity,
-    pooled_misses,
-)
-from rdtadvisor.curves import misses_of
+from rdtadvisor.advise.sharing import best_split, merge_levels, padded, pooled_capacity, pooled_misses
+from rdtadvisor.advise.whatif import equilibrium
+from rdtadvisor.model.curvefit import misses_of
 from rdtadvisor.sim import baselines
-from rdtadvisor.whatif import equilibrium
 
 MIB = 2**20
 

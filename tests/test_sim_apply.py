@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.core.errors import ConfigError
 from rdtadvisor.sim import apply
 from rdtadvisor.sim.scenario import parse_scenario
 from rdtadvisor.store import Store

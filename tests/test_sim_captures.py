@@ -18,13 +18,13 @@ from click.testing import CliRunner
 
 from rdtadvisor.cli import cli
 from rdtadvisor.cli.simulate import command as simulate_command
-from rdtadvisor.frames import capture_frames
+from rdtadvisor.core.units import KIB, MIB
 from rdtadvisor.sim import measure, model, presets
 from rdtadvisor.sim.measure import Quirks
 from rdtadvisor.sim.scenario import HostSpec, MaskChange, VmSpec, parse_scenario
 from rdtadvisor.sim.truth import HostTruth
 from rdtadvisor.sources.capture import read_capture, write_capture
-from rdtadvisor.units import KIB, MIB
+from rdtadvisor.store.frames import capture_frames
 from rdtadvisor.xl import cmt, domains
 from tests.clirun import run
 

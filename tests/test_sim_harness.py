@@ -13,11 +13,13 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rdtadvisor.cache import layouts
+from rdtadvisor.cache.curve import Curve
+from rdtadvisor.cache.layouts import Layout
 from rdtadvisor.cli import bench_advice
-from rdtadvisor.sim import baselines, harness, layouts
+from rdtadvisor.sim import baselines, harness, scoring
 from rdtadvisor.sim.harness import SuiteScenario, VmInfo
-from rdtadvisor.sim.layouts import Layout
-from rdtadvisor.sim.model import MIB, Curve, Socket, Vm, solve
+from rdtadvisor.sim.model import MIB, Socket, Vm, solve
 
 SMALL = Socket(l3_bytes=8 * MIB, ways=6, bw_bytes_s=30e9)
 SKX = Socket(l3_bytes=int(27.5 * MIB), ways=11, bw_bytes_s=100e9)
@@ -269,26 +271,26 @@ def test_run_suite_scores_baselines_and_advisors_per_history_mode():
         return baselines.equal_split(len(vms), socket.ways, 99)
 
     scenarios = _tiny_scenarios()
-    df = harness.run_suite(scenarios, {"test-advisor": advisor, "too-many-cos": greedy}, history=None)
-    assert list(df.columns) == harness.SUITE_COLUMNS
+    df = scoring.run_suite(scenarios, {"test-advisor": advisor, "too-many-cos": greedy}, history=None)
+    assert list(df.columns) == scoring.SUITE_COLUMNS
     assert seen == [(None, m, sc.cos_budget) for sc in scenarios for m in harness.HISTORY_MODES]
     for name, g in df.groupby("scenario"):
         plans = list(g["plan"])
-        assert plans[:3] == [harness.NO_CAT, harness.EQUAL, harness.LOOKAHEAD]
-        assert plans[-1] == harness.OPT
-        budgeted = g[g["plan"] != harness.OPT_PER_VM]     # the per-VM optimum ignores the budget
+        assert plans[:3] == [scoring.NO_CAT, scoring.EQUAL, scoring.LOOKAHEAD]
+        assert plans[-1] == scoring.OPT
+        budgeted = g[g["plan"] != scoring.OPT_PER_VM]     # the per-VM optimum ignores the budget
         assert budgeted["pct_of_optimum"].max() <= 100.0 + 1e-9, name
-        top = g[g["plan"] == harness.OPT]["weighted_speedup"].item()
+        top = g[g["plan"] == scoring.OPT]["weighted_speedup"].item()
         assert (budgeted["weighted_speedup"] <= top + 1e-9).all()
         adv = g[g["plan"] == "test-advisor"]
         assert list(adv["history"]) == list(harness.HISTORY_MODES)
-        eq = g[g["plan"] == harness.EQUAL]["weighted_speedup"].item()
+        eq = g[g["plan"] == scoring.EQUAL]["weighted_speedup"].item()
         assert adv["weighted_speedup"].tolist() == pytest.approx([eq, eq])
         bad = g[g["plan"] == "too-many-cos"]
         assert not bad["valid"].any()
         # a rejected plan is scored as what the host keeps: the defaults
         assert bad["vs_no_cat"].tolist() == pytest.approx([1.0, 1.0])
-    summary = harness.summarise(df)
+    summary = scoring.summarise(df)
     rows = summary[summary["plan"] == "too-many-cos"]
     assert list(rows["history"]) == list(harness.HISTORY_MODES)
     assert (rows["invalid"] == len(scenarios)).all()
@@ -296,7 +298,7 @@ def test_run_suite_scores_baselines_and_advisors_per_history_mode():
 
 def test_run_suite_passes_the_history_factory_through():
     got = []
-    df = harness.run_suite(_tiny_scenarios()[:1],
+    df = scoring.run_suite(_tiny_scenarios()[:1],
                            {"a": lambda s, v, h, *, cos_budget, mode: (got.append(h),
                                                                         Layout.default(len(v), s.ways))[1]},
                            history=lambda sc, mode: f"{sc.name}/{mode}", history_modes=("calibration",))
@@ -308,7 +310,7 @@ def test_summary_counts_worse_than_nothing_beyond_the_margin():
     df = pd.DataFrame({"plan": ["p"] * 4, "history": ["-"] * 4, "vs_no_cat": [1.1, 0.999, 0.98, 0.9],
                        "pct_of_optimum": [100, 90, 89, 80], "valid": [True] * 4, "worst_slowdown": [1.0] * 4,
                        "over_threshold": [0, 0, 1, 0], "mbm": [True, True, True, False]})
-    row = harness.summarise(df, margin=0.005).iloc[0]
+    row = scoring.summarise(df, margin=0.005).iloc[0]
     assert row["worse_than_nothing"] == pytest.approx(0.5)
     assert row["worst_pct_of_optimum"] == 80 and row["over_threshold"] == 1
     # the scenarios whose CPU cannot show a miss curve (no MBM) are also left out in one mean
@@ -352,10 +354,10 @@ def test_cli_bench_advice_runs_a_suite_file(tmp_path, fmt):
     assert out.exit_code == 0, out.output
     if fmt == "json":
         data = json.loads(out.output)
-        assert {r["plan"] for r in data["summary"]} >= {harness.NO_CAT, harness.OPT}
+        assert {r["plan"] for r in data["summary"]} >= {scoring.NO_CAT, scoring.OPT}
         assert all(r["scenario"] == "file-scenario" for r in data["scenarios"])
     elif fmt == "csv":
-        assert out.output.splitlines()[0].split(",") == harness.SUITE_COLUMNS
+        assert out.output.splitlines()[0].split(",") == scoring.SUITE_COLUMNS
     else:
         assert "file-scenario" in out.output and "% opt" in out.output and "worse than none" in out.output
 
@@ -408,8 +410,8 @@ def test_builtin_streaming_scenario_gains_clearly_from_partitioning():
     from rdtadvisor.sim import suite
 
     sc = next(s for s in suite.scenarios() if s.name == "bdwd-cdp-3vm")
-    df = harness.run_suite([sc])
+    df = scoring.run_suite([sc])
     by_plan = df.set_index("plan")
-    assert by_plan.loc[harness.OPT, "vs_no_cat"] >= 1.10
-    assert by_plan.loc[harness.LOOKAHEAD, "vs_no_cat"] >= 1.10
-    assert by_plan.loc[harness.OPT, "cos_used"] <= sc.cos_budget
+    assert by_plan.loc[scoring.OPT, "vs_no_cat"] >= 1.10
+    assert by_plan.loc[scoring.LOOKAHEAD, "vs_no_cat"] >= 1.10
+    assert by_plan.loc[scoring.OPT, "cos_used"] <= sc.cos_budget

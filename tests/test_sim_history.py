@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rdtadvisor import frames
 from rdtadvisor.advise.calibrate import private_levels
-from rdtadvisor.sim import baselines, harness, history, suite
+from rdtadvisor.cache.layouts import Layout, contiguous_mask, full_mask
+from rdtadvisor.sim import baselines, harness, history, scoring, suite
 from rdtadvisor.sim.fitted import LABEL, settled, ucp_on_fitted
-from rdtadvisor.sim.layouts import Layout, contiguous_mask, full_mask
+from rdtadvisor.store import frames
 
 SEED = 7
 
@@ -223,7 +223,7 @@ def test_settling_drops_the_collections_right_after_a_mask_change() -> None:
 
 def test_run_suite_with_history_factory() -> None:
     sc = scenario("skx-remote-memory")
-    res = harness.run_suite([sc], {LABEL: ucp_on_fitted}, per_vm_optimum=False,
+    res = scoring.run_suite([sc], {LABEL: ucp_on_fitted}, per_vm_optimum=False,
                             history=lambda s, mode: history.observe(s, mode, seed=s.seed, hours=3))
     rows = res[res["plan"] == LABEL]
     assert list(rows["history"]) == list(harness.HISTORY_MODES)

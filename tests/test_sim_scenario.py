@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.core.errors import ConfigError
 from rdtadvisor.sim import model, presets, profiles, scenario, truth
 from rdtadvisor.sim.scenario import load_scenario, parse_duration
 

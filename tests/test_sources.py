@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rdtadvisor.config import HostConfig, SshOptions
+from rdtadvisor.core.config import HostConfig, SshOptions
 from rdtadvisor.sources import Runner
 from rdtadvisor.sources.local import LocalRunner, run_process, sudo_error, xl_argv
 from rdtadvisor.sources.ssh import SshRunner, remote_command, ssh_failure

@@ -21,10 +21,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rdtadvisor.errors import StoreError
-from rdtadvisor.frames import SCHEMAS, TABLES
+from rdtadvisor.core.errors import StoreError
+from rdtadvisor.core.timewindow import parse_when, to_utc
 from rdtadvisor.store import COLLECTIONS, Store, escape_host, parquet
-from rdtadvisor.timewindow import parse_when, to_utc
+from rdtadvisor.store.frames import SCHEMAS, TABLES
 
 T0 = pd.Timestamp("2024-05-01T23:57:00.250Z")  # crosses midnight after 3 minutes; sub-second times
 HOSTS = ["xen01", "xen/02 ü%=#?", "."]

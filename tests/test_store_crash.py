@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from rdtadvisor.frames import SCHEMAS, TABLES
 from rdtadvisor.store import Store, parquet
+from rdtadvisor.store.frames import SCHEMAS, TABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTS = ["xen01", "xen/02 ü"]

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from rdtadvisor.render.terminal import printable, printable_lines
+from rdtadvisor.core.text import printable, printable_lines
 from rdtadvisor.sim import suite
 from rdtadvisor.sim.history import observe
 from rdtadvisor.store import Store

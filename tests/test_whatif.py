@@ -12,11 +12,11 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rdtadvisor import planfile, whatif
-from rdtadvisor.advise import cbm
+from rdtadvisor.advise import planfile, whatif
+from rdtadvisor.cache import cbm
 from rdtadvisor.cli.whatif import command
-from rdtadvisor.config import Settings
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.core.config import Settings
+from rdtadvisor.core.errors import ConfigError
 from rdtadvisor.sim import model
 from tests.clirun import run
 from tests.test_curves import SOCKET, VMS, merge, synth_history

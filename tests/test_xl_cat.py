@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rdtadvisor import xl
-from rdtadvisor.errors import ParseError, XlReportedError
+from rdtadvisor.core.errors import ParseError, XlReportedError
 from rdtadvisor.xl import _blocks, cat, failures
 from rdtadvisor.xl.cat import CatDomain, CatSocket, CatTable
 from tests.damage import mutated, parses_or_parse_error

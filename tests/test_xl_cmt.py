@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rdtadvisor.errors import ParseError, XlReportedError
+from rdtadvisor.core.errors import ParseError, XlReportedError
 from rdtadvisor.xl import cmt
 from tests.damage import mutated, parses_or_parse_error
 

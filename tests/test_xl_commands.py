@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.core.errors import ConfigError
 from rdtadvisor.xl.commands import capture_name, cat_set_argv, collection_commands, parse_command
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rdtadvisor import errors
+from rdtadvisor.core import errors
 from rdtadvisor.xl.commands import PARSED_COMMANDS
 from tests.golden import FIXTURES, cases, command_of, parse_case
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rdtadvisor import xl
-from rdtadvisor.errors import ParseError, XlReportedError
-from rdtadvisor.units import MIB
+from rdtadvisor.core.errors import ParseError, XlReportedError
+from rdtadvisor.core.units import MIB
 from rdtadvisor.xl import hostinfo
 from rdtadvisor.xl.hostinfo import HostInfo
 from tests.damage import mutated

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rdtadvisor import xl
-from rdtadvisor.errors import ParseError, XlReportedError
+from rdtadvisor.core.errors import ParseError, XlReportedError
 from rdtadvisor.xl import hwinfo
 from rdtadvisor.xl.hwinfo import (
     EMPTY_WARNING,

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rdtadvisor import xl
-from rdtadvisor.errors import ParseError, XlReportedError
+from rdtadvisor.core.errors import ParseError, XlReportedError
 from rdtadvisor.xl import failures, mba
 from rdtadvisor.xl.mba import MbaDomain, MbaSocket, MbaTable
 from tests.damage import mutated, parses_or_parse_error

@@ -1,7 +1,8 @@
-"""Advisors: what settings each host should have, and why (issue 5: CAT masks).
+"""Advisors. Enter: the model's figures and fitted miss curves; leave: plans with reasons and
+the exact `xl` commands (CAT masks `cat`, calibration sweeps `calibrate`, migrations
+`placement`), checks of today's settings (`check`) and predictions of a plan (`whatif`).
 
-`rdtadvisor.advise.cbm` is the mask algebra every advisor and plan shares (validity as
-Xen checks it, layouts, COS budget, ways <-> bytes). The allocation strategies live in
-their own modules beside it; plans (ordered `xl` steps with undo) are built by
-`rdtadvisor.plan` and rendered as shell scripts by `rdtadvisor.render.script`.
+`strategy` allocates one socket's ways; `plan` turns a target into ordered `xl` steps with
+their undo (the plan JSON contract, ``docs/plan.md``), `planfile` reads such files back.
+Shell scripts are rendered by `rdtadvisor.render.script`.
 """

@@ -1,7 +1,7 @@
 """Calibration sweeps (issue 5): time-boxed temporary masks that measure the curves of VMs lacking history.
 
 A VM whose L3 mask never narrowed shows the advisor only a narrow band of occupancies (its
-load moves it a little along its miss curve), so `rdtadvisor.curves` falls back to a class
+load moves it a little along its miss curve), so `rdtadvisor.model.curvefit` falls back to a class
 prior or rates the fit ``fair``/``low``. A **sweep** gives one VM ``W // 2, W // 4, ..., 1``
 ways at a time (`levels`; a private sweep starts wider, at ``W - W // 4``: `private_levels`),
 each level held for ``hold`` collections, then restores the settings: the collector, still
@@ -39,7 +39,7 @@ builds the exact ``xl`` argv (`CalibrationPlan`):
   out: they miss nothing whatever their mask. Domain-0 is swept only when named (private
   design: it is fenced like every other domain). Without MBM (Haswell-EP: occupancy
   only) every domain holding cache is swept, the most occupancy first, and only the
-  private design: the curves come from occupancy shares (`rdtadvisor.shares`), which
+  private design: the curves come from occupancy shares (`rdtadvisor.model.shares`), which
   only pools of different sizes show.
 * **When**: the sockets of a host run concurrently, one VM per socket at a time. A level
   lasts ``hold`` x the collection interval, so the collector's samples land inside it.
@@ -70,12 +70,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from rdtadvisor import curves
-from rdtadvisor.advise import cbm
-from rdtadvisor.advise.cbm import Mask
-from rdtadvisor.errors import ConfigError, PlanError
+from rdtadvisor.advise.plan import build_steps
+from rdtadvisor.cache import cbm
+from rdtadvisor.cache.cbm import Mask
+from rdtadvisor.core.errors import ConfigError, PlanError
+from rdtadvisor.model import curvefit as curves
 from rdtadvisor.model.capacity import SocketFacts, socket_facts
-from rdtadvisor.plan import build_steps, socket_settings, xen_version_of
+from rdtadvisor.model.curves import fit_all
+from rdtadvisor.model.masks import socket_settings, xen_version_of
 from rdtadvisor.xl.commands import cat_set_argv
 
 HOLD = 10                          # collections per level (see rdtadvisor.sim.history for why 10)
@@ -461,7 +463,7 @@ def plan_calibration(history: Mapping[str, pd.DataFrame], *, hosts: Sequence[str
     samples = samples[samples["host"].isin(chosen)]
     facts = facts[facts["host"].isin(chosen)]
     settings = settings[settings["host"].isin(chosen)]
-    fits = curves.fit_all(samples, facts, settings) if len(samples) else {}
+    fits = fit_all(samples, facts, settings) if len(samples) else {}
     sfacts = socket_facts(facts)
     out: list[HostCalibration] = []
     found: set[str] = set()
@@ -556,7 +558,7 @@ def _host(host: str, samples: pd.DataFrame, facts: pd.DataFrame, settings: pd.Da
                 skipped.append(Skipped(socket, "no CMT or MBM samples (not attached, or not collected): "
                                                "a sweep could not be measured"))
                 continue
-            # no MBM (Haswell-EP): the sweep is read from occupancy shares (`rdtadvisor.shares`)
+            # no MBM (Haswell-EP): the sweep is read from occupancy shares (`rdtadvisor.model.shares`)
             occupancy = occ.groupby("domid")["value"].median().astype(float).to_dict()
         if sf.cos_max is None:
             skipped.append(Skipped(socket, "COS count unknown (no 'Maximum COS' stored from psr-hwinfo)"))

@@ -1,13 +1,13 @@
 """The CAT advisor end to end: stored history -> per-socket advice -> reviewable plans.
 
-Pure over the store's tidy tables (`rdtadvisor.frames`): fit each VM's miss curve
-(`rdtadvisor.curves`), plan each socket (`rdtadvisor.advise.strategy.plan_socket`), and turn
-the advice into validated `rdtadvisor.plan.CatPlan`s with the exact `xl` commands of the
+Pure over the store's tidy tables (`rdtadvisor.store.frames`): fit each VM's miss curve
+(`rdtadvisor.model.curvefit`), plan each socket (`rdtadvisor.advise.strategy.plan_socket`), and turn
+the advice into validated `rdtadvisor.advise.plan.CatPlan`s with the exact `xl` commands of the
 host's Xen version and their rollback. Sockets where acting is not worth it (gain under the
 hysteresis or within the uncertainty), cannot be judged (no CAT, no curves), or cannot meet
 the operator's policy, are listed in `CatAdvice.declined` with the reason.
 
-**Policy** (`rdtadvisor.config.CatSettings`, the config file's ``[cat]``): per host
+**Policy** (`rdtadvisor.core.config.CatSettings`, the config file's ``[cat]``): per host
 (``[cat.hosts."HOST"]`` applied) a `strategy.Policy` with ``min_bits``, ``reserved_ways``,
 ``overlap``, ``hysteresis``, ``max_slowdown`` (the fair-share floor) and the guarantees
 ``min_mib`` by VM name, Domain-0's being ``dom0_ways`` x the socket's way size (or its own
@@ -43,15 +43,17 @@ from typing import Any
 
 import pandas as pd
 
-from rdtadvisor import plan as planning
-from rdtadvisor.advise import cbm as cbmlib
+from rdtadvisor.advise import plan as planning
 from rdtadvisor.advise.calibrate import left_level, left_message
 from rdtadvisor.advise.strategy import Policy, SocketAdvice, VmInput, plan_socket
-from rdtadvisor.config import DOM0_NAME, CatSettings
-from rdtadvisor.curves import MIB, fit_all
-from rdtadvisor.errors import PlanError
+from rdtadvisor.cache import cbm as cbmlib
+from rdtadvisor.core.config import DOM0_NAME, CatSettings
+from rdtadvisor.core.errors import PlanError
 from rdtadvisor.model.busy import busy_fractions
 from rdtadvisor.model.capacity import BandwidthCapacity, SocketFacts, socket_facts
+from rdtadvisor.model.curvefit import MIB
+from rdtadvisor.model.curves import fit_all
+from rdtadvisor.model.masks import socket_settings, xen_version_of
 
 DEFAULT_VCPUS = 2
 CDP_NOTE = "CDP: code and data get the same mask (CMT/MBM cannot split them)"
@@ -121,7 +123,7 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
             decline(host, socket, why)
             continue
         latest_t = settings.loc[settings["host"] == host, "time"].max() if len(settings) else None
-        current, names = planning.socket_settings(
+        current, names = socket_settings(
             settings[(settings["host"] == host) & (settings["time"] == latest_t)], host, socket)
         left = left_level(current, W)
         if left is not None:     # today's masks are a killed sweep's, not a baseline to plan from
@@ -175,7 +177,7 @@ def advise_cat(history: Mapping[str, pd.DataFrame], *, hosts: list[str] | None =
             notes.append(CDP_NOTE)
         if any(v.fit.relative for v in items):
             notes.append(NO_MBM_NOTE)
-        version = planning.xen_version_of(facts, host) or (4, 22)
+        version = xen_version_of(facts, host) or (4, 22)
         changed: dict[int, cbmlib.Mask] = {v.domid: (v.mask, v.mask) if sf.cdp else v.mask
                                            for v in advice.vms}
         predicted = {

@@ -6,7 +6,7 @@ every disjoint layout is a set of such pools. Both are answered here, vectorised
 
 **The pooled equilibrium** (§2.2): VMs sharing one pool of ``P`` bytes hold it in
 proportion to their insertion (miss) rates, none more than its working set. With the
-curve model of `rdtadvisor.curves` (``M(c) = r * max(f, min(1, (c / c0) ** -alpha))`` below
+curve model of `rdtadvisor.model.curvefit` (``M(c) = r * max(f, min(1, (c / c0) ** -alpha))`` below
 the knee ``ws``, ``r * f`` at or above it), the uncapped VMs satisfy ``c_i = lam * M_i(c_i)``
 for one common ``lam`` [B s] (``lam = free bytes / their summed misses``). ``c - lam * M(c)``
 increases with ``c`` (M never increases), so each VM's holding is a closed-form, increasing
@@ -17,8 +17,8 @@ function of ``lam``::
                                     lam r f                      beyond it
 
 and the pool's ``lam`` is found by bisection on ``sum_i c_i(lam) = P`` (everyone at its
-working set when those fit). This is the fixed point `rdtadvisor.whatif.equilibrium`
-iterates towards with `rdtadvisor.sim.model.allocate` (each way shared in proportion to
+working set when those fit). This is the fixed point `rdtadvisor.advise.whatif.equilibrium`
+iterates towards with `rdtadvisor.cache.equilibrium.allocate` (each way shared in proportion to
 pressure, water-filled under the working sets), solved directly: ~30 cheap passes instead of
 up to 300 damped ones, for every pool size, ensemble member and candidate group at once.
 
@@ -35,7 +35,7 @@ from itertools import combinations
 
 import numpy as np
 
-from rdtadvisor.curves import C0_BYTES, misses_of
+from rdtadvisor.model.curvefit import C0_BYTES, misses_of
 
 NEWTON_STEPS = 12        # safeguarded Newton passes on log(lam) (pools fill to ~1e-9)
 Group = tuple[int, ...]

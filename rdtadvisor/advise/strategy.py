@@ -1,7 +1,7 @@
 """The CAT allocation strategy: which ways each VM of one socket should get, and why.
 
 `plan_socket` is pure: one socket's facts, its VMs with their fitted miss curves
-(`rdtadvisor.curves.CurveFit`), today's masks, the COS budget and a `Policy` in; a
+(`rdtadvisor.model.curvefit.CurveFit`), today's masks, the COS budget and a `Policy` in; a
 `SocketAdvice` out (per VM: group, mask, ways, reason; the predicted change of the weighted
 speedup with its uncertainty; or ``declined`` with the reason for recommending nothing).
 `advisor` adapts it to `rdtadvisor.sim.harness.Advisor` so the scoring suite can judge it.
@@ -51,7 +51,7 @@ Method (``cache-partitioning-algorithms.md``; section numbers refer to it):
    (§2.2: occupancy in proportion to insertion rate, capped at the working set), solved
    for the best estimate and for posterior draws of every curve (`CurveFit.draws`) at once:
    in closed form for disjoint layouts (one pool per partition, `rdtadvisor.advise.sharing`),
-   with `rdtadvisor.whatif.equilibrium` when masks overlap.
+   with `rdtadvisor.advise.whatif.equilibrium` when masks overlap.
 4. **Cluster** KPart-style (§1.2) into at most ``cos_budget`` groups: streaming VMs start
    in one group (a small shared range for polluters, §4.4), every other VM alone; then
    the pair of groups whose merge loses least WS is merged (`sharing.merge_levels` on
@@ -94,7 +94,7 @@ Method (``cache-partitioning-algorithms.md``; section numbers refer to it):
    relative curves (no MBM) the suite's 36 plans have the same 2 outside. The decision
    (step 7) is unchanged: an error proportional to the gain does not change its sign.
 
-**Without MBM** (`CurveFit.relative`: curves from occupancy shares, `rdtadvisor.shares`)
+**Without MBM** (`CurveFit.relative`: curves from occupancy shares, `rdtadvisor.model.shares`)
 the curves' misses carry one unknown scale per socket, which the stall model needs. It is
 the socket's memory traffic measured outside xl (`Policy.traffic`; `_absolute` scales the
 curves so their summed bandwidth matches it, the draws spreading x/÷ `TRAFFIC_SPREAD`);
@@ -110,16 +110,23 @@ from dataclasses import dataclass, field, replace
 from math import ceil
 
 import numpy as np
-import pandas as pd
 
-from rdtadvisor import shares
 from rdtadvisor.advise.sharing import Group, merge_levels, padded, pooled_misses, shared_pools
-from rdtadvisor.curves import FLAT_ALPHA, IDLE_BW, MIB, SMALL_FRACTION, STREAMING_BW, CurveFit, misses_of
+from rdtadvisor.advise.whatif import equilibrium
+from rdtadvisor.cache.curve import LINE_BYTES
+from rdtadvisor.cache.layouts import Layout, contiguous_mask, full_mask, valid
+from rdtadvisor.cache.lookahead import lookahead
+from rdtadvisor.model import shares
 from rdtadvisor.model.capacity import SocketFacts
-from rdtadvisor.sim import baselines
-from rdtadvisor.sim.layouts import Layout, contiguous_mask, full_mask, valid
-from rdtadvisor.sim.model import LINE_BYTES
-from rdtadvisor.whatif import equilibrium
+from rdtadvisor.model.curvefit import (
+    FLAT_ALPHA,
+    IDLE_BW,
+    MIB,
+    SMALL_FRACTION,
+    STREAMING_BW,
+    CurveFit,
+    misses_of,
+)
 
 FAMILY = "cat-advisor"
 LOCAL_SEARCH_STARTS = 1  # candidates the local search starts from
@@ -864,7 +871,7 @@ def _ucp_fitted(items: Sequence[VmInput], model: _Model, W: int, avail: int, sta
     singles = [(i,) for i in range(n)]
     groups = merge_levels(singles, g, curves, bottom=g)[g] if g < n else singles
     try:
-        sizes = baselines.lookahead(curves(groups), avail,
+        sizes = lookahead(curves(groups), avail,
                                     min_alloc=max(policy.min_bits, 1))
     except ValueError:
         return None
@@ -928,73 +935,4 @@ def _reason(kind: str, v: VmInput, mask: int, now: int, ways: int, wb: float, mo
 
 # ---------------------------------------------------------------------------- harness adapter
 
-def advisor(socket, vms, history, *, cos_budget: int, mode: str) -> Layout:
-    """`rdtadvisor.sim.harness.Advisor`: fit curves from ``history``, then `plan_socket`.
 
-    Declines (today's masks, normally the default) when some VM has no curve, as the
-    reference advisor does.
-    """
-    del mode
-    advice = advise_scenario_socket(socket, vms, history, cos_budget=cos_budget)
-    if advice is None:
-        return Layout((full_mask(socket.ways),) * len(vms), socket.ways, FAMILY)
-    return advice.layout()
-
-
-def advise_scenario_socket(socket, vms, history, *, cos_budget: int) -> SocketAdvice | None:
-    """`plan_socket` on a simulated socket (`rdtadvisor.sim.model.Socket`, its `Vm`s) from the
-    collector's tables of it, as ``advise cat`` would plan it with the socket's bandwidth
-    configured; None when some VM has no curve (no MBM, or never seen)."""
-    from rdtadvisor.sim.fitted import fitted_curves
-
-    W = socket.ways
-    fits = fitted_curves(socket, vms, history)
-    if any(f is None for f in fits):
-        return None
-    now = _current_masks(history, vms, W)
-    facts = SocketFacts(float(socket.l3_bytes), W, False, full_mask(W), None)
-    busy = _busy_by_name(history)
-    items = [VmInput(i, v.name, v.priority, f, v.vcpus, busy.get(v.name, 1.0))
-             for i, (v, f) in enumerate(zip(vms, fits, strict=True))]
-    policy = Policy(latency_ns=socket.latency_ns, bw_capacity=socket.bw_bytes_s,
-                    traffic=_traffic_fact(history))
-    return plan_socket(facts, items, dict(enumerate(now)), cos_budget=cos_budget, policy=policy)
-
-
-def _traffic_fact(history) -> float | None:
-    """The socket's memory traffic the operator measured outside xl, when the history carries it
-    (``rdtadvisor.sim.history.observe(operator=True)``: the harness's no-MBM scenarios)."""
-    facts = history.get("facts") if history else None
-    if facts is None or facts.empty:
-        return None
-    row = facts[facts["fact"] == TRAFFIC_FACT]
-    return float(row["value"].iloc[-1]) if len(row) else None
-
-
-def _busy_by_name(history) -> dict[str, float]:
-    """Each domain's busy fraction (`rdtadvisor.model.busy`) by name, from the history's ``xl list``."""
-    from rdtadvisor.model.busy import busy_fractions
-
-    domains = history.get("domains") if history else None
-    if domains is None or domains.empty:
-        return {}
-    names = domains.drop_duplicates(["host", "domid"], keep="last")
-    name_of = {(str(h), int(d)): str(n) for h, d, n in zip(names["host"], names["domid"], names["domain"],
-                                                           strict=True)}
-    return {name_of[k]: v for k, v in busy_fractions(domains).items() if k in name_of}
-
-
-def _current_masks(history, vms, ways: int) -> list[int]:
-    """Each VM's latest stored L3 mask (the default when none)."""
-    full = full_mask(ways)
-    st = history.get("settings") if history else None
-    if st is None or len(st) == 0:
-        return [full] * len(vms)
-    st = st[st["setting"].isin(["l3_cbm", "l3_data_cbm"]) & st["value"].notna()]
-    st = st.sort_values("time", kind="stable").drop_duplicates("domain", keep="last")
-    latest = dict(zip(st["domain"].astype(str), st["value"], strict=True))
-    out = []
-    for v in vms:
-        m = latest.get(v.name)
-        out.append(int(m) if m is not None and not pd.isna(m) and valid(int(m), ways) else full)
-    return out

@@ -1,4 +1,5 @@
-"""The `rdtadvisor` command: a thin click group over the library.
+"""The `rdtadvisor` command. Enter: arguments and the config; leave: output and an exit code.
+A thin click group over the library.
 
 Each subcommand lives in its own module here and is attached with
 ``main.add_command``. Errors are caught once, in `main`, and printed as one line.
@@ -9,21 +10,13 @@ error; 2 usage or config error.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from rdtadvisor import __version__
-from rdtadvisor.config import Settings, load_settings
-from rdtadvisor.errors import ConfigError, RdtError
-from rdtadvisor.store import Store
-
-if TYPE_CHECKING:
-    from rdtadvisor.model.capacity import BandwidthCapacity
-
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+from rdtadvisor.cli.context import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, _LazySettings
+from rdtadvisor.core.errors import ConfigError, RdtError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -38,54 +31,6 @@ def cli(ctx: click.Context, store: Path | None, config_path: Path | None) -> Non
     """Turn Xen's Intel RDT counters (xl psr-*) into cache and bandwidth decisions."""
     # Settings load lazily: `parse` and `--help` must work even with a broken config file.
     ctx.obj = _LazySettings(config_path, store)
-
-
-class _LazySettings:
-    def __init__(self, config: Path | None, store: Path | None) -> None:
-        self._args = (config, store)
-        self._settings: Settings | None = None
-
-    def get(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(*self._args)
-        return self._settings
-
-
-def settings_of(ctx: click.Context) -> Settings:
-    """The resolved `Settings` for a subcommand."""
-    return ctx.find_root().obj.get()
-
-
-def bandwidth_capacity(settings: Settings) -> BandwidthCapacity:
-    """The memory bandwidth per socket the config names: ``[report] bandwidth_capacity`` and
-    its per-host overrides (report, export, advise cat and whatif all plan with it)."""
-    from rdtadvisor.model.capacity import BandwidthCapacity
-
-    r = settings.report
-    return BandwidthCapacity(r.bandwidth_capacity, dict(r.host_bandwidth_capacity))
-
-
-def memory_traffic(settings: Settings) -> BandwidthCapacity:
-    """The sockets' memory traffic measured outside xl, as the config names it (``[report]
-    memory_traffic`` and its per-host overrides): what sizes relative curves (no MBM)."""
-    from rdtadvisor.model.capacity import BandwidthCapacity
-
-    r = settings.report
-    return BandwidthCapacity(r.memory_traffic, dict(r.host_memory_traffic))
-
-
-def open_store(ctx: click.Context, hosts: Sequence[str]) -> tuple[Store, list[str]]:
-    """The configured store (read-only) and the hosts to show: `hosts`, or every stored host.
-
-    An unknown host is a usage error (exit 2).
-    """
-    store = Store(settings_of(ctx).store, create=False)
-    known = store.hosts()
-    unknown = [h for h in hosts if h not in known]
-    if unknown:
-        raise ConfigError(f"host(s) not in the store: {', '.join(unknown)} "
-                          f"(known: {', '.join(known) or 'none'})")
-    return store, list(hosts) or known
 
 
 def _attach_commands() -> None:

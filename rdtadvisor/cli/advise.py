@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from rdtadvisor.cli import bandwidth_capacity, memory_traffic, open_store, settings_of
+from rdtadvisor.cli.context import bandwidth_capacity, memory_traffic, open_store, settings_of
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, write_scripts
 from rdtadvisor.cli.report import older_history
@@ -133,7 +133,7 @@ def _mask_text(a) -> str:
               help="auto: the heuristic, then the HiGHS model when the lower bound cannot prove it optimal.")
 @click.option("--time-limit", type=float, default=50.0, show_default=True, help="Solver seconds.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
-              show_default=True, help="Output format (json: the contract in rdtadvisor.placement.recommend).")
+              show_default=True, help="Output format (json: the contract in docs/plan.md).")
 @click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the xl migrate commands as a reviewable POSIX script.")
 @click.pass_context
@@ -144,11 +144,11 @@ def placement_command(ctx: click.Context, hosts: tuple[str, ...], since: str, ev
     Fewest migrations first, then least memory to copy; destinations keep balanced headroom.
     Exit status 0 when every overloaded host is resolved, 1 when some are not (listed).
     """
+    from rdtadvisor.advise.placement.fleet import Policy
+    from rdtadvisor.advise.placement.inputs import fleet_from_usage
+    from rdtadvisor.advise.placement.recommend import recommendations, script
+    from rdtadvisor.advise.placement.solve import plan
     from rdtadvisor.cli.report import limits_of, load_usage
-    from rdtadvisor.placement.fleet import Policy
-    from rdtadvisor.placement.inputs import fleet_from_usage
-    from rdtadvisor.placement.recommend import recommendations, script
-    from rdtadvisor.placement.solve import plan
 
     settings = settings_of(ctx)
     u, tables = load_usage(settings, hosts, since, None, None)
@@ -180,9 +180,9 @@ def _predict(result: dict, settings, tables: dict) -> None:
     VMs' fitted miss curves: a moved VM re-settles in its new cache) as ``predicted``."""
     if not result["migrations"]:
         return
-    from rdtadvisor.errors import RdtError
-    from rdtadvisor.planfile import Migration, PlanFile
-    from rdtadvisor.whatif import predict_migrations
+    from rdtadvisor.advise.planfile import Migration, PlanFile
+    from rdtadvisor.advise.whatif import predict_migrations
+    from rdtadvisor.core.errors import RdtError
 
     history = {t: tables[t] for t in ("samples", "settings", "facts")}   # the window already read
     capacity = dict(settings.report.host_bandwidth_capacity) or None

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from rdtadvisor.attach import AttachResult, attach_host
-from rdtadvisor.cli import EXIT_OK, EXIT_PARTIAL, settings_of
+from rdtadvisor.cli.context import EXIT_OK, EXIT_PARTIAL, settings_of
 from rdtadvisor.cli.output import echo_text
-from rdtadvisor.collect import runner_for
-from rdtadvisor.config import resolve_hosts
-from rdtadvisor.render.terminal import printable
+from rdtadvisor.core.config import resolve_hosts
+from rdtadvisor.core.text import printable
+from rdtadvisor.sources.attach import AttachResult, attach_host
+from rdtadvisor.sources.collect import runner_for
 
 
 @click.command("attach")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from rdtadvisor.cli.output import dump_json, format_option, records, text_table
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.core.errors import ConfigError
 
 
 @click.command("bench-advice")
@@ -32,8 +32,8 @@ def command(suite_name: str, fmt: str, quick: bool, margin: float | None,
     over their bandwidth threshold); "% opt" is relative to the exhaustive optimum within the
     scenario's COS budget, "vs none" to no partitioning.
     """
-    from rdtadvisor.advise import strategy
-    from rdtadvisor.sim import fitted, harness, suite
+    from rdtadvisor.sim import fitted, scoring, suite
+    from rdtadvisor.sim.advisors import advisor as advise_cat
 
     if quick:
         scenarios = suite.quick()
@@ -42,11 +42,11 @@ def command(suite_name: str, fmt: str, quick: bool, margin: float | None,
     else:
         scenarios = _load_suite(Path(suite_name))
     advisors = {fitted.LABEL: fitted.ucp_on_fitted,  # the reference every advisor must beat
-                "advise cat": strategy.advisor}   # rdtadvisor's own CAT advisor (issue 5)
+                "advise cat": advise_cat}   # rdtadvisor's own CAT advisor
     advisors.update(_load_advisor(spec) for spec in advisor_specs)
     started = time.perf_counter()
-    results = harness.run_suite(scenarios, advisors)
-    summary = harness.summarise(results, **({} if margin is None else {"margin": margin}))
+    results = scoring.run_suite(scenarios, advisors)
+    summary = scoring.summarise(results, **({} if margin is None else {"margin": margin}))
     elapsed = time.perf_counter() - started
     if fmt == "json":
         click.echo(dump_json({"scenarios": results.to_dict(orient="records"),
@@ -55,9 +55,9 @@ def command(suite_name: str, fmt: str, quick: bool, margin: float | None,
     elif fmt == "csv":
         click.echo(results.to_csv(index=False), nl=False)
     else:
-        click.echo(text_table(harness.scenario_table(results)), nl=False)
+        click.echo(text_table(scoring.scenario_table(results)), nl=False)
         click.echo()
-        click.echo(text_table(harness.summary_table(summary)), nl=False)
+        click.echo(text_table(scoring.summary_table(summary)), nl=False)
         click.echo(f"\n{len(scenarios)} scenarios in {elapsed:.1f} s")
 
 

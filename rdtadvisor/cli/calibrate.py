@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rdtadvisor.cli import open_store, settings_of
+from rdtadvisor.cli.context import open_store, settings_of
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, text_table, write_scripts
-from rdtadvisor.timewindow import parse_span
+from rdtadvisor.core.timewindow import parse_span
 
 if TYPE_CHECKING:
     import pandas as pd

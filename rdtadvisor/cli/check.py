@@ -4,7 +4,7 @@
     rdtadvisor check --host xen-sky01 --format json
 
 Reads each host's latest collection from the store (read-only) and runs
-`rdtadvisor.check.check` (the rules and thresholds are documented there).
+`rdtadvisor.advise.check.check` (the rules and thresholds are documented there).
 Exit status: 0 nothing found, 1 findings (warnings), 2 usage or config error
 (for example an unknown ``--host``).
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import click
 
-from rdtadvisor.check import CheckReport, check
-from rdtadvisor.cli import open_store
+from rdtadvisor.advise.check import CheckReport, check
+from rdtadvisor.cli.context import open_store
 from rdtadvisor.cli.output import dump_json, echo_text
 
 

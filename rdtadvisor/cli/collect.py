@@ -9,13 +9,13 @@ from pathlib import Path
 
 import click
 
-from rdtadvisor import collect as collecting
-from rdtadvisor.cli import EXIT_OK, EXIT_PARTIAL, settings_of
-from rdtadvisor.config import HostConfig, resolve_hosts
-from rdtadvisor.errors import ConfigError, StoreError
-from rdtadvisor.frames import frames_of
+from rdtadvisor.cli.context import EXIT_OK, EXIT_PARTIAL, settings_of
+from rdtadvisor.core.config import HostConfig, resolve_hosts
+from rdtadvisor.core.errors import ConfigError, StoreError
+from rdtadvisor.sources import collect as collecting
 from rdtadvisor.sources.capture import write_capture
 from rdtadvisor.store import Store
+from rdtadvisor.store.frames import frames_of
 
 REPLAY_BATCH = 500  # captures per store append when replaying
 

@@ -3,18 +3,18 @@
     rdtadvisor curves
     rdtadvisor curves --host xen-sky01 --format csv
 
-The curves `advise cat` plans with (`rdtadvisor.curves.fit_all` over the stored history):
+The curves `advise cat` plans with (`rdtadvisor.model.curves.fit_all` over the stored history):
 per VM its class, the fit's quality, the exponent with its 90 % band, the knee, the
 occupancies the history covered, and its misses per second predicted holding one way, half
 the ways and the whole L3 (best estimate and 90 % band). Without MBM (Haswell-EP) the curves
-come from occupancy shares after a calibration sweep (`rdtadvisor.shares`), marked
+come from occupancy shares after a calibration sweep (`rdtadvisor.model.shares`), marked
 ``relative``: their misses/s carry one unknown scale per socket. Curves the history could not
 measure (class priors, or flat-looking fits from shared periods only) are listed at the end
 with the command that measures them (`rdtadvisor calibrate`). Exit status 0, or 2 for an
 unknown ``--host``.
 
 JSON shape (stable): ``{"curves": [{column: value}]}`` with the columns of
-`rdtadvisor.curves.TABLE_COLUMNS` (NaN as null); CSV: the same columns.
+`rdtadvisor.model.curvefit.TABLE_COLUMNS` (NaN as null); CSV: the same columns.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from typing import Any
 import click
 import pandas as pd
 
-from rdtadvisor.cli import open_store
+from rdtadvisor.cli.context import open_store
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, format_option, records, text_table
-from rdtadvisor.curves import IDLE_BW, MIB, fit_all, fit_table
 from rdtadvisor.model.capacity import socket_facts
+from rdtadvisor.model.curvefit import IDLE_BW, MIB, fit_table
+from rdtadvisor.model.curves import fit_all
+from rdtadvisor.model.shares import occupancy_only
 from rdtadvisor.render import markdown
-from rdtadvisor.shares import occupancy_only
 
 
 @click.command("curves")
@@ -100,8 +101,9 @@ def render_text(table: pd.DataFrame, *, markdown: bool = False) -> str:
         })
     out = _markdown(rows) if markdown else text_table(rows)
     if any(_flag(x) for x in table.get("relative", ())):
-        out += ("\nrelative: no MBM on that CPU; the curve comes from occupancy shares (rdtadvisor.shares) "
-                "and its misses/s are in relative units, one unknown scale per socket.\n")
+        out += ("\nrelative: no MBM on that CPU; the curve comes from occupancy shares "
+                "(rdtadvisor.model.shares) and its misses/s are in relative units, "
+                "one unknown scale per socket.\n")
     todo = table[~table["measured"] & (table["bandwidth_bytes_s"] >= IDLE_BW)]
     if len(todo):
         who = ", ".join(f"{h}/{s}:{d if d else i}" for h, s, d, i in

@@ -21,14 +21,14 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from rdtadvisor.cli import bandwidth_capacity, open_store, settings_of
+from rdtadvisor.cli.context import bandwidth_capacity, open_store, settings_of
 from rdtadvisor.cli.output import write_atomic
-from rdtadvisor.errors import RdtError
+from rdtadvisor.core.errors import RdtError
+from rdtadvisor.core.timewindow import parse_when
 from rdtadvisor.model.capacity import BandwidthCapacity, socket_capacity, socket_totals
 from rdtadvisor.model.figures import empty_figures, per_collection
 from rdtadvisor.render.prometheus import render_prometheus
 from rdtadvisor.store import Store
-from rdtadvisor.timewindow import parse_when
 
 SNAPSHOT_TABLES = ("samples", "facts", "settings")
 

@@ -26,10 +26,10 @@ from rdtadvisor.cli.report import (
     window_options,
     write_output,
 )
+from rdtadvisor.core.text import printable_lines
+from rdtadvisor.core.units import format_bytes, parse_size
 from rdtadvisor.model.headroom import Profile, host_headroom, socket_headroom
 from rdtadvisor.model.usage import Usage
-from rdtadvisor.render.terminal import printable_lines
-from rdtadvisor.units import format_bytes, parse_size
 
 
 @click.command("headroom", cls=CronCommand)
@@ -176,9 +176,9 @@ def _fleet(
     """``--fleet``: the placement model's limits, per host and for the fleet."""
     import numpy as np
 
-    from rdtadvisor.placement.fleet import Policy
-    from rdtadvisor.placement.headroom import fleet_headroom
-    from rdtadvisor.placement.inputs import fleet_from_usage
+    from rdtadvisor.advise.placement.fleet import Policy
+    from rdtadvisor.advise.placement.headroom import fleet_headroom
+    from rdtadvisor.advise.placement.inputs import fleet_from_usage
 
     fleet = fleet_from_usage(u, tables["facts"], settings.placement)
     if profile:

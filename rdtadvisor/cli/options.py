@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import pandas as pd
 
-from rdtadvisor.timewindow import parse_when
+from rdtadvisor.core.timewindow import parse_when
 
 
 class _When(click.ParamType):

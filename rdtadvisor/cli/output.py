@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rdtadvisor.errors import RdtError
-from rdtadvisor.render.terminal import printable_lines
+from rdtadvisor.core.errors import RdtError
+from rdtadvisor.core.text import printable_lines
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,7 +27,7 @@ def dump_json(data: Any) -> str:
 
 def echo_text(text: str) -> None:
     """Print a text or Markdown rendering: untrusted names cannot drive the terminal
-    (`rdtadvisor.render.terminal`)."""
+    (`rdtadvisor.core.text`)."""
     click.echo(printable_lines(text), nl=False)
 
 

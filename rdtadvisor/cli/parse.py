@@ -8,7 +8,7 @@ import click
 
 from rdtadvisor import xl
 from rdtadvisor.cli.output import dump_json, echo_text, format_option, text_table
-from rdtadvisor.errors import ParseError
+from rdtadvisor.core.errors import ParseError
 
 
 @click.command("parse")

@@ -21,18 +21,18 @@ from typing import Any
 import click
 import pandas as pd
 
-from rdtadvisor import clock
-from rdtadvisor.check import check
-from rdtadvisor.cli import bandwidth_capacity, settings_of
+from rdtadvisor.advise.check import check
+from rdtadvisor.cli.context import bandwidth_capacity, settings_of
 from rdtadvisor.cli.output import dump_json, write_atomic
-from rdtadvisor.config import Settings
-from rdtadvisor.errors import ConfigError, RdtError
+from rdtadvisor.core import clock
+from rdtadvisor.core.config import Settings
+from rdtadvisor.core.errors import ConfigError, RdtError
+from rdtadvisor.core.timewindow import parse_when
 from rdtadvisor.model.figures import parse_hours
 from rdtadvisor.model.usage import Limits, NoHistory, Usage, Window, usage
 from rdtadvisor.report.build import build_report
 from rdtadvisor.report.diff import diff_reports
 from rdtadvisor.store import Store
-from rdtadvisor.timewindow import parse_when
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_ERROR = 0, 1, 2, 3
 SAMPLE_COLUMNS = ["time", "host", "socket", "domid", "domain", "metric", "reading", "value"]

@@ -13,8 +13,8 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli.options import WHEN
-from rdtadvisor.errors import ConfigError
-from rdtadvisor.render.terminal import printable
+from rdtadvisor.core.errors import ConfigError
+from rdtadvisor.core.text import printable
 
 MAX_VMS_SHOWN = 8          # --apply: the VMs whose true speed changed most, per socket
 _TIME_DIR = re.compile(r"^\.?\d{8}T\d{6}Z(?:\..*)?$")   # a capture folder, or write_capture's temp name
@@ -169,9 +169,9 @@ def _load_plan(spec: str, sc, end):
     """(path, origin, commands) of one ``--apply PLAN.json[@WHEN]``."""
     import json
 
+    from rdtadvisor.core.timewindow import parse_when
     from rdtadvisor.sim import apply
     from rdtadvisor.sim.scenario import parse_duration
-    from rdtadvisor.timewindow import parse_when
 
     head, _, tail = spec.rpartition("@")
     path, when = (head, tail) if head and re.match(r"\+|\d{4}-", tail) else (spec, "")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import click
 import pandas as pd
 
-from rdtadvisor.cli import settings_of
+from rdtadvisor.cli.context import settings_of
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import echo_text
-from rdtadvisor.inventory import host_inventory
+from rdtadvisor.model.inventory import host_inventory
 from rdtadvisor.store import STORE_TABLES, Store
 
 command = click.Group("store", help="Inspect the history store and compact it (run `compact` nightly).")

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 import click
 import pandas as pd
 
-from rdtadvisor import clock
-from rdtadvisor.cli import open_store
+from rdtadvisor.cli.context import open_store
 from rdtadvisor.cli.export import latest_snapshot
-from rdtadvisor.errors import RdtError
+from rdtadvisor.core import clock
+from rdtadvisor.core.errors import RdtError
 from rdtadvisor.model.capacity import socket_capacity
 from rdtadvisor.model.figures import collection_step, per_collection
 from rdtadvisor.render.top import SORTS, fit, render_top, top_rows

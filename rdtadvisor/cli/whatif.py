@@ -4,8 +4,8 @@
     rdtadvisor whatif --plan plan.json --format json --since 7d
 
 Reads the history store (read-only), estimates every VM's miss curve from it
-(`rdtadvisor.curves`), and solves the sharing equilibrium today and under the plan
-(`rdtadvisor.whatif`).
+(`rdtadvisor.model.curvefit`), and solves the sharing equilibrium today and under the plan
+(`rdtadvisor.advise.whatif`).
 
 JSON shape (stable; all sizes in bytes, rates per second, ``null`` when unknown)::
 
@@ -40,13 +40,13 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from rdtadvisor.cli import bandwidth_capacity, memory_traffic, settings_of
+from rdtadvisor.advise.planfile import load_plan
+from rdtadvisor.advise.whatif import Figure, Prediction, predict
+from rdtadvisor.cli.context import bandwidth_capacity, memory_traffic, settings_of
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, text_table
-from rdtadvisor.curves import MIB
-from rdtadvisor.planfile import load_plan
+from rdtadvisor.model.curvefit import MIB
 from rdtadvisor.store import Store
-from rdtadvisor.whatif import Figure, Prediction, predict
 
 
 @click.command("whatif")

@@ -1,2 +1,3 @@
-"""The usage model: pure pandas functions from the store's tidy tables to per-VM, per-socket
-and per-host figures, data quality, classes, noisy neighbours and headroom (no I/O here)."""
+"""The usage model. Enter: the store's tidy tables; leave: per-VM, per-socket and per-host
+figures, data quality, classes, noisy neighbours, headroom, today's masks and each VM's miss
+curve (`curves`). Pure pandas and numpy functions, no I/O."""

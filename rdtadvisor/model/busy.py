@@ -30,7 +30,7 @@ def busy_fractions(domains: pd.DataFrame | None) -> dict[tuple[str, int], float]
     time the domain ran, clipped to [`MIN_BUSY`, 1]. Domains with fewer than two usable
     collections are left out.
 
-    ``domains``: the store's ``domains`` table (`rdtadvisor.frames`), any number of hosts.
+    ``domains``: the store's ``domains`` table (`rdtadvisor.store.frames`), any number of hosts.
     """
     if domains is None or domains.empty or "cpu_seconds" not in domains.columns:
         return {}

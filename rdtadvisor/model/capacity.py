@@ -6,7 +6,7 @@
 l3_bytes                L3 size [B] (``psr-hwinfo``, or 4.5's occupancy header); NaN unknown
 cbm_len, cdp            the CAT mask length in ways and whether CDP is on (NaN / False unknown)
 cos_used, cos_budget    distinct non-default CAT settings in the latest collection vs the
-                        classes a socket can hold (``advise.cbm.cos_needed``/``cos_budget``)
+                        classes a socket can hold (``cache.cbm.cos_needed``/``cos_budget``)
 rmid_used, rmid_total   attached domains in the host's latest collection vs ``total_rmid``
                         (RMIDs are host-wide: the same figures on every socket of a host)
 bw_capacity_bytes_s     the socket's memory bandwidth capacity [B/s]
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from rdtadvisor.advise import cbm as cbmlib
-from rdtadvisor.plan import socket_settings
+from rdtadvisor.cache import cbm as cbmlib
+from rdtadvisor.model.masks import socket_settings
 
 CAPACITY_COLUMNS = [
     "host",

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rdtadvisor.curves import IDLE_BW, STREAMING_BW
-from rdtadvisor.units import format_bytes
+from rdtadvisor.core.units import format_bytes
+from rdtadvisor.model.curvefit import IDLE_BW, STREAMING_BW
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from rdtadvisor import clock
-from rdtadvisor.curves import l3_sizes
+from rdtadvisor.core import clock
 from rdtadvisor.model import capacity as caplib
 from rdtadvisor.model import classify as classlib
 from rdtadvisor.model import neighbours, quality, stats
 from rdtadvisor.model.cube import FIGURE_NAMES, Cube, cubes
+from rdtadvisor.model.curvefit import l3_sizes
 from rdtadvisor.model.figures import bucket_size, collection_step, in_hours
 
 STAT_NAMES = ("p50", "p95", "max", "mean", "n")

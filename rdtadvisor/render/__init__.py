@@ -1,5 +1,2 @@
-"""Renderers: turn plans and reports into text for people and machines.
-
-`rdtadvisor.render.script`: CAT plans as POSIX shell scripts (apply and rollback) to run
-on each Xen host.
-"""
+"""Renderers. Enter: plans and report dicts; leave: text tables, Markdown, HTML with SVG charts,
+Prometheus textfiles and POSIX shell scripts (apply and rollback) to run on each host."""

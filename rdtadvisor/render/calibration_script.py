@@ -33,7 +33,6 @@ import textwrap
 from collections.abc import Iterable
 
 from rdtadvisor import __version__
-from rdtadvisor.advise import cbm
 from rdtadvisor.advise.calibrate import (
     CalibrationPlan,
     HostCalibration,
@@ -42,6 +41,7 @@ from rdtadvisor.advise.calibrate import (
     Touched,
     domid_of,
 )
+from rdtadvisor.cache import cbm
 from rdtadvisor.render.script import _HELPERS, _checks, _text
 
 _LOG = """\

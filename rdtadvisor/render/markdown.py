@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rdtadvisor.render.terminal import printable
+from rdtadvisor.core.text import printable
 
 _SPECIAL = "\\`*_{}[]()<>#+!|~"
 

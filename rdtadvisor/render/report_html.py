@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from rdtadvisor.core.units import GIB, MIB
 from rdtadvisor.render.svg import Series, colour_scale, esc, ink_for, shade, time_chart
-from rdtadvisor.units import GIB, MIB
 
 TOP_N = 8  # series charted by name; the rest is summed into "others" so legends stay short
 # Categorical palette (Tableau 10 without its grey, plus three): neighbours stay distinct.

@@ -13,9 +13,9 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from rdtadvisor.core.text import printable
+from rdtadvisor.core.units import format_bytes
 from rdtadvisor.render import markdown
-from rdtadvisor.render.terminal import printable
-from rdtadvisor.units import format_bytes
 
 MIB = 1024**2
 GIB = 1024**3

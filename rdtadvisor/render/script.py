@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from rdtadvisor import __version__
-from rdtadvisor.plan import CatPlan
+from rdtadvisor.advise.plan import CatPlan
 
 _HELPERS = """\
 fail() { printf 'rdtadvisor: %s\\n' "$*" >&2; exit 1; }

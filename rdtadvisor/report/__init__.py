@@ -1,1 +1,2 @@
-"""Reports: the usage model as one plain dict (`build`) and what changed since a previous one (`diff`)."""
+"""Reports. Enter: the usage model and the mask checks; leave: one plain dict, the report
+contract of ``docs/report.md`` (`build`), and what changed since a previous one (`diff`)."""

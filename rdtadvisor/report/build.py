@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rdtadvisor import clock
-from rdtadvisor.check import CheckReport
+from rdtadvisor.advise.check import CheckReport
+from rdtadvisor.core import clock
+from rdtadvisor.core.units import format_bytes
 from rdtadvisor.model.usage import Limits, Usage
-from rdtadvisor.units import format_bytes
 
 SCHEMA = "rdtadvisor.report/1"
 SEVERITIES = ("critical", "warning", "info")

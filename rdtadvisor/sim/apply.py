@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.core.errors import ConfigError
 from rdtadvisor.sim.scenario import HostSpec, MaskChange, cos_key, mask_error, parse_mask
 
 L3State = tuple[int | None, int | None, int | None]      # (cbm, code_cbm, data_cbm), None: default

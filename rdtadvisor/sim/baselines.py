@@ -1,6 +1,6 @@
 """The baselines every CAT advisor is compared with: no partitioning, equal split, UCP lookahead.
 
-All three return a valid `Layout` within the COS budget (`rdtadvisor.sim.layouts`), with
+All three return a valid `Layout` within the COS budget (`rdtadvisor.cache.layouts`), with
 contiguous runs stacked from bit 0 (PARTIES-style, ``cache-partitioning-algorithms.md`` §4.4).
 
 * `no_partitioning`: every VM at the default all-ones mask (COS 0; costs no COS).
@@ -31,7 +31,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from rdtadvisor.advise.sharing import merge_levels
-from rdtadvisor.sim.layouts import Layout, contiguous_mask, full_mask
+from rdtadvisor.cache.layouts import Layout, contiguous_mask, full_mask
+from rdtadvisor.cache.lookahead import lookahead
 from rdtadvisor.sim.model import Socket, Vm
 
 #: A miss curve source: an (n, W + 1) array (column w = misses/s with w ways; column 0 unused)
@@ -61,31 +62,6 @@ def equal_split(n: int, ways: int, cos_budget: int) -> Layout:
     g = max(1, min(n, cos_budget, ways))
     sizes = [ways // g + (1 if j < ways % g else 0) for j in range(g)]
     return stack(sizes, [i % g for i in range(n)], ways, "equal split")
-
-
-def lookahead(curves: np.ndarray, ways: int, min_alloc: int = 1) -> list[int]:
-    """UCP lookahead: ways per partition for miss curves ``curves`` (m, >= ways + 1).
-
-    ``curves[p, a]`` = misses of partition p with a ways. Every way is handed out.
-    """
-    m = len(curves)
-    alloc = [min_alloc] * m
-    balance = ways - m * min_alloc
-    if balance < 0:
-        raise ValueError(f"{m} partitions of >= {min_alloc} ways do not fit {ways} ways")
-    c = np.asarray(curves, dtype=float)
-    while balance > 0:
-        best_mu, best_p, best_k = -np.inf, 0, 1
-        for p in range(m):
-            a = alloc[p]
-            ks = np.arange(1, balance + 1)
-            mu = (c[p, a] - c[p, a + ks]) / ks
-            k = int(np.argmax(mu))          # first maximum: the smallest k
-            if mu[k] > best_mu:
-                best_mu, best_p, best_k = float(mu[k]), p, k + 1
-        alloc[best_p] += best_k
-        balance -= best_k
-    return alloc
 
 
 def true_miss_curves(socket: Socket, vms: Sequence[Vm]) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 `ucp_on_fitted` follows `rdtadvisor.sim.harness.Advisor`: from the collector's tables of one
 socket (`rdtadvisor.sim.history.observe`), it fits every VM's miss curve with
-`rdtadvisor.curves.fit_all`, tabulates misses per way (``fit.misses(w * way_bytes)``, w = 1..W)
-and runs the existing UCP lookahead (`rdtadvisor.sim.baselines.lookahead`), after the
+`rdtadvisor.model.curves.fit_all`, tabulates misses per way (``fit.misses(w * way_bytes)``, w = 1..W)
+and runs the existing UCP lookahead (`rdtadvisor.cache.lookahead`), after the
 existing KPart-style merge (`baselines.kpart_groups`) when there are more VMs than
 ``min(COS budget, W)`` partitions. Merged groups' curves come from the fitted curves through
 the same sharing rule as the truth model (`model.allocate`: occupancy in proportion to
@@ -18,7 +18,7 @@ mask change are used as they are (`settled` can drop them, ``SETTLE_S``; on the 
 
 When the history cannot give every VM a curve (no history, a VM never seen, or a CPU
 without MBM -- Haswell-EP, occupancy only -- whose masks never varied, so its occupancy
-shares show no curve, `rdtadvisor.shares`), it returns the default layout (no
+shares show no curve, `rdtadvisor.model.shares`), it returns the default layout (no
 partitioning): an honest advisor does not guess. Relative curves (no MBM, after a sweep)
 suit it as they are: lookahead compares misses, and one scale per socket changes nothing.
 """
@@ -30,11 +30,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from rdtadvisor.curves import CurveFit, fit_all
+from rdtadvisor.cache.equilibrium import allocate
+from rdtadvisor.cache.layouts import Layout, full_mask
+from rdtadvisor.cache.lookahead import lookahead
+from rdtadvisor.model.curvefit import CurveFit
+from rdtadvisor.model.curves import fit_all
 from rdtadvisor.sim import baselines
 from rdtadvisor.sim.harness import VmInfo
-from rdtadvisor.sim.layouts import Layout, full_mask
-from rdtadvisor.sim.model import Socket, allocate
+from rdtadvisor.sim.model import Socket
 
 LABEL = "UCP on fitted curves"
 FAMILY = "UCP on fitted curves"
@@ -144,7 +147,7 @@ def ucp_on_fitted(socket: Socket, vms: Sequence[VmInfo], history: Mapping[str, p
     else:
         groups = [(i,) for i in range(n)]
         group_table = table
-    sizes = baselines.lookahead(group_table, W)
+    sizes = lookahead(group_table, W)
     group_of = [0] * n
     for j, members in enumerate(groups):
         for i in members:

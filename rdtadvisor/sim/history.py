@@ -1,6 +1,6 @@
 """The history an operator's store would hold for a suite scenario's socket (issue 3's harness).
 
-`observe(scenario, mode, seed=...)` returns the collector's tidy tables (`rdtadvisor.frames`:
+`observe(scenario, mode, seed=...)` returns the collector's tidy tables (`rdtadvisor.store.frames`:
 samples, settings, facts, domains, events) for ``hours`` of collections every ``step_s``
 seconds on one socket holding the scenario's VMs, i.e. what a CAT advisor would really see
 before it advises. The chain is the simulator's own, with no shortcut through the truth:
@@ -18,7 +18,7 @@ before it advises. The chain is the simulator's own, with no shortcut through th
 3. `rdtadvisor.sim.measure.measure` + `render_captures`: Xen's quirks on (occupancy
    quantum and lag after a mask change, 10 ms bandwidth snapshots, prefetch, erratum,
    overflows, missing cells) and the byte-exact ``xl`` captures, in memory.
-4. The collector's parser, `rdtadvisor.frames.capture_frames`, then `frames.concat`.
+4. The collector's parser, `rdtadvisor.store.frames.capture_frames`, then `frames.concat`.
 
 Step 4 costs ~14 ms per capture (pandas overhead per small table), i.e. 5 s for 6 hours
 at 1-minute steps. `observe` therefore parses with `capture_frames` only the captures that
@@ -65,16 +65,16 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from rdtadvisor import frames
 from rdtadvisor.advise import calibrate
 from rdtadvisor.advise.strategy import TRAFFIC_FACT
+from rdtadvisor.core.units import GIB, KIB
 from rdtadvisor.sim import measure, model, presets
 from rdtadvisor.sim.harness import HISTORY_MODES, SuiteScenario
 from rdtadvisor.sim.phases import Phase
 from rdtadvisor.sim.scenario import DEFAULT_START, DOM0_NAME, HostSpec, MaskChange, VmSpec
 from rdtadvisor.sim.truth import simulate_host
 from rdtadvisor.sources.capture import Capture, reading_of
-from rdtadvisor.units import GIB, KIB
+from rdtadvisor.store import frames
 
 XEN = "4.19.1"
 OPERATOR_NOISE = 0.1               # lognormal sigma of the operator's traffic measurement
@@ -217,7 +217,7 @@ def observe(scenario: SuiteScenario, mode: str, *, seed: int, hours: float = HOU
     ``operator=True``: on a part without MBM, the facts also carry what the operator measures
     outside xl (a ``TRAFFIC_FACT`` row: the socket's memory traffic as pcm-memory reports it, the
     median over the run of the truth's summed bandwidth with `OPERATOR_NOISE` lognormal error),
-    which is what scales relative curves (`rdtadvisor.shares`). The store takes no such row
+    which is what scales relative curves (`rdtadvisor.model.shares`). The store takes no such row
     from xl; the harness's advisors read it as ``advise cat`` reads ``[report] memory_traffic``.
     """
     host = host_spec(scenario, mode, seed=seed, hours=hours, step_s=step_s, hold=hold)

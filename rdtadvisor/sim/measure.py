@@ -1,10 +1,10 @@
-"""The measurement model: what a collection (`rdtadvisor.collect.collect_host`) would have
+"""The measurement model: what a collection (`rdtadvisor.sources.collect.collect_host`) would have
 captured from a simulated host, byte for byte, with Xen's quirks on top of the truth.
 
 `host_captures(truth, seed=...)` turns one `rdtadvisor.sim.truth.HostTruth` into one
 `Capture` per time step, holding exactly the files ``collect_host(readings=3)`` keeps on
 that host's Xen version (``xen-xl-psr.md`` §6, `rdtadvisor.xl.commands.collection_commands`
-and the psr-hwinfo feature filter in `rdtadvisor.collect`):
+and the psr-hwinfo feature filter in `rdtadvisor.sources.collect`):
 
 =========  =========================================================================
 Xen        files
@@ -99,9 +99,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rdtadvisor.core.units import KIB, MIB
 from rdtadvisor.sim import presets
 from rdtadvisor.sources.capture import Capture, CommandResult
-from rdtadvisor.units import KIB, MIB
 from rdtadvisor.xl import cat, cmt, domains, hostinfo, hwinfo, mba
 from rdtadvisor.xl.commands import capture_name
 

@@ -28,29 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LINE_BYTES = 64
+from rdtadvisor.cache.curve import LINE_BYTES, Curve
+from rdtadvisor.cache.equilibrium import allocate, mask_matrix
+
 MIB = 1024**2
-
-
-@dataclass(frozen=True)
-class Curve:
-    """Miss ratio over held capacity [B]: power law down to a floor at the working-set knee.
-
-    ``mr(c) = min(1, (c / c0) ** -alpha)`` for ``c < ws``; ``floor`` for ``c >= ws``.
-    ``floor`` is the compulsory/coherence share that no capacity removes. Non-increasing
-    in ``c`` by construction (the knee may be a cliff: misses drop only once it all fits).
-    """
-
-    alpha: float
-    ws_bytes: float
-    floor: float = 0.02
-    c0_bytes: float = 0.25 * MIB
-
-    def miss_ratio(self, capacity: np.ndarray | float) -> np.ndarray:
-        c = np.maximum(np.asarray(capacity, dtype=float), 1.0)
-        power = np.minimum(1.0, (c / self.c0_bytes) ** -self.alpha)
-        # A relative tolerance at the knee: a capacity capped at ws by arithmetic must count as ws.
-        return np.where(c >= self.ws_bytes * (1 - 1e-9), self.floor, np.maximum(power, self.floor))
 
 
 @dataclass(frozen=True)
@@ -106,16 +87,6 @@ class SocketState:
     utilisation: np.ndarray    # socket bandwidth / capacity
     latency_ns: np.ndarray
     converged: bool = field(default=True)
-
-
-def mask_matrix(masks: Sequence[int], ways: int) -> np.ndarray:
-    """(n, ways) booleans: bit w of each mask. Raises ValueError on an empty or too wide mask."""
-    out = np.zeros((len(masks), ways), dtype=bool)
-    for i, m in enumerate(masks):
-        if m <= 0 or m >> ways:
-            raise ValueError(f"mask {m:#x} is empty or wider than {ways} ways")
-        out[i] = [(m >> w) & 1 for w in range(ways)]
-    return out
 
 
 def solve(socket: Socket, vms: Sequence[Vm], masks: Sequence[int], load: np.ndarray | None = None,
@@ -184,36 +155,6 @@ def solve(socket: Socket, vms: Sequence[Vm], masks: Sequence[int], load: np.ndar
                        local_bandwidth=bw * (1.0 - remote), ips=ips, speed=np.where(lmat > 0, speed, 1.0),
                        utilisation=bw.sum(axis=-1) / socket.bw_bytes_s, latency_ns=latency,
                        converged=converged)
-
-
-def allocate(misses: np.ndarray, own: np.ndarray, way_bytes: float, ws: np.ndarray) -> np.ndarray:
-    """One step of the sharing equilibrium: capacity each VM holds, given its miss rate.
-
-    In every way, the VMs whose masks include it hold shares proportional to their
-    insertion pressure (misses spread evenly over their own ways); no VM holds more than
-    its working set `ws`, and what a capped VM leaves goes to the others in those ways.
-
-    misses : (..., n) misses per second; own : (n, W) 0/1 mask matrix, or (..., n, W) for a
-    batch of layouts (the scoring harness); returns (..., n) [B].
-    """
-    pressure = misses[..., :, None] * own / np.maximum(own.sum(axis=-1, keepdims=True), 1) + 1e-9 * own
-    share = pressure / np.maximum(pressure.sum(axis=-2, keepdims=True), 1e-300)
-    cap = (share * way_bytes).sum(axis=-1)
-    # Water-filling: a VM once capped stays capped (no flip-flop on rounding), and only the
-    # uncapped ones receive what the capped leave; each round caps at least one more VM.
-    capped = np.zeros(cap.shape, dtype=bool)
-    for _ in range(own.shape[-2] + 1):
-        if not (cap > ws * (1 + 1e-12)).any():
-            break
-        capped |= cap > ws * (1 - 1e-12)
-        scale = np.where(capped, ws / np.maximum(cap, 1e-300), 1.0)
-        held = share * scale[..., None] * way_bytes
-        free = way_bytes - held.sum(axis=-2, keepdims=True)
-        room = pressure * (~capped)[..., None]
-        room_share = room / np.maximum(room.sum(axis=-2, keepdims=True), 1e-300)
-        share = (held + room_share * free) / way_bytes
-        cap = (share * way_bytes).sum(axis=-1)
-    return np.minimum(cap, np.maximum(ws, 0.0))
 
 
 def alone(socket: Socket, vm: Vm) -> SocketState:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.core.errors import ConfigError
 from rdtadvisor.sim import model
 
 KIB = 1024

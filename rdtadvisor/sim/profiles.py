@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any
 
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.core.errors import ConfigError
 from rdtadvisor.sim import model
 from rdtadvisor.sim.phases import Phase
 

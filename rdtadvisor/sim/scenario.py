@@ -43,11 +43,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from rdtadvisor import clock
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.core import clock
+from rdtadvisor.core.errors import ConfigError
+from rdtadvisor.core.units import GIB, parse_size
 from rdtadvisor.sim import model, presets, profiles
 from rdtadvisor.sim.phases import KINDS, Phase
-from rdtadvisor.units import GIB, parse_size
 
 DOM0_NAME = "Domain-0"
 DEFAULT_START = datetime(2026, 11, 20, tzinfo=UTC)   # the scoring suite's histories start here
@@ -57,7 +57,7 @@ def recent_start(duration: timedelta) -> datetime:
     """Where a scenario without ``start`` begins: so that it ends at the start of yesterday (UTC).
 
     The history is then recent on any date (a default 7-day window covers it), and a day of
-    ``simulate --extend`` still ends before now. The clock is `rdtadvisor.clock`.
+    ``simulate --extend`` still ends before now. The clock is `rdtadvisor.core.clock`.
     """
     end = clock.now().floor("D").to_pydatetime() - timedelta(days=1)
     return end - duration

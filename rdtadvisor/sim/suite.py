@@ -25,7 +25,7 @@ Broadwell-D D-1540 (KPart)       12 MiB   12   25 GB/s      15
 smaller COS budget on purpose, each saying why (CDP halving, COS kept back by policy), to
 reproduce §6.4's "<= 4 COS" setting.
 
-VM archetypes (miss curve, `rdtadvisor.sim.model.Curve`; Hartstein et al.: alpha 0.3-0.7):
+VM archetypes (miss curve, `rdtadvisor.cache.curve.Curve`; Hartstein et al.: alpha 0.3-0.7):
 
 * ``sensitive``: alpha 0.3-0.9, working set 4-40 MiB, 5-25 L3 accesses per kilo-instruction;
 * ``streaming``: alpha 0.02, working set far beyond the L3 (misses do not fall), 20-60 APKI;
@@ -33,7 +33,7 @@ VM archetypes (miss curve, `rdtadvisor.sim.model.Curve`; Hartstein et al.: alpha
 * ``dom0``: Domain-0, small and quiet, but a domain like any other for the COS budget.
 
 In scenarios whose socket has at most 6 VMs the optimum searches both layout families of
-`rdtadvisor.sim.layouts`; the 8-VM COS-starved scenario searches family (a) only
+`rdtadvisor.cache.layouts`; the 8-VM COS-starved scenario searches family (a) only
 (``overlapping=False``: family (b) is 2.2 million layouts there).
 """
 
@@ -43,9 +43,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from rdtadvisor.cache.curve import Curve
 from rdtadvisor.sim import presets
 from rdtadvisor.sim.harness import SuiteScenario
-from rdtadvisor.sim.model import MIB, Curve, Socket, Vm
+from rdtadvisor.sim.model import MIB, Socket, Vm
 
 SKX = presets.get("skylake-sp-gold-6148").socket()
 BDW = presets.get("broadwell-ep-e5-2698-v4").socket()

@@ -1,7 +1,9 @@
-"""Where captures come from: the local `xl`, `xl` over ssh, or a folder of saved captures.
+"""Sources. Enter: hosts (this machine's `xl`, `xl` over ssh) or folders of saved captures;
+leave: `Capture`s, the raw text, stderr and exit status of every command.
 
 A *runner* runs one argv on one host and returns a `CommandResult`; the collector
-(`rdtadvisor.collect`) drives runners and packs their results into a `Capture`.
+(`rdtadvisor.sources.collect`) drives runners and packs their results into a `Capture`;
+`attach` starts CMT monitoring of unmonitored domains.
 Runners never raise for a failed command: failure is data (exit status, stderr,
 `error`), so one bad host or command never stops the others.
 """

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rdtadvisor.errors import ParseError, StoreError
+from rdtadvisor.core.errors import ParseError, StoreError
 from rdtadvisor.xl.commands import parse_command
 
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"

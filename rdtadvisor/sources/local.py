@@ -24,8 +24,8 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from rdtadvisor import clock
-from rdtadvisor.config import HostConfig
+from rdtadvisor.core import clock
+from rdtadvisor.core.config import HostConfig
 from rdtadvisor.sources.capture import CommandResult
 
 ENCODING = "utf-8"

@@ -41,7 +41,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 
-from rdtadvisor.config import HostConfig
+from rdtadvisor.core.config import HostConfig
 from rdtadvisor.sources.capture import CommandResult
 from rdtadvisor.sources.local import run_process, sudo_error, xl_argv
 

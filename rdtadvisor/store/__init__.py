@@ -1,4 +1,6 @@
-"""The history store: every collection ever made, as a partitioned Parquet dataset.
+"""The history store. Enter: captures; leave: tidy tables (`frames`: one row per sample,
+setting, fact, domain and event) and every collection ever made, as a partitioned Parquet
+dataset.
 
 Embedded (a folder, no server), append-only, crash-safe and idempotent; pandas,
 DuckDB and pyarrow read it without rdtadvisor. The layout and the write protocol are
@@ -12,6 +14,7 @@ described in `rdtadvisor.store.parquet` and ``docs/store.md``::
 
 from __future__ import annotations
 
+from rdtadvisor.core.timewindow import parse_when, to_utc
 from rdtadvisor.store.parquet import (
     COLLECTIONS,
     COLLECTIONS_SCHEMA,
@@ -24,7 +27,6 @@ from rdtadvisor.store.parquet import (
     StoreSummary,
     escape_host,
 )
-from rdtadvisor.timewindow import parse_when, to_utc
 
 __all__ = [
     "COLLECTIONS",

@@ -96,9 +96,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from rdtadvisor.errors import StoreError
-from rdtadvisor.frames import SCHEMAS, TABLES, validate
-from rdtadvisor.timewindow import When, to_utc
+from rdtadvisor.core.errors import StoreError
+from rdtadvisor.core.timewindow import When, to_utc
+from rdtadvisor.store.frames import SCHEMAS, TABLES, validate
 
 FORMAT = "rdtadvisor-store"
 FORMAT_VERSION = 1

@@ -1,4 +1,5 @@
-"""The xl language: one parser module per command, behind one `parse()`.
+"""The xl language. Enter: the text an `xl` command printed; leave: plain records. One
+parser module per command, behind one `parse()`.
 
 ========================  ==========================  =====================
 command                   module                      record
@@ -13,7 +14,7 @@ command                   module                      record
 
 Every record has ``to_dict()`` (the JSON contract in its module docstring) and
 ``table_rows()`` (flat rows for ``--format table``). Parsers are pure: text in,
-record out, `rdtadvisor.errors.ParseError` on anything else.
+record out, `rdtadvisor.core.errors.ParseError` on anything else.
 """
 
 from __future__ import annotations

@@ -54,8 +54,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from rdtadvisor.errors import ParseError
-from rdtadvisor.units import KIB
+from rdtadvisor.core.errors import ParseError
+from rdtadvisor.core.units import KIB
 from rdtadvisor.xl import _blocks
 
 COMMAND = "psr-cat-show"

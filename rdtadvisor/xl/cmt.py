@@ -37,8 +37,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rdtadvisor.errors import ParseError
-from rdtadvisor.units import KIB
+from rdtadvisor.core.errors import ParseError
+from rdtadvisor.core.units import KIB
 from rdtadvisor.xl import failures
 from rdtadvisor.xl.commands import CMT_METRICS
 

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.core.errors import ConfigError
 
 CMT_METRICS = ("cache-occupancy", "total-mem-bandwidth", "local-mem-bandwidth")
 BANDWIDTH_METRICS = CMT_METRICS[1:]

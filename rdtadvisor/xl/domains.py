@@ -45,8 +45,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rdtadvisor.errors import ParseError
-from rdtadvisor.units import MIB
+from rdtadvisor.core.errors import ParseError
+from rdtadvisor.core.units import MIB
 from rdtadvisor.xl import failures
 
 COMMAND = "list"

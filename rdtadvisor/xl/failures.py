@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rdtadvisor.errors import XlReportedError
+from rdtadvisor.core.errors import XlReportedError
 
 # (kind, pattern). Order matters: the first match wins, specific before generic.
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(

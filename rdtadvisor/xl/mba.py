@@ -47,7 +47,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from rdtadvisor.errors import ParseError
+from rdtadvisor.core.errors import ParseError
 from rdtadvisor.xl import _blocks
 
 COMMAND = "psr-mba-show"

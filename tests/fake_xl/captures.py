@@ -2,7 +2,7 @@
 
 `write_sample_capture(root, host)` writes ``root/<host>/<time>/`` in the capture layout:
 a Xen 4.17 host with two sockets, CMT + L3 CAT + MBA and no L2 CAT, three bandwidth
-readings: exactly the files ``rdtadvisor.collect.collect_host(readings=3)`` asks for.
+readings: exactly the files ``rdtadvisor.sources.collect.collect_host(readings=3)`` asks for.
 The texts follow the RECONSTRUCTED examples of ``xen-xl-psr.md`` (byte-exact spacing;
 ``xl info`` and ``xl list`` use xl's printf widths). With ``l2_failure=True`` it also
 records ``xl psr-cat-show -l 2`` as failed the way xl fails on such a host (stdout

@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
-from rdtadvisor import clock
+from rdtadvisor.core import clock
 
 _UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours",
           "d": "days", "w": "weeks"}

@@ -26,7 +26,7 @@ per host, ``before``/``after`` give each dimension's load and its share of the l
 ``memory_share``, ``vcpus``, ``vcpus_share``; shares against the policy's thresholds, null
 when the capacity is unknown; ``l3_socket0_share`` etc. per socket). The CLI adds
 ``predicted`` per host (``before``/``after`` occupancy and bandwidth from the what-if engine's
-fitted miss curves, `rdtadvisor.whatif`) where the history allows. ``commands`` are ``xl
+fitted miss curves, `rdtadvisor.advise.whatif`) where the history allows. ``commands`` are ``xl
 migrate`` lines, one per migration, to run on the source host, every argument quoted with
 `shlex.join`.
 """
@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from rdtadvisor.placement.fleet import DIMENSIONS, REASON_OF_DIMENSION, Arrays, Fleet, loads
-from rdtadvisor.placement.solve import Solution
-from rdtadvisor.render.terminal import printable
+from rdtadvisor.advise.placement.fleet import DIMENSIONS, REASON_OF_DIMENSION, Arrays, Fleet, loads
+from rdtadvisor.advise.placement.solve import Solution
+from rdtadvisor.core.text import printable
 
 _UNITS = {"l3": "l3_bytes", "bandwidth": "bandwidth_bytes_s", "memory": "memory_bytes", "vcpus": "vcpus"}
 

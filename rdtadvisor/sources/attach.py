@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rdtadvisor.errors import ParseError, SourceError
+from rdtadvisor.core.errors import ParseError, SourceError
 from rdtadvisor.sources import Runner
 from rdtadvisor.xl import cmt, domains, failures, hostinfo
 

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from rdtadvisor import xl
-from rdtadvisor.errors import ParseError, XlReportedError
+from rdtadvisor.core.errors import ParseError, XlReportedError
 from rdtadvisor.sources.capture import reading_of
 from rdtadvisor.xl import failures
 

@@ -2,15 +2,15 @@
 
 Pure: frames in, a `Prediction` out. The pieces:
 
-1. **Curves** for every VM from its history (`rdtadvisor.curves.fit_all`), never the
+1. **Curves** for every VM from its history (`rdtadvisor.model.curves.fit_all`), never the
    simulator's hidden truth. Without MBM, relative curves from occupancy shares
-   (`rdtadvisor.shares`), scaled by the socket's memory traffic measured outside xl.
+   (`rdtadvisor.model.shares`), scaled by the socket's memory traffic measured outside xl.
 2. **Today** per (host, socket): the VMs of the latest collection, their masks from the
    latest ``settings`` (the socket's default mask, all ones, when none is stored), and
    their recent observed misses (median over the socket's `RECENT` latest collections, those
    in which the VM had today's mask).
 3. **The sharing equilibrium** (``cache-partitioning-algorithms.md`` §2.2): iterate
-   `rdtadvisor.sim.model.allocate` with misses = the fitted M(capacity), damped, to a fixed
+   `rdtadvisor.cache.equilibrium.allocate` with misses = the fitted M(capacity), damped, to a fixed
    point. It is solved for an ensemble at once: entry 0 uses each curve's best estimate,
    the others one posterior draw per VM (`CurveFit.draws`).
 4. **Anchoring**: each ensemble member's access rate is scaled so that today's masks
@@ -41,11 +41,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from rdtadvisor import curves, shares
-from rdtadvisor.errors import RdtError
+from rdtadvisor.advise.planfile import CatEntry, Migration, PlanFile, check_masks
+from rdtadvisor.cache.curve import LINE_BYTES
+from rdtadvisor.cache.equilibrium import allocate, mask_matrix
+from rdtadvisor.core.errors import RdtError
+from rdtadvisor.model import curvefit as curves
+from rdtadvisor.model import shares
 from rdtadvisor.model.capacity import SocketFacts, socket_facts
-from rdtadvisor.planfile import CatEntry, Migration, PlanFile, check_masks
-from rdtadvisor.sim.model import LINE_BYTES, allocate, mask_matrix
+from rdtadvisor.model.curves import relative_fits
 
 RECENT = 3              # the latest collections (with today's mask) that make "today's" level
 N_DRAWS = 64            # ensemble members besides the best estimate
@@ -200,7 +203,7 @@ def equilibrium(log_r: np.ndarray, alpha: np.ndarray, ws: np.ndarray, floor: np.
     """Capacity [B] and misses/s of n VMs sharing ways, for an ensemble of curve sets.
 
     Parameters are (E, n) arrays (`curves.misses_of`); `own` is the (n, W) 0/1 mask
-    matrix. Damped iteration of `model.allocate` with misses = M(capacity), as the truth
+    matrix. Damped iteration of `equilibrium.allocate` with misses = M(capacity), as the truth
     model does, each ensemble member frozen once it moves less than `tol` ways (keeping the
     undamped step, which lands exactly on a working-set knee). Returns (capacity, misses,
     converged per member). `start`: (E, n) capacities to start from (a nearby layout's
@@ -278,7 +281,7 @@ class _History:
         self.relative: dict[tuple[str, int, int], curves.CurveFit] = {}
         self.unscaled: dict[tuple[str, int], str] = {}
         if len(self.samples):
-            pseudo, fits = curves.relative_fits(self.samples, self.facts, self.settings)
+            pseudo, fits = relative_fits(self.samples, self.facts, self.settings)
             for (host, socket), g in pseudo.groupby(["host", "socket"]):
                 mine = {k: f for k, f in fits.items() if k[:2] == (host, socket)}
                 total = sum(f.median_bandwidth for f in mine.values())
@@ -487,7 +490,7 @@ def predict(history: Mapping[str, pd.DataFrame], plan: PlanFile, *, bw_capacity:
     `history`: tidy frames by table name (``samples``, ``settings``, ``facts``; others
     ignored). `bw_capacity`: per-socket capacity [B/s] by ``(host, socket)`` or ``host``.
     `traffic`: per host, the sockets' memory traffic [B/s] measured outside xl, which scales
-    the relative curves of a CPU without MBM (`rdtadvisor.shares`).
+    the relative curves of a CPU without MBM (`rdtadvisor.model.shares`).
     Raises ConfigError for masks Xen would reject, PredictionError when a planned host or
     socket has no history at all, or has no MBM and no `traffic`.
     """

@@ -1,6 +1,6 @@
 """Fleet capacity planning: how many more VMs like a profile each host can take, by every limit.
 
-The same four limits as placement (`rdtadvisor.placement.fleet`): L3 need, memory bandwidth
+The same four limits as placement (`rdtadvisor.advise.placement.fleet`): L3 need, memory bandwidth
 (where its capacity is configured), memory and vCPUs. A host takes
 ``min over dimensions of floor((limit - load) / profile)``; maintenance hosts take none. The
 binding dimension is named per host.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rdtadvisor.placement.fleet import DIMENSIONS, Fleet, Policy, loads
+from rdtadvisor.advise.placement.fleet import DIMENSIONS, Fleet, Policy, loads
 
 
 def fleet_headroom(fleet: Fleet, policy: Policy, profile: np.ndarray) -> list[dict]:

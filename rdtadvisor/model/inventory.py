@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from rdtadvisor.units import MIB
+from rdtadvisor.core.units import MIB
 
 
 def host_inventory(collections: pd.DataFrame, facts: pd.DataFrame, domains: pd.DataFrame,

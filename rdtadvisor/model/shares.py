@@ -1,7 +1,7 @@
 """Relative miss rates from occupancy shares, for CPUs that monitor occupancy but not bandwidth.
 
 Haswell-EP (Xeon E5 v3) has CMT but no MBM: its store holds each domain's L3 occupancy and
-no bandwidth, so `rdtadvisor.curves.points` finds no (capacity, misses/s) point at all. The
+no bandwidth, so `rdtadvisor.model.curvefit.points` finds no (capacity, misses/s) point at all. The
 occupancy still says something (``cache-partitioning-algorithms.md`` §2.2): domains that
 share ways hold them in proportion to their insertion (miss) rates, so within one **pool**
 (the active domains whose masks overlap, at one collection) a domain's misses/s are its
@@ -16,7 +16,7 @@ factor and every pool's ``log kappa_p`` up to an affine map (`factor_model`). Th
 factor is fixed by an assumption on the flattest domain's exponent (the gauge, below): the
 others are relative to it, and ``kappa_p`` is known up to one scale per socket. So `points`
 turns occupancy into pseudo points (capacity held, misses/s) in **relative units** (the
-socket's median summed pseudo bandwidth is `REFERENCE_BW`), which `rdtadvisor.curves.fit`
+socket's median summed pseudo bandwidth is `REFERENCE_BW`), which `rdtadvisor.model.curvefit.fit`
 fits like measured ones.
 
 What occupancy cannot show is carried as uncertainty, not guessed away (`relative_fit`):
@@ -50,7 +50,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from rdtadvisor.curves import (
+from rdtadvisor.cache.curve import LINE_BYTES
+from rdtadvisor.model.curvefit import (
     C0_BYTES,
     HUBER_K,
     OCC_QUANTUM,
@@ -59,7 +60,6 @@ from rdtadvisor.curves import (
     CurveFit,
     row_masks,
 )
-from rdtadvisor.sim.model import LINE_BYTES
 
 REFERENCE_BW = 10e9       # B/s: the socket's median summed pseudo bandwidth (the relative unit)
 MIN_POOLED = 8            # pooled readings a domain needs for its exponent
@@ -160,7 +160,7 @@ def factor_model(pool: np.ndarray, vm: np.ndarray, log_occ: np.ndarray, n_vms: i
 
 def points(samples: pd.DataFrame, settings: pd.DataFrame | None, l3_bytes: dict[tuple[str, int], float]
            ) -> tuple[pd.DataFrame, dict[tuple[str, int, int], Alone], dict[tuple[str, int], tuple]]:
-    """Pseudo points (`rdtadvisor.curves.POINT_COLUMNS`) for the occupancy-only sockets of
+    """Pseudo points (`rdtadvisor.model.curvefit.POINT_COLUMNS`) for the occupancy-only sockets of
     `samples`, what each domain held alone ((host, socket, domid) -> `Alone`) and each
     socket's gauge ((host, socket) -> `FLAT_GAUGE` or `KNEE_GAUGE`, by its flattest domain).
 
@@ -215,7 +215,7 @@ def points(samples: pd.DataFrame, settings: pd.DataFrame | None, l3_bytes: dict[
         n_of = np.bincount(vm, minlength=len(vm_ids))
         # The slope needs pools of different sizes: with every domain in one pool (default masks
         # only) u follows the load swings, which move a domain's occupancy and misses together
-        # (the shared-periods bias of `rdtadvisor.curves.fit`, with no rate to pin it): no curve.
+        # (the shared-periods bias of `rdtadvisor.model.curvefit.fit`, with no rate to pin it): no curve.
         pool_bytes = np.log(np.maximum(pool_union[use], 1)).astype(float)
         sizes = np.array([np.std(pool_bytes[vm == k]) if n_of[k] else 0.0 for k in range(len(vm_ids))])
         spread = np.array([np.std(u_of[vm == k]) if n_of[k] else 0.0 for k in range(len(vm_ids))])
@@ -332,7 +332,7 @@ def relative_fit(fit: CurveFit, alone: Alone | None, gauge: tuple[float, float, 
 def scaled(fit: CurveFit, factor: float) -> CurveFit:
     """A relative curve in misses/s: its rates (best estimate, draws, median bandwidth) times
     `factor`, the socket's measured memory traffic over its relative curves' summed median
-    bandwidth (what `rdtadvisor.advise.strategy` and `rdtadvisor.whatif` scale by)."""
+    bandwidth (what `rdtadvisor.advise.strategy` and `rdtadvisor.advise.whatif` scale by)."""
     d = fit.draws.copy()
     if len(d):
         d[:, 0] += np.log(factor)

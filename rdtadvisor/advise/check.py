@@ -1,7 +1,7 @@
 """``rdtadvisor check``: what is wrong with today's CAT masks (pure: frames in, findings out).
 
 Input: the tables of **one collection per host** (normally each host's latest:
-``Store.latest``): ``settings``, ``facts``, ``samples`` and ``domains`` (`rdtadvisor.frames`).
+``Store.latest``): ``settings``, ``facts``, ``samples`` and ``domains`` (`rdtadvisor.store.frames`).
 Per (host, socket), L3 (and L2 for validity), it reports `Finding`s of these kinds:
 
 ``invalid-mask``
@@ -26,7 +26,7 @@ Per (host, socket), L3 (and L2 for validity), it reports `Finding`s of these kin
     medians (bandwidth: median of the repeated ``mem_bw_total`` snapshots); a domain is
     **streaming** when all three hold:
 
-    1. bandwidth >= ``streaming_bw`` (default 2 GB/s: `rdtadvisor.curves.STREAMING_BW_PRIOR`,
+    1. bandwidth >= ``streaming_bw`` (default 2 GB/s: `rdtadvisor.model.curvefit.STREAMING_BW_PRIOR`,
        the figure that suggests streaming when no miss curve is known);
     2. bandwidth >= ``streaming_share`` (40%) of all domains' bandwidth on the socket;
     3. bandwidth per byte of L3 held >= ``streaming_intensity`` (2x) the socket's
@@ -57,10 +57,10 @@ from typing import Any
 
 import pandas as pd
 
-from rdtadvisor.advise import cbm as cbmlib
 from rdtadvisor.advise.calibrate import left_level, left_message
-from rdtadvisor.curves import IDLE_BW, STREAMING_BW_PRIOR
-from rdtadvisor.plan import socket_settings
+from rdtadvisor.cache import cbm as cbmlib
+from rdtadvisor.model.curvefit import IDLE_BW, STREAMING_BW_PRIOR
+from rdtadvisor.model.masks import socket_settings
 
 KINDS = ("invalid-mask", "cos-exhausted", "cos-nearly-exhausted", "calibration-left", "dom0-default",
          "overlaps-streaming", "unused-mask")

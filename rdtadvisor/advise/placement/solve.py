@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, sparse
 
-from rdtadvisor.placement.fleet import Arrays, Fleet, Policy, loads, violations
+from rdtadvisor.advise.placement.fleet import Arrays, Fleet, Policy, loads, violations
 
 CANDIDATES = 24  # destinations kept per VM on large fleets
 FREE_WAYS_WEIGHT = 0.05  # a host with every way free of partitions counts as 5 points emptier

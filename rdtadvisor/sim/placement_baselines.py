@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rdtadvisor.placement.fleet import Arrays, Policy, loads, violations
+from rdtadvisor.advise.placement.fleet import Arrays, Policy, loads, violations
 
 MEMORY, VCPUS = 2, 3
 

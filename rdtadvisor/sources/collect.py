@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from rdtadvisor import clock
-from rdtadvisor.config import HostConfig
-from rdtadvisor.errors import ConfigError, ParseError, RdtError, SourceError
+from rdtadvisor.core import clock
+from rdtadvisor.core.config import HostConfig
+from rdtadvisor.core.errors import ConfigError, ParseError, RdtError, SourceError
 from rdtadvisor.sources import Runner
 from rdtadvisor.sources.capture import Capture, CommandResult, find_captures, read_capture
 from rdtadvisor.xl import hostinfo, hwinfo

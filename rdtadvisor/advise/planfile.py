@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rdtadvisor.advise.cbm import is_contiguous
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.cache.cbm import is_contiguous
+from rdtadvisor.core.errors import ConfigError
 from rdtadvisor.model.capacity import SocketFacts
 
 

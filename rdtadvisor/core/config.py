@@ -81,7 +81,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from rdtadvisor.errors import ConfigError
+from rdtadvisor.core.errors import ConfigError
 
 ENV_STORE = "RDTADVISOR_STORE"
 ENV_CONFIG = "RDTADVISOR_CONFIG"
@@ -132,7 +132,7 @@ class ReportSettings:
     bandwidth_capacity: float | None = None          # B/s per socket, every host
     host_bandwidth_capacity: dict[str, float] = field(default_factory=dict)
     # B/s per socket in use, measured outside xl (pcm-memory, perf uncore_imc): what sizes the
-    # relative curves of a CPU without MBM (`rdtadvisor.shares`)
+    # relative curves of a CPU without MBM (`rdtadvisor.model.shares`)
     memory_traffic: float | None = None
     host_memory_traffic: dict[str, float] = field(default_factory=dict)
     l3_threshold: float = 0.9
@@ -481,7 +481,7 @@ def _weight(data: dict[str, Any], key: str, where: str, what: str) -> float:
 
 def _rate(value: Any, where: str, key: str = "bandwidth_capacity") -> float:
     """A bandwidth: a number of B/s or a string such as ``60GiB/s``."""
-    from rdtadvisor.units import parse_size
+    from rdtadvisor.core.units import parse_size
 
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(f"{where}: '{key}' must be a rate such as \"60GiB/s\"")

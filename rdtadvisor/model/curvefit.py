@@ -18,7 +18,7 @@ Caveats of misses = bandwidth / 64 (§2.1):
 * Skylake-SP MBM erratum: Xen applies no per-RMID correction, so absolute figures of
   high-RMID domains may be off by up to ~45 %; again the shape survives.
 
-The curve model is the simulator's (`rdtadvisor.sim.model.Curve`), scaled by the access rate::
+The curve model is the simulator's (`rdtadvisor.cache.curve.Curve`), scaled by the access rate::
 
     M(c) = r * max(f, min(1, (c / c0) ** -alpha))   for c < ws
     M(c) = r * f                                    for c >= ws
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from rdtadvisor.sim.model import LINE_BYTES, Curve
+from rdtadvisor.cache.curve import LINE_BYTES, Curve
 
 KIB = 1024
 MIB = 1024**2
@@ -165,7 +165,7 @@ class CurveFit:
     shared_only : no point was taken alone in a partition or with a narrowed mask, so its own
     load moved its occupancy and its misses together (the slope is biased towards flat).
     relative : the socket has no MBM; the points came from occupancy shares
-    (`rdtadvisor.shares`), so ``r`` and ``median_bandwidth`` are in relative units (one scale
+    (`rdtadvisor.model.shares`), so ``r`` and ``median_bandwidth`` are in relative units (one scale
     per socket, unknown) and the draws carry the exponents' common uncertainty.
     """
 
@@ -183,7 +183,7 @@ class CurveFit:
     c0_bytes: float = C0_BYTES
     draws: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)), repr=False, compare=False)
     shared_only: bool = False          # every point taken sharing the whole cache (see `fit`)
-    relative: bool = False             # no MBM: misses in relative units (`rdtadvisor.shares`)
+    relative: bool = False             # no MBM: misses in relative units (`rdtadvisor.model.shares`)
 
     @property
     def fallback(self) -> bool:
@@ -571,44 +571,7 @@ def l3_sizes(facts: pd.DataFrame) -> dict[tuple[str, int], float]:
     return {(str(h), int(s)): float(v) for h, s, v in zip(f["host"], f["socket"], f["value"], strict=True)}
 
 
-def fit_all(samples: pd.DataFrame, facts: pd.DataFrame, settings: pd.DataFrame | None = None, *,
-            l3_default: Mapping[str, float] | None = None) -> dict[tuple[str, int, int], CurveFit]:
-    """A `CurveFit` per (host, socket, domid) seen in `samples`.
-
-    `settings` (the masks) lets the fit weight points taken alone in a partition (see
-    `points`). The L3 size comes from the facts (``l3_cache_bytes``); when a host has none, from
-    `l3_default` by host, else the largest summed occupancy seen on that socket.
-    A domid reused by another domain name keeps the latest name's points only.
-    Sockets with occupancy but no bandwidth readings (no MBM) get relative curves from their
-    occupancy shares (`rdtadvisor.shares`; ``CurveFit.relative``).
-    """
-    out = fit_points(points(samples, settings), facts, l3_default=l3_default)
-    out.update(relative_fits(samples, facts, settings, l3_default=l3_default)[1])
-    return out
-
-
-def relative_fits(samples: pd.DataFrame, facts: pd.DataFrame, settings: pd.DataFrame | None = None, *,
-                  l3_default: Mapping[str, float] | None = None
-                  ) -> tuple[pd.DataFrame, dict[tuple[str, int, int], CurveFit]]:
-    """The sockets of `samples` with occupancy but no bandwidth (no MBM): their pseudo points
-    from occupancy shares and the relative curves fitted to them (`rdtadvisor.shares`;
-    ``CurveFit.relative``). Empty when every socket has MBM, or no sweep varied the pools."""
-    from rdtadvisor import shares  # shares builds on this module's points and fits
-
-    only = shares.occupancy_only(samples)
-    if not only:
-        return points(samples.iloc[:0]), {}
-    occ = samples[samples["metric"] == "l3_occupancy"].rename(columns={"value": "occupancy_bytes"})
-    known = l3_sizes(facts) if len(facts) else {}
-    sizes = {(h, s): _l3_of(occ, known, l3_default, h, s) for h, s in only}
-    pseudo, alone, gauges = shares.points(samples, settings, sizes)
-    fits = {key: shares.relative_fit(f, alone.get(key), gauges[key[:2]], seed=key[2] * 1000 + key[1],
-                                     l3_bytes=sizes[key[:2]])
-            for key, f in fit_points(pseudo, facts, l3_default=l3_default).items()}
-    return pseudo, fits
-
-
-def _l3_of(pts: pd.DataFrame, sizes: Mapping[tuple[str, int], float], l3_default: Mapping[str, float] | None,
+def l3_of(pts: pd.DataFrame, sizes: Mapping[tuple[str, int], float], l3_default: Mapping[str, float] | None,
            host: str, socket: int) -> float:
     """A socket's L3 size: the facts', else `l3_default`'s for the host, else the largest summed
     occupancy seen on it (`pts` with host, socket, time, occupancy_bytes)."""
@@ -631,6 +594,6 @@ def fit_points(pts: pd.DataFrame, facts: pd.DataFrame, *,
     for (host, socket, domid), g in pts.groupby(["host", "socket", "domid"], sort=True):
         latest = g.loc[g["time"].idxmax(), "domain"]
         g = g[g["domain"] == latest] if pd.notna(latest) else g
-        l3 = _l3_of(pts, sizes, l3_default, host, socket)
+        l3 = l3_of(pts, sizes, l3_default, host, socket)
         out[(str(host), int(socket), int(domid))] = fit(g, l3_bytes=l3, seed=int(domid) * 1000 + int(socket))
     return out

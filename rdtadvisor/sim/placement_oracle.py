@@ -1,6 +1,6 @@
 """The exact optimum of a small placement problem, by enumeration: the oracle the solvers are tested against.
 
-The rule (the same as `rdtadvisor.placement.solve`): a host is a *source* when
+The rule (the same as `rdtadvisor.advise.placement.solve`): a host is a *source* when
 ``violations(a, a.current, slack=policy.hysteresis)`` flags it. A plan is feasible when
 
 * only movable VMs move, each to a host ``allowed`` for it (never a maintenance host), and at most
@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from rdtadvisor.placement.fleet import Arrays, Policy, loads, violations
+from rdtadvisor.advise.placement.fleet import Arrays, Policy, loads, violations
 
 # Candidates (subset x destination pattern) evaluated per batch: bounds the (batch, H, columns)
 # temporaries to a few tens of MB.

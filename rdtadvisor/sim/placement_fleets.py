@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rdtadvisor.placement.fleet import Fleet, Host, Policy, Vm
+from rdtadvisor.advise.placement.fleet import Fleet, Host, Policy, Vm
 from rdtadvisor.sim import presets
 
 GIB = 1024**3

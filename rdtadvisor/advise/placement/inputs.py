@@ -21,10 +21,10 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from rdtadvisor.config import PlacementSettings
+from rdtadvisor.advise.placement.fleet import Fleet, Host, Socket, Vm
+from rdtadvisor.core.config import PlacementSettings
 from rdtadvisor.model.capacity import latest_facts
 from rdtadvisor.model.usage import Usage
-from rdtadvisor.placement.fleet import Fleet, Host, Socket, Vm
 
 DOM0 = "Domain-0"
 

@@ -58,7 +58,7 @@ from math import comb
 
 import numpy as np
 
-from rdtadvisor.advise import cbm
+from rdtadvisor.cache import cbm
 
 FAMILY_DISJOINT, FAMILY_OVERLAY_DEFAULT, FAMILY_OVERLAY_EDGE = 0, 1, 2
 FAMILY_NAMES = {FAMILY_DISJOINT: "disjoint", FAMILY_OVERLAY_DEFAULT: "overlay-default",
