@@ -93,7 +93,7 @@ def test_hosts_file(tmp_path):
     f.write_text("# fleet\nxen01\n\n  xen02  # rack 2\n")
     assert read_hosts_file(f) == ["xen01", "xen02"]
     f.write_text("xen01\n-oProxyCommand=evil\n")
-    with pytest.raises(ConfigError, match=":2: not a host name"):
+    with pytest.raises(ConfigError, match=":2: '-oProxyCommand=evil' is not a host name"):
         read_hosts_file(f)
 
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from rdtadvisor.advise.placement.fleet import Fleet, Host, Policy, Vm, violations
-from rdtadvisor.advise.placement.recommend import recommendations, script
+from rdtadvisor.advise.placement.recommend import recommendations
 from rdtadvisor.advise.placement.solve import lower_bound, plan
+from rdtadvisor.core.errors import ConfigError
 from tests.clirun import run
 
 MIB, GIB = 2**20, 2**30
@@ -84,16 +85,16 @@ def test_evacuation_moves_every_vm_off_a_maintenance_host_with_priority_1():
     assert result["unresolved"] == []
 
 
-def test_destinations_are_never_pushed_over_their_own_limits():
-    # the only other host has room for one of the two VMs that must leave
+def test_a_source_no_plan_can_fix_keeps_its_vms_and_destinations_stay_within_limits():
+    # two of a's VMs must leave, the only other host has room for one: moving it fixes nothing
     f = Fleet(
         [host("a"), host("b")],
         [vm("v1", "a", 14, 10), vm("v2", "a", 14, 10), vm("v3", "a", 14, 10), vm("w", "b", 12, 10)],
     )
-    a, s = plan(f, Policy())
-    assert s.migrations == 1 and list(s.unresolved) == [0]  # a is still over: no second home
-    after = violations(a, s.assignment)
-    assert not after[1]
+    for method in ("auto", "heuristic", "milp"):
+        a, s = plan(f, Policy(), method=method)
+        assert s.migrations == 0 and list(s.unresolved) == [0], method
+        assert not violations(a, s.assignment)[1]
 
 
 def test_max_migrations_gives_the_best_partial_plan_and_names_what_is_left():
@@ -132,26 +133,42 @@ def test_plans_are_deterministic():
             assert np.array_equal(first, again.assignment)
 
 
-def test_recommendations_quote_every_name_in_the_commands():
-    f = Fleet([host("a"), host("b; rm -rf /")], [vm("web $(reboot)", "a", 20, 10), vm("x", "a", 10, 10)])
+def test_a_hostile_host_name_is_refused_before_any_plan_is_built():
+    hostile = "xen-dst$(touch${IFS}/tmp/pwned)"
+    f = Fleet([host("a"), host(hostile)], [vm("web", "a", 20, 10), vm("x", "a", 10, 10)])
+    a, s = plan(f, Policy())
+    with pytest.raises(ConfigError, match=r"placement host: 'xen-dst\$\(touch.*is not a host name"):
+        recommendations(f, a, s)
+    f = Fleet([host("a"), host("b", address="10.0.0.2;reboot")],
+              [vm("web", "a", 20, 10), vm("x", "a", 10, 10)])
+    with pytest.raises(ConfigError, match="placement host b address"):
+        recommendations(f, *plan(f, Policy()))
+
+
+def test_commands_name_the_domain_by_id_after_a_double_dash_and_reach_the_target_address():
+    f = Fleet([host("a"), host("b", address="10.0.0.2")],
+              [vm("-web $(reboot)", "a", 20, 10, domid=7), vm("-x", "a", 10, 10)])
     a, s = plan(f, Policy())
     result = recommendations(f, a, s)
     (m,) = result["migrations"]
-    assert shlex.split(m["command"]) == ["xl", "migrate", m["name"], m["to"]]
-    text = script(result)
-    assert text.startswith("#!/bin/sh") and "set -eu" in text
-    assert m["command"] in text.splitlines()
+    assert shlex.split(m["command"]) == ["xl", "migrate", "--", "7", "10.0.0.2"]
+    assert m["to"] == "b" and m["target"] == "10.0.0.2"
+    # without a domid the name goes after "--", quoted, so it cannot be an option
+    f = Fleet([host("a"), host("b")], [vm("-web $(reboot)", "a", 20, 10), vm("x", "a", 10, 10)])
+    (m,) = recommendations(f, *plan(f, Policy()))["migrations"]
+    assert shlex.split(m["command"]) == ["xl", "migrate", "--", "-web $(reboot)", "b"]
 
 
 def test_recommendation_contract():
     f = Fleet([host("a"), host("b")], [vm("etl", "a", 9, 45, aggressor=True), vm("db", "a", 20, 40)])
     a, s = plan(f, Policy())
     result = recommendations(f, a, s)
-    assert set(result) >= {"migrations", "hosts", "unresolved", "solver", "commands"}
+    assert set(result) >= {"migrations", "hosts", "unresolved", "unresolved_reasons", "solver", "commands"}
     (m,) = result["migrations"]
-    assert set(m) >= {"name", "domid", "from", "to", "reason", "priority", "memory_bytes"}
+    assert set(m) >= {"name", "domid", "from", "to", "target", "reason", "priority", "memory_bytes",
+                      "from_socket", "to_socket", "command"}
     assert m["reason"] == "noisy-neighbour" and 1 <= m["priority"] <= 5
-    assert set(result["hosts"]["a"]) == {"before", "after"}
+    assert set(result["hosts"]["a"]) == {"before", "after", "hostname"}
     assert result["hosts"]["a"]["after"]["l3_share"] < result["hosts"]["a"]["before"]["l3_share"]
     assert set(result["solver"]) >= {"method", "seconds", "gap"}
 
@@ -203,9 +220,12 @@ def test_evacuate_from_the_cli_empties_the_host_and_writes_a_script(demo_store, 
     leaving = [m for m in data["migrations"] if m["from"] == "xen-icx-spare"]
     assert leaving and all(m["reason"] == "maintenance" and m["priority"] == 1 for m in leaving)
     assert not any(m["to"] == "xen-icx-spare" for m in data["migrations"])
-    commands = [line for line in out.read_text().splitlines() if line.startswith("xl migrate ")]
-    assert sorted(commands) == sorted(m["command"] for m in data["migrations"])
-    assert data["unresolved"] == []
+    sources = {m["from"] for m in data["migrations"]}
+    for src in sources:
+        script = out.with_name(f"plan.{src}.sh") if len(sources) > 1 else out
+        commands = [line for line in script.read_text().splitlines() if line.startswith("xl migrate ")]
+        assert commands == [m["command"] for m in data["migrations"] if m["from"] == src]
+    assert set(data["unresolved_reasons"]) == set(data["unresolved"])
     assert run("--store", demo_store, "advise", "placement", "--evacuate", "nope").exit_code == 2
 
 
@@ -325,3 +345,81 @@ def test_between_equal_reliefs_the_less_important_vm_moves():
         )
         assert list(moves(f)) == ["v2" if important == "v1" else "v1"]
         assert list(moves(f, method="milp")) == ["v2" if important == "v1" else "v1"]
+
+
+# --- names, sockets and moves that fix nothing ------------------------------------------------
+
+
+def test_a_vm_never_moves_where_its_name_runs_and_two_of_one_name_never_meet():
+    # a must shed a VM; b runs a web-01 already (Xen would refuse a second), c is free
+    f = Fleet([host("a"), host("b"), host("c"), host("d")],
+              [vm("web-01", "a", 20, 10), vm("x", "a", 9, 10), vm("web-01", "b", 1, 1),
+               vm("web-01", "d", 20, 10), vm("y", "d", 9, 10)])
+    for method in ("heuristic", "milp"):
+        _a, s = plan(f, Policy(), method=method)
+        got = {(f.vms[v].name, f.vms[v].host): f.hosts[s.assignment[v]].name for v in range(len(f.vms))}
+        assert got[("web-01", "a")] != "b" and got[("web-01", "d")] != "b", method
+        names_on = [(f.hosts[h].name, f.vms[v].name) for v, h in enumerate(s.assignment)]
+        assert len(names_on) == len(set(names_on)), method
+        assert not s.unresolved.size, method
+
+
+def test_a_vm_may_not_go_where_a_vm_of_its_name_runs_even_one_that_leaves():
+    # the scripts of different sources run in any order: swapping two web-01s would be refused
+    f = Fleet([host("a"), host("b")],
+              [vm("web-01", "a", 25, 10), vm("web-01", "b", 25, 10), vm("p", "a", 5, 1), vm("q", "b", 5, 1)])
+    a, s = plan(f, Policy())
+    moved_names = [f.vms[v].name for v in np.flatnonzero(s.assignment != a.current)]
+    assert "web-01" not in moved_names
+
+
+def two_socket_host(name: str, **kw) -> Host:
+    from rdtadvisor.advise.placement.fleet import Socket
+
+    sockets = (Socket(15 * MIB, 50e9, 256 * GIB), Socket(15 * MIB, 50e9, 256 * GIB))
+    return host(name, sockets=sockets, **kw)
+
+
+def test_libxl_puts_a_vm_on_the_node_with_fewest_vcpus_then_most_free_memory():
+    from rdtadvisor.advise.placement.fleet import numa_landing
+
+    free = np.array([[100.0, 100.0], [100.0, 300.0], [30.0, 300.0], [10.0, 20.0]]) * GIB
+    vcpus = np.array([[8, 4], [4, 4], [2, 8], [0, 0]], dtype=float)
+    land = numa_landing(np.array([40.0 * GIB]), free, vcpus, np.array([2, 2, 2, 2]))
+    # fewest vCPUs; tie -> most free memory; the fewest-vCPU node lacks room -> the other;
+    # no single node has room -> spread (-1)
+    assert land.tolist() == [[1, 1, 1, -1]]
+
+
+def test_a_destination_is_judged_on_the_socket_the_vm_lands_on():
+    # b's socket 0 is nearly full of cache but has the fewest vCPUs, so libxl would put the
+    # VM there; pooled, b has room. c's sockets both have room: the VM must go to c.
+    f = Fleet(
+        [two_socket_host("a"), two_socket_host("b"), two_socket_host("c")],
+        [vm("big", "a", 12, 1, 8, socket_demand=((12 * MIB, 1e9), (0.0, 0.0)), home=0),
+         vm("other", "a", 10, 1, 8, socket_demand=((10 * MIB, 1e9), (0.0, 0.0)), home=0),
+         vm("full0", "b", 12, 1, 8, socket_demand=((12 * MIB, 1e9), (0.0, 0.0)), home=0),
+         Vm("busy1", "b", 1 * MIB, 1e9, 8 * GIB, 32, socket_demand=((0.0, 0.0), (1 * MIB, 1e9)), home=1),
+         vm("c0", "c", 2, 1, 8, socket_demand=((2 * MIB, 1e9), (0.0, 0.0)), home=0)],
+    )
+    a, s = plan(f, Policy())
+    moved = np.flatnonzero(s.assignment != a.current)
+    assert len(moved) == 1 and f.hosts[s.assignment[moved[0]]].name == "c"
+    assert a.landing[moved[0], 1] == 0 and a.landing[moved[0], 2] == 1
+    assert not violations(a, s.assignment, limit=s.limit).any()
+
+
+def test_no_vm_moves_when_the_one_that_would_fix_its_host_may_go_nowhere():
+    # a is over L3 because of "hog" alone (28 MiB, the limit 27); hog's anti-affinity group has
+    # a member on every other host, so nothing fixes a: the web VMs stay, and the reason is named
+    f = Fleet([host("a"), host("b"), host("c")],
+              [vm("hog", "a", 28, 5, group="g"), vm("web1", "a", 1, 1), vm("web2", "a", 1, 1),
+               vm("web3", "a", 1, 1), vm("g-b", "b", 1, 1, group="g"), vm("g-c", "c", 1, 1, group="g")])
+    for method in ("auto", "heuristic", "milp"):
+        _, s = plan(f, Policy(), method=method)
+        assert s.migrations == 0 and [f.hosts[h].name for h in s.unresolved] == ["a"], method
+    result = recommendations(f, *plan(f, Policy()))
+    assert result["migrations"] == []
+    assert result["unresolved_reasons"]["a"] == (
+        "over its limits (l3 115%): what would have to leave may run nowhere else (hog: pools, "
+        "anti-affinity, names); moving the others would not fix it")

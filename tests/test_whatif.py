@@ -195,7 +195,7 @@ def test_unseen_vm_in_plan_is_noted(today) -> None:
 def test_json_shape(today) -> None:
     j = whatif.predict_cat(today.frames, cat_plan("synth01", 0, PLAN_MASKS)).to_json()
     json.dumps(j)
-    assert set(j) == {"plan", "sockets", "hosts", "migrations", "lacking_history", "notes"}
+    assert set(j) == {"plan", "sockets", "hosts", "migrations", "lacking_history", "notes", "unpredicted"}
     s = j["sockets"][0]
     assert {"host", "socket", "l3_bytes", "ways", "bw_capacity_bytes_s", "bw_capacity_source", "totals",
             "vms"} <= set(s)
@@ -266,11 +266,18 @@ def test_migration_bandwidth_capacity_from_caller(fleet) -> None:
     assert dst.bw_capacity == 50e9 and dst.bw_capacity_source == "config"
 
 
-@pytest.mark.parametrize(("kw", "words"), [({"domid": 42, "name": "ghost"}, "not among the VMs"),
-                                           ({"to": "mars"}, "destination host 'mars'")])
-def test_migration_errors(fleet, kw: dict, words: str) -> None:
-    with pytest.raises(whatif.PredictionError, match=words):
-        whatif.predict_migrations(fleet, migration_plan(**kw))
+def test_a_vm_not_on_its_source_is_an_error(fleet) -> None:
+    with pytest.raises(whatif.PredictionError, match="not among the VMs"):
+        whatif.predict_migrations(fleet, migration_plan(domid=42, name="ghost"))
+
+
+def test_a_destination_without_history_is_named_and_the_source_still_predicted(fleet) -> None:
+    p = whatif.predict_migrations(fleet, migration_plan(to="mars"))
+    assert p.unpredicted == {"mars": "no samples in the store"}
+    assert "mars: not predicted: no samples in the store" in p.notes
+    source = migration_plan().migrations[0].source
+    assert {s.host for s in p.sockets} == {source}        # the relief of the source is predicted
+    assert any(v.moved == "out" for s in p.sockets for v in s.vms)
 
 
 def test_equilibrium_conserves_and_respects_masks() -> None:

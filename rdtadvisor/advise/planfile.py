@@ -67,6 +67,7 @@ class Migration:
     source: str
     destination: str
     path: str = ""
+    to_socket: int | None = None      # where libxl's placement would put it (advise placement)
 
     @property
     def label(self) -> str:
@@ -170,7 +171,11 @@ def parse_plan(data: Any, *, source: str = "<plan>") -> PlanFile:
         if key in moved:
             raise fail(w, f"{name or domid} on {src} already moves at {moved[key]}")
         moved[key] = w
-        migrations.append(Migration(name, domid, src, dst, w))
+        to_socket = m.get("to_socket")
+        if to_socket is not None and (not isinstance(to_socket, int) or isinstance(to_socket, bool)
+                                      or to_socket < 0):
+            raise fail(f"{w}.to_socket", f"expected a socket number, got {to_socket!r}")
+        migrations.append(Migration(name, domid, src, dst, w, to_socket))
     return PlanFile(source, tuple(cat), tuple(migrations))
 
 

@@ -168,6 +168,7 @@ class Prediction:
     migrations: list[dict] = field(default_factory=list)
     lacking_history: list[Lacking] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unpredicted: dict[str, str] = field(default_factory=dict)   # host -> why it is not predicted
 
     def hosts(self) -> dict[str, dict[str, dict]]:
         """Per host, summed over its predicted sockets: before/after occupancy and bandwidth."""
@@ -188,7 +189,8 @@ class Prediction:
     def to_json(self) -> dict:
         return {"plan": self.plan, "sockets": [s.to_json() for s in self.sockets], "hosts": self.hosts(),
                 "migrations": self.migrations,
-                "lacking_history": [x.to_json() for x in self.lacking_history], "notes": self.notes}
+                "lacking_history": [x.to_json() for x in self.lacking_history], "notes": self.notes,
+                "unpredicted": self.unpredicted}
 
 
 def _hex(m: int | None) -> str | None:
@@ -491,8 +493,11 @@ def predict(history: Mapping[str, pd.DataFrame], plan: PlanFile, *, bw_capacity:
     ignored). `bw_capacity`: per-socket capacity [B/s] by ``(host, socket)`` or ``host``.
     `traffic`: per host, the sockets' memory traffic [B/s] measured outside xl, which scales
     the relative curves of a CPU without MBM (`rdtadvisor.model.shares`).
-    Raises ConfigError for masks Xen would reject, PredictionError when a planned host or
-    socket has no history at all, or has no MBM and no `traffic`.
+    Raises ConfigError for masks Xen would reject, PredictionError when a socket the CAT part
+    plans has no history at all, or has no MBM and no `traffic`. A migration whose source or
+    destination the history cannot model (never collected, or no MBM without `traffic`) is
+    predicted as far as it can be: the side that can be modelled is, the other is named in
+    ``Prediction.unpredicted`` with the reason.
     """
     h = _History(history, plan.hosts, n_draws, bw_capacity, traffic)
     if plan.cat:
@@ -509,6 +514,8 @@ def predict(history: Mapping[str, pd.DataFrame], plan: PlanFile, *, bw_capacity:
         _apply_cat(cp, members_of(cp.host, cp.socket), h.state(cp.host, cp.socket), out)
     for mig in plan.migrations:
         _apply_migration(mig, h, members_of, out)
+    for host, why in out.unpredicted.items():
+        out.notes.append(f"{host}: not predicted: {why}")
 
     cat_sockets = {(cp.host, cp.socket) for cp in plan.cat}
     for host, socket in cat_sockets:
@@ -557,6 +564,14 @@ def predict_migrations(history: Mapping[str, pd.DataFrame], plan: PlanFile, **kw
     return predict(history, PlanFile(plan.source, (), plan.migrations), **kw)
 
 
+def _no_curves(h: _History, host: str) -> str:
+    """Why a host's history gives no curves to predict with."""
+    if host in set(h.samples["host"].astype(str)) if len(h.samples) else False:
+        return ("occupancy only (no MBM) and no relative curves: a calibrate sweep and "
+                "[report] memory_traffic give them")
+    return "no samples in the store"
+
+
 def _listed(out: Prediction, m: _Member) -> bool:
     return any(x.domid == m.domid and x.name == m.name for x in out.lacking_history)
 
@@ -580,12 +595,25 @@ def _apply_cat(cp: CatEntry, members: list[_Member], st: _SocketState, out: Pred
 
 
 def _apply_migration(mig: Migration, h: _History, members_of, out: Prediction) -> None:
-    src_sockets = h.sockets_of(mig.source)
+    def unknown(host: str, why: str) -> None:
+        out.unpredicted.setdefault(host, why)
+
+    def sockets_of(host: str) -> list[int]:
+        ok = []
+        for s in h.sockets_of(host):
+            try:
+                members_of(host, s)
+                ok.append(s)
+            except PredictionError as e:
+                unknown(host, str(e))
+        return ok
+
+    src_sockets = sockets_of(mig.source)
+    dst_sockets = sockets_of(mig.destination)
     if not src_sockets:
-        raise PredictionError(f"{mig.path}: source host {mig.source!r} has no samples in the store")
-    dst_sockets = h.sockets_of(mig.destination)
-    if not dst_sockets:
-        raise PredictionError(f"{mig.path}: destination host {mig.destination!r} has no samples in the store")
+        unknown(mig.source, _no_curves(h, mig.source))
+        unknown(mig.destination, f"{mig.label} arrives from {mig.source}, whose history gives it no curve")
+        return
     moving: list[_Member] = []
     for s in src_sockets:
         for m in members_of(mig.source, s):
@@ -600,9 +628,16 @@ def _apply_migration(mig: Migration, h: _History, members_of, out: Prediction) -
     if not moving:
         raise PredictionError(f"{mig.path}: {mig.label} is not among the VMs of {mig.source}'s "
                               f"latest collection")
-    # destination socket: the most headroom in the state it is in (earlier moves included)
+    if not dst_sockets:
+        unknown(mig.destination, _no_curves(h, mig.destination))
+        out.migrations.append({"name": moving[0].name, "domid": moving[0].domid, "from": mig.source,
+                               "to": mig.destination, "from_sockets": sorted({m.socket for m in moving}),
+                               "to_socket": mig.to_socket})
+        return
+    # destination socket: where the plan says libxl puts it; else the most headroom in the
+    # state it is in (earlier moves included)
     best, best_room = dst_sockets[0], -np.inf
-    for s in dst_sockets:
+    for s in ([mig.to_socket] if mig.to_socket in dst_sockets else dst_sockets):
         room = _headroom(h.state(mig.destination, s), members_of(mig.destination, s), h.n_draws)
         if room > best_room:
             best, best_room = s, room

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
@@ -10,7 +9,7 @@ import pandas as pd
 
 from rdtadvisor.cli.context import bandwidth_capacity, memory_traffic, open_store, settings_of
 from rdtadvisor.cli.options import WHEN
-from rdtadvisor.cli.output import dump_json, echo_text, write_scripts
+from rdtadvisor.cli.output import dump_json, echo_text, write_atomic, write_scripts
 from rdtadvisor.cli.report import older_history
 from rdtadvisor.render import markdown as md
 
@@ -131,53 +130,68 @@ def _mask_text(a) -> str:
 @click.option("--evacuate", multiple=True, help="Empty this host (maintenance; repeatable).")
 @click.option("--method", type=click.Choice(["auto", "milp", "heuristic"]), default="auto", show_default=True,
               help="auto: the heuristic, then the HiGHS model when the lower bound cannot prove it optimal.")
-@click.option("--time-limit", type=float, default=50.0, show_default=True, help="Solver seconds.")
+@click.option("--time-limit", type=click.FloatRange(min=0.1, max=3600), default=50.0, show_default=True,
+              help="Solver seconds.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
               show_default=True, help="Output format (json: the contract in docs/plan.md).")
 @click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the xl migrate commands as a reviewable POSIX script.")
+              help="Also write the migrations as reviewable POSIX scripts, one per source host "
+                   "(PATH, or PATH's name with .HOST.sh per source when there are several).")
 @click.pass_context
 def placement_command(ctx: click.Context, hosts: tuple[str, ...], since: str, evacuate: tuple[str, ...],
                       method: str, time_limit: float, fmt: str, script_path: Path | None) -> int:
     """Which VMs to live-migrate where, so no host stays over its L3, bandwidth, memory or vCPU limits.
 
-    Fewest migrations first, then least memory to copy; destinations keep balanced headroom.
-    Exit status 0 when every overloaded host is resolved, 1 when some are not (listed).
+    Fewest migrations first, then least memory to copy; destinations keep balanced headroom,
+    judged per socket where libxl's NUMA placement would put each VM. A migration is only
+    proposed when it helps fix a host (or empties an --evacuate host). Each source host gets
+    its own script (xl migrate runs on the source), which checks the host and every domain
+    before migrating. Exit status 0 when every overloaded host is resolved, 1 when some are
+    not (each named with the reason).
     """
     from rdtadvisor.advise.placement.fleet import Policy
     from rdtadvisor.advise.placement.inputs import fleet_from_usage
-    from rdtadvisor.advise.placement.recommend import recommendations, script
+    from rdtadvisor.advise.placement.recommend import recommendations
     from rdtadvisor.advise.placement.solve import plan
     from rdtadvisor.cli.report import limits_of, load_usage
+    from rdtadvisor.render.migration_script import scripts_by_source
 
     settings = settings_of(ctx)
     u, tables = load_usage(settings, hosts, since, None, None)
     missing = [h for h in evacuate if h not in set(u.sockets["host"].astype(str))]
     if missing:
         raise click.UsageError(f"--evacuate: host(s) not in the history: {', '.join(missing)}")
-    fleet = fleet_from_usage(u, tables["facts"], settings.placement, evacuate)
+    addresses = {h.name: h.address for h in settings.hosts if h.address}
+    fleet = fleet_from_usage(u, tables["facts"], settings.placement, evacuate, addresses)
     limits = limits_of(settings)
     p = settings.placement
     policy = Policy(l3_threshold=limits.l3_threshold, bandwidth_threshold=limits.bandwidth_threshold,
                     vcpu_overcommit=p.vcpu_overcommit, memory_headroom=p.memory_headroom,
                     max_migrations=p.max_migrations)
     arrays, solution = plan(fleet, policy, method=method, time_limit=time_limit)
-    result = recommendations(fleet, arrays, solution)
+    result = recommendations(fleet, arrays, solution)     # refuses a host name that is not one
     _predict(result, settings, tables)
     if fmt == "json":
         click.echo(dump_json(result), nl=False)
     else:
         echo_text(_placement_text(result, markdown=fmt == "markdown"))
     if script_path is not None:
-        script_path.write_text(script(result), encoding="utf-8")
-        script_path.chmod(0o755)
-        click.echo(f"wrote {script_path}", err=True)
+        scripts = scripts_by_source(result)
+        for source, text in scripts.items():
+            path = script_path if len(scripts) == 1 else script_path.with_name(
+                f"{script_path.name.removesuffix('.sh')}.{source}.sh")
+            write_atomic(path, text)
+            path.chmod(0o755)
+            click.echo(f"wrote {path} (run it on {source})", err=True)
+        if not scripts:
+            click.echo("no migration: no script written", err=True)
     return 1 if result["unresolved"] else 0
 
 
 def _predict(result: dict, settings, tables: dict) -> None:
     """Add the what-if engine's predicted occupancy and bandwidth of every touched host (from the
-    VMs' fitted miss curves: a moved VM re-settles in its new cache) as ``predicted``."""
+    VMs' fitted miss curves: a moved VM re-settles in its new cache) as ``predicted``; a host
+    the history cannot model is named in the notes, with why."""
     if not result["migrations"]:
         return
     from rdtadvisor.advise.planfile import Migration, PlanFile
@@ -186,56 +200,78 @@ def _predict(result: dict, settings, tables: dict) -> None:
 
     history = {t: tables[t] for t in ("samples", "settings", "facts")}   # the window already read
     capacity = dict(settings.report.host_bandwidth_capacity) or None
-    moves = list(result["migrations"])
-    predicted: dict = {}
-    while moves:
-        plan = PlanFile("advise placement", (), tuple(Migration(m["name"], m["domid"], m["from"], m["to"])
-                                                   for m in moves))
-        try:
-            predicted = predict_migrations(history, plan, bw_capacity=capacity).hosts()
-            break
-        except RdtError as e:
-            # a host without usable history (no MBM, say): predict the migrations that avoid it
-            named = re.findall(r"'([^']+)'", str(e))
-            keep = [m for m in moves if m["from"] not in named and m["to"] not in named]
-            result["notes"].append(f"no what-if prediction for the migrations touching "
-                                   f"{', '.join(named) or '?'}: {e}")
-            if len(keep) == len(moves):
-                return
-            moves = keep
-    for h, figures in predicted.items():
+    measured = memory_traffic(settings)
+    hosts = {m[k] for m in result["migrations"] for k in ("from", "to")}
+    traffic = {h: t for h in hosts if (t := measured.of(h))}
+    plan = PlanFile("advise placement", (), tuple(
+        Migration(m["name"], m["domid"], m["from"], m["to"], f"$.migrations[{i}]", m.get("to_socket"))
+        for i, m in enumerate(result["migrations"])))
+    try:
+        prediction = predict_migrations(history, plan, bw_capacity=capacity, traffic=traffic)
+    except RdtError as e:
+        result["notes"].append(f"no what-if prediction: {e}")
+        return
+    for h, why in prediction.unpredicted.items():
+        result["notes"].append(f"{h}: occupancy and bandwidth after the moves not predicted: {why}")
+    for h, figures in prediction.hosts().items():
         if h in result["hosts"]:
             result["hosts"][h]["predicted"] = figures
 
 
 def _placement_text(result: dict, *, markdown: bool) -> str:
+    """The plan for people: migrations, loads before -> after per limit, commands per source,
+    what stays unresolved and why; Markdown renders the same as tables."""
     from rdtadvisor.cli.output import text_table
+    from rdtadvisor.render import markdown as md
+
+    def share(x: float | None) -> str:
+        return "unknown" if x is None else f"{x:.0%}"
+
+    def lands(m: dict) -> str:
+        if m.get("to_socket") is not None:
+            return f"socket {m['to_socket']}"
+        return "spread" if m.get("to_sockets") == "spread" else "-"
+
+    def block(rows: list[dict]) -> str:
+        if not markdown:
+            return text_table(rows)
+        cols = list(rows[0])
+        return "\n".join(md.table(cols, [[md.escape(r[c]) for c in cols] for r in rows])) + "\n"
 
     out = []
     s = result["solver"]
     n = len(result["migrations"])
-    out.append(f"{n} migration(s); solver {s['method']} in {s['seconds']:.2f} s, lower bound "
+    head = "## " if markdown else ""
+    out.append(f"{head}{n} migration(s); solver {s['method']} in {s['seconds']:.2f} s, lower bound "
                f"{s['lower_bound']}, gap {s['gap']:.1%}" + (" (optimal)" if s["optimal"] else "") + "\n")
     if n:
         rows = [{"prio": m["priority"], "vm": m["name"], "from": m["from"], "to": m["to"],
-                 "reason": m["reason"], "memory GiB": round(m["memory_bytes"] / 2**30, 1)}
-                for m in result["migrations"]]
-        out.append(text_table(rows))
+                 "lands on": lands(m), "reason": m["reason"],
+                 "memory GiB": round(m["memory_bytes"] / 2**30, 1)} for m in result["migrations"]]
+        out.append("\n" + block(rows))
     hrows = []
     for h, ba in result["hosts"].items():
         for key, b in ba["before"].items():
+            if not key.endswith("_share") or key.startswith("memory_socket"):
+                continue
             a = ba["after"].get(key)
-            if key.endswith("_share") and b is not None and a is not None:
-                dim = key.removesuffix("_share").replace("_socket", " socket ")
-                hrows.append({"host": h, "limit": dim, "before": f"{b:.0%}", "after": f"{a:.0%}"})
+            dim = key.removesuffix("_share").replace("_socket", " socket ")
+            if b is None and a is None and not dim.startswith("bandwidth"):
+                continue        # not constrained there (no capacity known)
+            hrows.append({"host": h, "limit": dim, "before": share(b), "after": share(a)})
     if hrows:
-        out.append("\nload as a share of each limit, before -> after:\n" + text_table(hrows))
+        out.append(f"\n{head}load as a share of each limit, before -> after\n\n" + block(hrows))
+    by_source: dict[str, list[str]] = {}
     for m in result["migrations"]:
-        out.append(f"{m['command']}\n")
-    if result["unresolved"]:
-        out.append(f"unresolved: {', '.join(result['unresolved'])} "
-                   "(no plan within the constraints fixes them)\n")
+        by_source.setdefault(m["from"], []).append(m["command"])
+    for src, commands in by_source.items():
+        fence = "```" if markdown else ""
+        out.append(f"\n{head}on {md.escape(src) if markdown else src}:\n"
+                   + (f"{fence}sh\n" if markdown else "")
+                   + "".join(f"{c}\n" for c in commands) + (f"{fence}\n" if markdown else ""))
+    reasons = result.get("unresolved_reasons", {})
+    for h in result["unresolved"]:
+        out.append(f"\nunresolved: {h}: {reasons.get(h, 'no plan within the constraints fixes it')}\n")
     for note in result["notes"]:
         out.append(f"note: {note}\n")
-    text = "".join(out)
-    return text.replace("\n", "  \n") if markdown else text
+    return "".join(out)

@@ -82,6 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from rdtadvisor.core.errors import ConfigError
+from rdtadvisor.core.hostnames import check_host
 
 ENV_STORE = "RDTADVISOR_STORE"
 ENV_CONFIG = "RDTADVISOR_CONFIG"
@@ -282,9 +283,7 @@ def read_hosts_file(path: Path) -> list[str]:
         name = line.split("#", 1)[0].strip()
         if not name:
             continue
-        if any(c.isspace() for c in name) or name.startswith("-"):
-            raise ConfigError(f"{path}:{lineno}: not a host name: {name!r}")
-        hosts.append(name)
+        hosts.append(check_host(name, f"{path}:{lineno}"))
     return hosts
 
 
@@ -296,8 +295,7 @@ def host_from_name(name: str, settings: Settings) -> HostConfig:
     for h in settings.hosts:
         if h.name == name:
             return h
-    if name.startswith("-") or not name.strip():
-        raise ConfigError(f"not a host name: {name!r}")
+    check_host(name, "--host")
     return HostConfig(name=name, ssh=settings.ssh, local=name in ("local", "localhost"))
 
 
@@ -339,8 +337,12 @@ def _host(data: Any, ssh: SshOptions, where: str) -> HostConfig:
     if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"]:
         raise ConfigError(f"{where}: each host needs a name")
     own = {k: v for k, v in data.items() if k not in ("name", "address", "local", "xl")}
+    name = check_host(data["name"], f"{where} name")
+    address = _typed(data, "address", str, where, None)
+    if address is not None:
+        check_host(address, f"{where} ({name}) address")
     return HostConfig(
-        name=data["name"], address=_typed(data, "address", str, where, None),
+        name=name, address=address,
         ssh=_ssh_options(own, ssh, f"{where} ({data['name']})"),
         local=_typed(data, "local", bool, where, False), xl=_typed(data, "xl", str, where, "xl"))
 

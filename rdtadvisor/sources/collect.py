@@ -15,6 +15,7 @@ from pathlib import Path
 from rdtadvisor.core import clock
 from rdtadvisor.core.config import HostConfig
 from rdtadvisor.core.errors import ConfigError, ParseError, RdtError, SourceError
+from rdtadvisor.core.hostnames import check_host
 from rdtadvisor.sources import Runner
 from rdtadvisor.sources.capture import Capture, CommandResult, find_captures, read_capture
 from rdtadvisor.xl import hostinfo, hwinfo
@@ -130,7 +131,9 @@ def replay(root: Path, hosts: Iterable[str] | None = None) -> Iterator[HostResul
         if wanted is not None and host not in wanted:
             continue
         try:
-            yield HostResult(host, read_capture(path), None)
+            capture = read_capture(path)
+            check_host(capture.host, str(path / "meta.json") if (path / "meta.json").exists() else str(path))
+            yield HostResult(host, capture, None)
         except (RdtError, OSError) as e:
             yield HostResult(host, None, f"{path}: {e}" if not isinstance(e, ParseError) else str(e))
 

@@ -230,6 +230,7 @@ def _add_capture(acc: _Tables, capture: Capture) -> None:
                         "total_memory_bytes", "free_memory_bytes"):
                 fact(key, getattr(record, key))
             fact("xen_version", text=record.xen_version)
+            fact("hostname", text=record.host)      # what a script run on the host checks it is on
             if record.release:
                 fact("release", text=record.release)
             if "xen_commandline" in record.fields:

@@ -12,11 +12,19 @@ a big share precisely because it misses a lot. Per socket, by the usage model's 
 cache-sensitive or light VM needs its p95 occupancy; a streaming VM one way (it gains nothing
 from more: confined to one way by CAT it loses nothing); an idle VM nothing (its lines are
 leftovers). Summed over sockets. L3 pressure is then the summed need against the L3.
+
+**NUMA.** Each socket of a multi-socket host is taken as one NUMA node holding an equal share
+of the host's memory (``xl info`` gives the total and the node count). A VM's home node is the
+socket where it holds the most cache (its vCPUs run there, so its memory was placed there);
+a VM holding none is taken as spread. Where a migrated VM lands is `fleet.numa_landing`.
+
+A host whose sockets show occupancy but no bandwidth (no MBM, e.g. Haswell-EP) has no known
+bandwidth load: bandwidth is not a constraint there, and the plan shows it as unknown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -30,10 +38,16 @@ DOM0 = "Domain-0"
 
 
 def fleet_from_usage(
-    u: Usage, facts: pd.DataFrame, settings: PlacementSettings, evacuate: Iterable[str] = ()
+    u: Usage, facts: pd.DataFrame, settings: PlacementSettings, evacuate: Iterable[str] = (),
+    addresses: Mapping[str, str] | None = None,
 ) -> Fleet:
-    """A `Fleet` for the hosts and VMs of `u` (see the module docstring)."""
+    """A `Fleet` for the hosts and VMs of `u` (see the module docstring).
+
+    `addresses`: what each host is reached by (the config's ``[[hosts]] address``), for the
+    migrations' targets; a host without one is reached by its name.
+    """
     notes: list[str] = []
+    hostnames = _texts(facts, "hostname")
     leaving = set(settings.maintenance) | set(evacuate)
     host_facts = latest_facts(facts)
     hosts = []
@@ -42,7 +56,12 @@ def fleet_from_usage(
         name = str(name)
         f = host_facts.get((name, None), {})
         configured = (s["bw_capacity_source"] == "config").all()
-        if not configured:
+        mbm = bool((s["bw_total_bytes_s_n"].fillna(0) > 0).any()) if "bw_total_bytes_s_n" in s else True
+        if not mbm:
+            notes.append(f"{name}: no MBM (occupancy only): its bandwidth load is unknown, "
+                         "so bandwidth is not a constraint there")
+            configured = False
+        elif not configured:
             notes.append(
                 f"{name}: memory bandwidth capacity not configured ([report] bandwidth_capacity): "
                 "bandwidth is not a constraint there"
@@ -50,12 +69,14 @@ def fleet_from_usage(
         if "total_memory_bytes" not in f or "nr_cpus" not in f:
             notes.append(f"{name}: no xl info figures (memory, CPUs): memory and vCPUs not constrained")
         order = s.sort_values("socket")
+        node_memory = f.get("total_memory_bytes", np.inf) / max(len(order), 1)
         sockets = tuple(
             Socket(
                 l3_bytes=float(r["l3_bytes"]) if pd.notna(r["l3_bytes"]) else np.inf,
                 bandwidth_bytes_s=float(r["bw_capacity_bytes_s"])
-                if r["bw_capacity_source"] == "config"
+                if configured and r["bw_capacity_source"] == "config"
                 else None,
+                memory_bytes=node_memory,
             )
             for r in order.to_dict("records")
         )
@@ -73,6 +94,8 @@ def fleet_from_usage(
                 free_ways=_free_ways(
                     u.masks, name, dict(zip(order["socket"], order["cbm_len"], strict=True))
                 ),
+                address=(addresses or {}).get(name),
+                hostname=hostnames.get(name),
             )
         )
     unknown = leaving - {h.name for h in hosts}
@@ -82,6 +105,7 @@ def fleet_from_usage(
     group_of = {name: f"group-{i}" for i, g in enumerate(settings.anti_affinity) for name in g}
     need = l3_need(u.vm_socket)
     per_socket = _per_socket(u.vm_socket)
+    home = _home(u.vm_socket)
     vms = []
     for r in u.vm.to_dict("records"):
         name, host = str(r["domain"]), str(r["host"])
@@ -105,6 +129,9 @@ def fleet_from_usage(
                 )
                 if len(socket_ids.get(host, [])) > 1
                 else (),
+                home=socket_ids[host].index(home[(host, name)])
+                if len(socket_ids.get(host, [])) > 1 and home.get((host, name)) in socket_ids[host]
+                else None,
             )
         )
     return Fleet(hosts=hosts, vms=vms, notes=notes)
@@ -143,6 +170,26 @@ def _per_socket(vm_socket: pd.DataFrame) -> dict[tuple[str, int, str], tuple[flo
             vm_socket["host"], vm_socket["socket"], vm_socket["domain"], need, bw, strict=True
         )
     }
+
+
+def _texts(facts: pd.DataFrame, fact: str) -> dict[str, str]:
+    """host -> the latest text of a host fact (``hostname``, ``xen_version``)."""
+    if facts.empty or "text" not in facts:
+        return {}
+    f = facts[(facts["fact"] == fact) & facts["text"].notna()].sort_values("time", kind="stable")
+    return {str(h): str(x) for h, x in zip(f["host"], f["text"], strict=True)}
+
+
+def _home(vm_socket: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """(host, VM) -> the socket where it holds the most cache (none when it holds nothing)."""
+    if vm_socket.empty:
+        return {}
+    occ = vm_socket[["host", "domain", "socket", "occupancy_bytes_p95"]].dropna()
+    occ = occ[occ["occupancy_bytes_p95"] > 0]
+    top = occ.sort_values(["occupancy_bytes_p95", "socket"], ascending=[False, True], kind="stable")
+    top = top.drop_duplicates(["host", "domain"], keep="first")
+    keys = zip(top["host"], top["domain"], top["socket"], strict=True)
+    return {(str(h), str(d)): int(s) for h, d, s in keys}
 
 
 def _free_ways(masks: pd.DataFrame, host: str, cbm_len: dict) -> float:

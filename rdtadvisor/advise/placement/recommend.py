@@ -18,17 +18,23 @@ socket's cache, bandwidth-saturation for one streaming there); its priority foll
 source's excess over that limit:
 >= 25% -> 2, >= 10% -> 3, >= 5% -> 4, else 5 (DRS: 1 mandatory ... 5 slight gain).
 
-``{"migrations": [{"name", "domid", "from", "to", "reason", "priority", "memory_bytes",
-"command"}], "hosts": {"<host>": {"before": {...}, "after": {...}}}, "unresolved": [...],
-"solver": {"method", "seconds", "gap", "lower_bound", "optimal"}, "commands": [...]}``:
+``{"migrations": [{"name", "domid", "from", "to", "target", "reason", "priority",
+"memory_bytes", "from_socket", "to_socket", "to_sockets", "command"}], "hosts": {"<host>":
+{"before": {...}, "after": {...}, "hostname"}}, "unresolved": [...], "unresolved_reasons":
+{"<host>": "..."}, "solver": {"method", "seconds", "gap", "lower_bound", "optimal"},
+"commands": [...], "notes": [...]}``:
 per host, ``before``/``after`` give each dimension's load and its share of the limit
 (``l3_bytes``, ``l3_share``, ``bandwidth_bytes_s``, ``bandwidth_share``, ``memory_bytes``,
 ``memory_share``, ``vcpus``, ``vcpus_share``; shares against the policy's thresholds, null
 when the capacity is unknown; ``l3_socket0_share`` etc. per socket). The CLI adds
 ``predicted`` per host (``before``/``after`` occupancy and bandwidth from the what-if engine's
-fitted miss curves, `rdtadvisor.advise.whatif`) where the history allows. ``commands`` are ``xl
-migrate`` lines, one per migration, to run on the source host, every argument quoted with
-`shlex.join`.
+fitted miss curves, `rdtadvisor.advise.whatif`) where the history allows. ``target`` is what
+the source reaches the destination by (its configured address, else its name). ``from_socket``
+is the socket (NUMA node) the VM runs on now, ``to_socket`` the one libxl's placement would
+give it on the destination (``to_sockets`` is ``"spread"`` when no single node has room; both
+null on single-socket hosts). ``commands`` are ``xl migrate -- DOMID TARGET`` lines, one per
+migration, to run on the source host (`migrate_argv`), every argument quoted with
+`shlex.join`; ``hostname`` is what ``xl info`` calls the host, which its script checks.
 """
 
 from __future__ import annotations
@@ -38,18 +44,41 @@ from typing import Any
 
 import numpy as np
 
-from rdtadvisor.advise.placement.fleet import DIMENSIONS, REASON_OF_DIMENSION, Arrays, Fleet, loads
+from rdtadvisor.advise.placement.fleet import (
+    DIMENSIONS,
+    REASON_OF_DIMENSION,
+    Arrays,
+    Fleet,
+    loads,
+    loads_after,
+)
 from rdtadvisor.advise.placement.solve import Solution
+from rdtadvisor.core.hostnames import check_host
 from rdtadvisor.core.text import printable
 
 _UNITS = {"l3": "l3_bytes", "bandwidth": "bandwidth_bytes_s", "memory": "memory_bytes", "vcpus": "vcpus"}
 
 
+def migrate_argv(domid: int | None, name: str, target: str) -> list[str]:
+    """``xl migrate -- DOMAIN TARGET``: the domain by id when known (a name may start with
+    ``-``), ``--`` so nothing after it is taken for an option (xl's getopt honours it)."""
+    return ["xl", "migrate", "--", str(domid) if domid is not None else name, target]
+
+
 def recommendations(fleet: Fleet, a: Arrays, sol: Solution) -> dict[str, Any]:
-    """The plan's JSON dict (see the module docstring)."""
+    """The plan's JSON dict (see the module docstring).
+
+    Raises ConfigError before building anything when a host name or address that a command
+    would carry is not a host name or IP address (`rdtadvisor.core.hostnames`): xl pastes
+    the target into a ``sh -c`` command line on the source host.
+    """
+    for h in fleet.hosts:
+        check_host(h.name, "placement host")
+        if h.address is not None:
+            check_host(h.address, f"placement host {h.name} address")
     n_hosts = len(fleet.hosts)
     before = loads(a.demand, a.current, n_hosts)
-    after = loads(a.demand, sol.assignment, n_hosts)
+    after = loads_after(a, sol.assignment)
     with np.errstate(divide="ignore", invalid="ignore"):
         excess = np.where(np.isfinite(a.capacity) & (a.capacity > 0), before / a.capacity - 1, 0.0)
     group_clash = np.zeros(len(fleet.vms), dtype=bool)
@@ -74,16 +103,23 @@ def recommendations(fleet: Fleet, a: Arrays, sol: Solution) -> dict[str, Any]:
             reason = "noisy-neighbour" if vm.aggressor else REASON_OF_DIMENSION[dim]
             x = float(excess[src, worst])
             priority = 2 if x >= 0.25 else 3 if x >= 0.10 else 4 if x >= 0.05 else 5
-        argv = ["xl", "migrate", vm.name, fleet.hosts[dst].name]
+        target = fleet.hosts[dst].address or fleet.hosts[dst].name
+        argv = migrate_argv(vm.domid, vm.name, target)
+        land = int(a.landing[v, dst]) if a.landing is not None and a.n_sockets[dst] else None
         migrations.append(
             {
                 "name": vm.name,
                 "domid": vm.domid,
                 "from": fleet.hosts[src].name,
                 "to": fleet.hosts[dst].name,
+                "target": target,
                 "reason": reason,
                 "priority": priority,
                 "memory_bytes": int(vm.memory_bytes),
+                # the NUMA node (socket index) it runs on now, and where libxl would put it
+                "from_socket": vm.home if len(fleet.hosts[src].sockets) else None,
+                "to_socket": None if land is None or land < 0 else land,
+                "to_sockets": "spread" if land is not None and land < 0 else None,
                 "command": shlex.join(argv),
             }
         )
@@ -98,6 +134,7 @@ def recommendations(fleet: Fleet, a: Arrays, sol: Solution) -> dict[str, Any]:
         h: {
             "before": _figures(before[hidx[h]], a.capacity[hidx[h]], a.dims),
             "after": _figures(after[hidx[h]], a.capacity[hidx[h]], a.dims),
+            "hostname": fleet.hosts[hidx[h]].hostname,
         }
         for h in touched
     }
@@ -105,6 +142,8 @@ def recommendations(fleet: Fleet, a: Arrays, sol: Solution) -> dict[str, Any]:
         "migrations": migrations,
         "hosts": hosts,
         "unresolved": [fleet.hosts[h].name for h in sol.unresolved],
+        "unresolved_reasons": {fleet.hosts[h].name: why_unresolved(fleet, a, sol, int(h))
+                               for h in sol.unresolved},
         "solver": {
             "method": sol.method,
             "seconds": round(sol.seconds, 3),
@@ -115,6 +154,51 @@ def recommendations(fleet: Fleet, a: Arrays, sol: Solution) -> dict[str, Any]:
         "commands": [m["command"] for m in migrations],
         "notes": list(fleet.notes),
     }
+
+
+def why_unresolved(fleet: Fleet, a: Arrays, sol: Solution, h: int) -> str:
+    """One line: what keeps host `h` over its limits after the plan."""
+    load = loads_after(a, sol.assignment)[h]
+    limit = sol.limit[h] if sol.limit is not None else a.capacity[h]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = load / a.capacity[h]
+    over = [d for d in range(len(a.dims)) if load[d] > limit[d] * (1 + 1e-9) + 1e-6]
+    what = ", ".join(f"{a.dims[d].replace('@', ' ')} {share[d]:.0%}" for d in over if np.isfinite(share[d]))
+    head = f"over its limits ({what})" if what else "over its limits"
+    if sol.stuck is not None and sol.stuck[h]:
+        return f"{head}: its pinned VMs and Domain-0 alone exceed them"
+    still = np.flatnonzero((sol.assignment == h) & a.movable)
+    if a.maintenance[h]:
+        names = ", ".join(printable(fleet.vms[v].name) for v in still[:5])
+        return f"being emptied, but no allowed host has room for {names}"
+    if not len(still):
+        return head
+    blocked = [int(v) for v in still if not _may_go_anywhere(a, int(v))]
+    free = [int(v) for v in still if int(v) not in blocked]
+    stuck_names = ", ".join(printable(fleet.vms[v].name) for v in blocked[:5])
+    if not free:
+        return f"{head}: none of its VMs may run elsewhere ({stuck_names}: pools, anti-affinity, names)"
+    movable_load = a.demand[free].sum(axis=0)
+    if any(load[d] - movable_load[d] > limit[d] * (1 + 1e-9) + 1e-6 for d in over):
+        return (f"{head}: what would have to leave may run nowhere else ({stuck_names}: pools, "
+                "anti-affinity, names); moving the others would not fix it")
+    # the VMs that would relieve it most, by the dimension furthest over
+    worst = max(over, key=lambda d: share[d] if np.isfinite(share[d]) else 0.0) if over else 0
+    big = sorted(free, key=lambda v: -a.demand[v, worst])[:3]
+    who = ", ".join(printable(fleet.vms[v].name) for v in big)
+    return f"{head}: no other host has room for what would relieve it ({who})"
+
+
+def _may_go_anywhere(a: Arrays, v: int) -> bool:
+    """Whether some host other than its own may take VM `v` at all (load aside)."""
+    ok = np.ones(len(a.maintenance), dtype=bool) if a.allowed is None else a.allowed[v].copy()
+    ok &= ~a.maintenance
+    ok[a.current[v]] = False
+    for g in a.groups:
+        if v in g:
+            mates = g[g != v]
+            ok[a.current[mates]] = False
+    return bool(ok.any())
 
 
 def _figures(load: np.ndarray, cap: np.ndarray, dims: tuple[str, ...] = DIMENSIONS) -> dict[str, Any]:
@@ -129,35 +213,3 @@ def _figures(load: np.ndarray, cap: np.ndarray, dims: tuple[str, ...] = DIMENSIO
         out[_UNITS[name]] = round(float(load[d]), 1) if name != "vcpus" else int(load[d])
         out[f"{name}_share"] = share
     return out
-
-
-def script(plan: dict[str, Any]) -> str:
-    """A reviewable POSIX script of the migrations, grouped by source host (run each part there)."""
-    lines = [
-        "#!/bin/sh",
-        "# rdtadvisor placement plan: live-migrate these VMs (xl migrate runs on the source",
-        "# host, as root). Review first; each line is one migration, highest priority first.",
-        "set -eu",
-        "",
-    ]
-    by_source: dict[str, list[dict[str, Any]]] = {}
-    for m in plan["migrations"]:
-        by_source.setdefault(m["from"], []).append(m)
-    for src, ms in sorted(by_source.items()):
-        lines.append(f"# --- on {_comment(src)} ---")
-        for m in ms:
-            lines.append(
-                f"# priority {m['priority']}, {m['reason']}: {_comment(m['name'])} -> {_comment(m['to'])}"
-            )
-            lines.append(m["command"])
-        lines.append("")
-    if plan["unresolved"]:
-        lines.append(
-            "# still over their limits after this plan: " + ", ".join(_comment(h) for h in plan["unresolved"])
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _comment(text: str) -> str:
-    """A name inside a # comment: no newline or control character may end the comment."""
-    return printable(text)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, sparse
 
-from rdtadvisor.advise.placement.fleet import Arrays, Fleet, Policy, loads, violations
+from rdtadvisor.advise.placement.fleet import Arrays, Fleet, Policy, loads, loads_after, moved, violations
 
 CANDIDATES = 24  # destinations kept per VM on large fleets
 FREE_WAYS_WEIGHT = 0.05  # a host with every way free of partitions counts as 5 points emptier
@@ -61,6 +61,8 @@ class Solution:
     unresolved: np.ndarray  # host indices still violating after the plan
     sources: np.ndarray  # host indices that had to change
     current: np.ndarray  # (V,) host index per VM before the plan
+    limit: np.ndarray | None = None  # (H, D) the most each host may carry after the plan
+    stuck: np.ndarray | None = None  # (H,) bool: sources no plan can fix (pinned load alone too high)
 
     @property
     def migrations(self) -> int:
@@ -95,21 +97,34 @@ def plan(
     work = limit.copy()
     work[stuck] = np.inf
     assignment, how, optimal = heuristic(a, src, work, policy), "heuristic", False
+    assignment = prune(a, assignment, limit)
     left = violations(a, assignment, limit=limit)
     optimal = not (left & ~stuck).any() and int((assignment != a.current).sum()) == lb
     if method == "milp" or (method == "auto" and not optimal):
-        pairs = _candidates(a, src, work)
-        if pairs is not None:
-            out = _milp(a, src, work, pairs, policy, time_limit - (time.perf_counter() - started))
-            if out is not None and _better(a, out[0], assignment, limit):
-                assignment, optimal = out
-                how = "milp"
-            elif out is not None and method == "milp":
-                assignment, optimal, how = out[0], out[1], "milp"
+        # sources the greedy pass could not fix may be unfixable (no destination takes what
+        # must leave): the model first asks for them all, then for as many as it can
+        for soft in (False, True):
+            pairs = _candidates(a, src, work)
+            remaining = time_limit - (time.perf_counter() - started)
+            if pairs is None or remaining <= 0:
+                break
+            out = _milp(a, src, work, pairs, policy, remaining, soft=soft)
+            if out is None:
+                if soft or not (left & src & ~stuck).any():
+                    break
+                continue
+            candidate = prune(a, out[0], limit)
+            if _better(a, candidate, assignment, limit) or method == "milp":
+                assignment, optimal, how = candidate, out[1] and not soft, "milp"
+            break
     left = violations(a, assignment, limit=limit)
     unresolved = np.flatnonzero(left)
-    budget = policy.max_migrations if policy.max_migrations is not None else lb
     n = int((assignment != a.current).sum())
+    if (left & src).any():
+        # the bound for what the plan fixes: sources it leaves over their limits send nothing
+        lb = lower_bound(a, src & ~left) + int(sum((a.current[moved(a, assignment)] == h).sum()
+                                                   for h in np.flatnonzero(left & src)))
+    budget = policy.max_migrations if policy.max_migrations is not None else lb
     optimal = optimal or (not (left & ~stuck).any() and n == lb)
     return a, Solution(
         assignment,
@@ -122,7 +137,66 @@ def plan(
         unresolved,
         np.flatnonzero(src),
         a.current,
+        limit,
+        stuck,
     )
+
+
+def prune(a: Arrays, assignment: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """The plan without the migrations that fix nothing.
+
+    A migration stays only if undoing it would put some host over its limits that the plan
+    leaves within them (the source it relieves, or a host it made room on), or if it empties
+    a maintenance host. So a source that no plan fixes keeps its VMs (moving some of them
+    would be churn), and a greedy pass's extra moves are dropped. Repeated until nothing
+    more can be undone; largest memory first.
+    """
+    x = assignment.copy()
+    n_hosts = limit.shape[0]
+    load = loads_after(a, x)
+    groups_of = _groups_of(a)
+    count: dict[tuple[int, int], int] = {}
+    for j, g in enumerate(a.groups):
+        for h in x[g]:
+            count[(j, int(h))] = count.get((j, int(h)), 0) + 1
+    clashes = np.zeros(n_hosts, dtype=np.int64)
+    for (_, h), c in count.items():
+        clashes[h] += c > 1
+    guests = np.bincount(x[~a.resident], minlength=n_hosts)
+
+    def bad(h: int) -> bool:
+        over = bool((load[h] > limit[h] * (1 + 1e-9) + 1e-6).any())
+        return over or clashes[h] > 0 or bool(a.maintenance[h] and guests[h] > 0)
+
+    def move(v: int, to: int) -> None:
+        frm = int(x[v])
+        load[frm] -= a.demand[v] if frm == a.current[v] else a.arrival(np.array([v]), np.array([frm]))[0]
+        load[to] += a.demand[v] if to == a.current[v] else a.arrival(np.array([v]), np.array([to]))[0]
+        for j in groups_of[v]:
+            for h, step in ((frm, -1), (to, 1)):
+                was = count.get((j, h), 0)
+                count[(j, h)] = was + step
+                clashes[h] += int(was + step > 1) - int(was > 1)
+        if not a.resident[v]:
+            guests[frm] -= 1
+            guests[to] += 1
+        x[v] = to
+
+    changed = True
+    while changed:
+        changed = False
+        moved = np.flatnonzero(x != a.current)
+        for v in moved[np.argsort(-a.demand[moved, 2], kind="stable")]:
+            home, there = int(a.current[v]), int(x[v])
+            if a.maintenance[home]:
+                continue  # asked for
+            before = (bad(home), bad(there))
+            move(int(v), home)
+            if (bad(home) and not before[0]) or (bad(there) and not before[1]):
+                move(int(v), there)
+            else:
+                changed = True
+    return x
 
 
 # --- limits and checks -----------------------------------------------------------------------
@@ -134,8 +208,9 @@ def _limits(a: Arrays, src: np.ndarray, policy: Policy) -> np.ndarray:
     limit = np.maximum(before, a.capacity * (1 - policy.destination_margin))
     # a source ends within capacity, and if it also receives, within the receivers' rule too
     limit[src] = np.minimum(a.capacity[src], limit[src])
-    # which socket a migrated VM lands on is Xen's choice: destinations are judged pooled
-    limit[np.ix_(~src, a.socket_dims)] = np.inf
+    # a node's memory limits what may arrive there; a source only sheds it
+    mem = a.node_memory_dims
+    limit[np.ix_(src, mem)] = np.maximum(before[np.ix_(src, mem)], a.capacity[np.ix_(src, mem)])
     return limit
 
 
@@ -183,7 +258,7 @@ def lower_bound(a: Arrays, src: np.ndarray) -> int:
             total += len(mov)
             continue
         excess = load[h] - a.capacity[h]
-        dims = np.flatnonzero(np.isfinite(excess) & (excess > 0))
+        dims = np.flatnonzero(np.isfinite(excess) & (excess > 0) & ~a.node_memory_dims)
         rows, lo = [], []
         for d in dims:
             rows.append(a.demand[mov, d] / excess[d])  # scaled: bytes and B/s rows alike
@@ -238,11 +313,12 @@ def _candidates(a: Arrays, src: np.ndarray, limit: np.ndarray) -> list[tuple[int
         ok[a.current[v]] = False
         if not exact:
             # a destination must at least take this VM on its own
-            ok &= ((base + a.demand[v][None, :]) <= limit + 1e-6).all(axis=1) & ~src
+            arriving = a.arrival(np.full(n_hosts, v), np.arange(n_hosts))
+            ok &= ((base + arriving) <= limit + 1e-6).all(axis=1) & ~src
             cand = np.flatnonzero(ok)
             if len(cand) > CANDIDATES:
                 room = np.where(np.isfinite(limit[cand]), limit[cand], np.inf)
-                after = (base[cand] + a.demand[v][None, :]) / room
+                after = (base[cand] + arriving[cand]) / room
                 worst = np.nan_to_num(after, nan=0.0).max(axis=1)
                 cand = cand[np.argsort(worst, kind="stable")[:CANDIDATES]]
         else:
@@ -259,7 +335,15 @@ def _milp(
     pairs: list[tuple[int, np.ndarray]],
     policy: Policy,
     time_limit: float,
+    soft: bool = False,
 ) -> tuple[np.ndarray, bool] | None:
+    """The model (see the module docstring); None when it finds no plan in time.
+
+    ``soft``: sources need not all be fixed. A binary per source says whether the plan brings
+    it within its limits (else it may not end worse than it is); fixing a source is worth more
+    than any number of moves, and so is each VM a maintenance host sends away. The hard model
+    (every source fixed) is far easier and is tried first.
+    """
     n_hosts, n_dim = limit.shape
     movers = np.array([v for v, _ in pairs], dtype=np.int64)
     fixed = np.ones(a.demand.shape[0], dtype=bool)
@@ -288,8 +372,16 @@ def _milp(
     if policy.max_migrations is None:
         srcs = srcs[:0]
         n_s = 0
-    slack_cost = np.full(n_s, 200.0 * (len(movers) + 1))
-    c = np.concatenate([move_cost, slack_cost])
+    big = 200.0 * (len(movers) + 1)
+    slack_cost = np.full(n_s, big)
+    soft = soft and policy.max_migrations is None
+    fixable = np.flatnonzero(src & ~a.maintenance) if soft else np.zeros(0, dtype=np.int64)
+    y_pos = {int(h): n_x + n_s + i for i, h in enumerate(fixable)}
+    n_y = len(fixable)
+    before = loads(a.demand, a.current, n_hosts)
+    if soft:
+        move_cost = move_cost + np.where(stays & a.maintenance[hh], big, 0.0)
+    c = np.concatenate([move_cost, slack_cost, np.full(n_y, -big)])
 
     rows, cols, vals, lo, hi = [], [], [], [], []
     r = 0
@@ -305,14 +397,18 @@ def _milp(
         lo.append(1.0)
         hi.append(1.0)
         r += 1
-    # capacity per host and dimension (normalised), sources with slack
+    # capacity per host and dimension (normalised), sources with slack; a VM staying counts
+    # as measured, a VM arriving where libxl would put it
     src_pos = {int(h): i for i, h in enumerate(srcs)}
-    for d in range(n_dim):
-        for h in np.unique(hh):
+    by_host = np.argsort(hh, kind="stable")
+    cuts = np.flatnonzero(np.diff(hh[by_host])) + 1
+    for idx in np.split(by_host, cuts):
+        h = hh[idx[0]]
+        pair_demand = np.where(stays[idx, None], a.demand[vv[idx]], a.arrival(vv[idx], hh[idx]))
+        for d in range(n_dim):
             if not np.isfinite(limit[h, d]):
                 continue
-            idx = np.flatnonzero(hh == h)
-            coef = a.demand[vv[idx], d] / scale[h, d]
+            coef = pair_demand[:, d] / scale[h, d]
             keep = coef > 0
             if not keep.any():
                 continue
@@ -324,23 +420,53 @@ def _milp(
                 cols.append(n_x + src_pos[int(h)] * n_dim + d)
                 vals.append(-1.0)
             lo.append(-np.inf)
-            hi.append((limit[h, d] - base[h, d]) / scale[h, d])
+            room = (limit[h, d] - base[h, d]) / scale[h, d]
+            if int(h) in y_pos and before[h, d] > limit[h, d]:
+                # unfixed (y = 0), the source may stay at its load before the plan
+                rows.append(r)
+                cols.append(y_pos[int(h)])
+                vals.append((before[h, d] - limit[h, d]) / scale[h, d])
+                room = (before[h, d] - base[h, d]) / scale[h, d]
+            hi.append(room)
             r += 1
-    # anti-affinity: at most one member per host (fixed members count)
-    for g in a.groups:
-        gset = set(int(x) for x in g)
-        fixed_on = np.bincount(a.current[[x for x in g if fixed[x]]], minlength=n_hosts)
-        in_g = np.array([int(x) in gset for x in vv])
-        for h in np.unique(hh[in_g]):
-            idx = np.flatnonzero(in_g & (hh == h))
-            rows += [r] * len(idx)
-            cols += list(idx)
-            vals += [1.0] * len(idx)
+    # groups (anti-affinity, names): at most one member per host (fixed members count)
+    if a.groups:
+        member_vm = np.concatenate(a.groups)
+        member_group = np.concatenate([np.full(len(g), j) for j, g in enumerate(a.groups)])
+        fixed_on: dict[tuple[int, int], int] = {}
+        for j, v in zip(member_group[fixed[member_vm]], member_vm[fixed[member_vm]], strict=True):
+            key = (int(j), int(a.current[v]))
+            fixed_on[key] = fixed_on.get(key, 0) + 1
+        # every (variable, group of its VM) pair; one row per (group, host)
+        per_vm = np.argsort(member_vm, kind="stable")
+        sorted_vm = member_vm[per_vm]
+        first = np.searchsorted(sorted_vm, vv, side="left")
+        count = np.searchsorted(sorted_vm, vv, side="right") - first
+        var = np.repeat(np.arange(n_x), count)
+        offset = np.arange(len(var)) - np.repeat(np.cumsum(count) - count, count)
+        grp = member_group[per_vm[np.repeat(first, count) + offset]]
+        uniq, row_of = np.unique(grp.astype(np.int64) * n_hosts + hh[var], return_inverse=True)
+        rows += list(r + row_of)
+        cols += list(var)
+        vals += [1.0] * len(var)
+        for key in uniq:
+            j, h = divmod(int(key), n_hosts)
             lo.append(-np.inf)
-            hi.append(max(1.0 - fixed_on[h], 0.0))
+            hi.append(max(1.0 - fixed_on.get((j, h), 0), 0.0))
+        r += len(uniq)
+    # soft: a source the plan leaves over its limits receives nothing
+    for h, col in y_pos.items():
+        idx = np.flatnonzero((hh == h) & ~stays)
+        if len(idx):
+            rows += [r] * (len(idx) + 1)
+            cols += [*idx, col]
+            vals += [1.0] * len(idx) + [-float(len(idx))]
+            lo.append(-np.inf)
+            hi.append(0.0)
             r += 1
-    # maintenance hosts keep nothing (movable VMs there must leave)
-    for h in np.flatnonzero(a.maintenance):
+    # maintenance hosts keep nothing (movable VMs there must leave; soft: each one that stays
+    # costs as much as an unfixed source)
+    for h in np.flatnonzero(a.maintenance) if not soft else ():
         idx = np.flatnonzero(hh == h)
         if len(idx):
             rows += [r] * len(idx)
@@ -357,9 +483,10 @@ def _milp(
         lo.append(-np.inf)
         hi.append(float(policy.max_migrations))
         r += 1
-    A = sparse.csr_array((vals, (rows, cols)), shape=(r, n_x + n_s))
-    integrality = np.concatenate([np.ones(n_x), np.zeros(n_s)])
-    bounds = optimize.Bounds(np.zeros(n_x + n_s), np.concatenate([np.ones(n_x), np.full(n_s, np.inf)]))
+    A = sparse.csr_array((vals, (rows, cols)), shape=(r, n_x + n_s + n_y))
+    integrality = np.concatenate([np.ones(n_x), np.zeros(n_s), np.ones(n_y)])
+    bounds = optimize.Bounds(np.zeros(n_x + n_s + n_y),
+                             np.concatenate([np.ones(n_x), np.full(n_s, np.inf), np.ones(n_y)]))
     res = optimize.milp(
         c,
         constraints=optimize.LinearConstraint(A, lo, hi),
@@ -384,18 +511,14 @@ def heuristic(a: Arrays, src: np.ndarray, limit: np.ndarray, policy: Policy) -> 
     assignment = a.current.copy()
     load = loads(a.demand, assignment, n_hosts)
     scale = np.where(np.isfinite(limit) & (limit > 0), limit, np.inf)
-    group_of = np.full(len(assignment), -1)
-    for gi, g in enumerate(a.groups):
-        group_of[g] = gi
+    groups_of = _groups_of(a)
     budget = policy.max_migrations if policy.max_migrations is not None else len(assignment)
     for h in np.flatnonzero(src):
         on = [int(v) for v in np.flatnonzero(assignment == h) if a.movable[v]]
         while on and budget > 0:
             with np.errstate(invalid="ignore"):  # inf - inf: a source left alone
                 excess = np.nan_to_num(np.clip((load[h] - limit[h]) / scale[h], 0, None), nan=0.0)
-            clash = [
-                v for v in on if group_of[v] >= 0 and (group_of[assignment == h] == group_of[v]).sum() > 1
-            ]
+            clash = [v for v in on if any((assignment[a.groups[g]] == h).sum() > 1 for g in groups_of[v])]
             if a.maintenance[h]:
                 pick = max(on, key=lambda v: (a.demand[v, 2], -v))
             elif clash:
@@ -410,15 +533,24 @@ def heuristic(a: Arrays, src: np.ndarray, limit: np.ndarray, policy: Policy) -> 
                 # equal relief: the less important VM (higher priority number) moves first
                 prio = -a.priority[on] if a.priority is not None else np.zeros(len(on))
                 pick = on[int(np.lexsort((np.arange(len(on)), a.demand[on, 2], prio, -gain))[0])]
-            dest = _best_fit(a, pick, load, limit, assignment, group_of, src)
+            dest = _best_fit(a, pick, load, limit, assignment, groups_of, src)
             on.remove(pick)
             if dest is None:
                 continue
             load[h] -= a.demand[pick]
-            load[dest] += a.demand[pick]
+            load[dest] += a.arrival(np.array([pick]), np.array([dest]))[0]
             assignment[pick] = dest
             budget -= 1
     return assignment
+
+
+def _groups_of(a: Arrays) -> list[list[int]]:
+    """Per VM, the indices of the groups (anti-affinity, names) it belongs to."""
+    out: list[list[int]] = [[] for _ in range(len(a.current))]
+    for j, g in enumerate(a.groups):
+        for v in g:
+            out[int(v)].append(j)
+    return out
 
 
 def _best_fit(
@@ -427,18 +559,18 @@ def _best_fit(
     load: np.ndarray,
     limit: np.ndarray,
     assignment: np.ndarray,
-    group_of: np.ndarray,
+    groups_of: list[list[int]],
     src: np.ndarray,
 ) -> int | None:
-    after = load + a.demand[v][None, :]
+    n_hosts = len(src)
+    after = load + a.arrival(np.full(n_hosts, v), np.arange(n_hosts))
     ok = (after <= limit + 1e-6).all(axis=1) & ~src
     ok[assignment[v]] = False
     if a.allowed is not None:
         ok &= a.allowed[v]
-    if group_of[v] >= 0:
-        members = np.flatnonzero(group_of == group_of[v])
-        taken = np.bincount(assignment[members], minlength=len(ok)) > 0
-        ok &= ~taken
+    for g in groups_of[v]:
+        mates = a.groups[g][a.groups[g] != v]
+        ok &= np.bincount(assignment[mates], minlength=n_hosts) == 0
     cand = np.flatnonzero(ok)
     if not len(cand):
         return None
