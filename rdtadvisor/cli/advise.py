@@ -23,7 +23,7 @@ command = click.Group("advise", help="Advice from the stored history: CAT masks 
 @click.option("--since", type=WHEN, default=None,
               help="History from this time: ISO 8601 or 7d, 24h before now.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
-              show_default=True, help="Output format (json: issue 5's plan contract plus `declined`).")
+              show_default=True, help="Output format (json: the plan contract, docs/plan.md).")
 @click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a POSIX shell script per host to run on it (FILE, or FILE.<host>.sh "
                    "for several hosts) and its rollback (.rollback.sh).")
