@@ -85,12 +85,15 @@ def _text(advice, *, markdown: bool, nothing: str = NO_CAT) -> str:
         sure_s = f" (a gain in {sure:.0%} of the curves' draws)" if sure is not None else ""
         out.append(f"{head}{p.host} socket {p.socket}: predicted weighted speedup {gain:+.1%}{band}{sure_s}, "
                    f"COS {p.cos_used} of {p.cos_budget}")
-        if markdown:
-            out += ["", "| domid | name | mask | ways | speed | reason |", "|---|---|---|---|---|---|"]
         # each VM's predicted speed change: who gains and who pays for it
         speed = {v["domid"]: v["speed_change"] for v in p.predicted.get("per_vm") or []}
         shown = [_mask_text(a) for a in p.assignments]
         width = max([8, *(len(m) for m in shown)])
+        if markdown:
+            out += ["", "| domid | name | mask | ways | speed | reason |", "|---|---|---|---|---|---|"]
+        else:
+            out += [f"  {'domid':>5}  {'name':<40}  {'mask':<{width}} {'ways':>7}  {'speed':>7}  reason",
+                    f"  {'-' * 5}  {'-' * 40}  {'-' * width} {'-' * 7}  {'-' * 7}  {'-' * 6}"]
         for a, mask_s in zip(p.assignments, shown, strict=True):
             change = f"{speed[a.domid]:+.1%}" if a.domid in speed else "?"
             if markdown:
@@ -102,7 +105,7 @@ def _text(advice, *, markdown: bool, nothing: str = NO_CAT) -> str:
                 out.append(f"{row}  {a.reason}")
         out.append("")
         for note in p.predicted.get("notes") or []:
-            out.append(f"{'' if markdown else '  '}note: {note}")
+            out.append(f"note: {md.escape(note)}" if markdown else f"  note: {note}")
         if p.predicted.get("notes"):
             out.append("")
         for s in p.steps:
