@@ -4,7 +4,7 @@
 
 The built-in suite (`rdtadvisor.sim.suite`) was used while developing `advise cat`, so its
 figures may flatter thresholds chosen on it (the prefetch test's stall bound, the draws,
-the levels scored). These 16 scenarios are drawn the same way (§6.4's mixes: each VM
+the levels scored). These 16 scenarios are drawn the same way (the suite's random mixes: each VM
 cache-sensitive / streaming / small with probability 0.5 / 0.25 / 0.25) on three platforms
 with other seeds, and judged the same way: % of the exhaustive optimum, and how often a plan
 is worse than doing nothing.

@@ -4,7 +4,7 @@
 
 The built-in suite has two Haswell-EP scenarios, on which the relative curves from occupancy
 shares (`rdtadvisor.model.shares`) were developed. `scenarios()` draws 10 others (seeds 990+) on the
-same part (20 ways, 45 MiB, 3 usable COS): 6 of §6.4's random mixes (each VM cache-sensitive /
+same part (20 ways, 45 MiB, 3 usable COS): 6 random mixes as in the suite (each VM cache-sensitive /
 streaming / small with probability 0.5 / 0.25 / 0.25, so some have no streamer), and 4 with no
 streaming VM at all, where the flattest VM is a cache user and must not be confined as if it
 streamed. `development()` holds the 20 mixes drawn the same way (seeds 950+ and 970+) that the

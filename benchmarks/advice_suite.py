@@ -7,8 +7,8 @@
 The scenarios are data, kept in the package (`rdtadvisor.sim.suite`) so that
 ``rdtadvisor bench-advice`` works from an installed package; this file re-exports them
 (``rdtadvisor bench-advice --suite benchmarks/advice_suite.py`` reads `scenarios()` here)
-and prints the table of ``cache-partitioning-algorithms.md`` §6.4: no CAT, equal split, UCP
-lookahead, the exhaustive optimum with one private COS per VM (budget ignored, as in §6.4),
+and prints: no CAT, equal split, UCP
+lookahead, the exhaustive optimum with one private COS per VM (budget ignored),
 and the exhaustive optimum within the COS budget with sharing (disjoint only, and with the
 overlapping family), each as mean/worst weighted speedup vs no CAT, the share of
 scenarios worse than no CAT, and % of the budgeted optimum.

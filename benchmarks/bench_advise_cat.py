@@ -1,4 +1,4 @@
-"""Speed of `rdtadvisor advise cat` on its issue-5 target: a 2-socket host, 40 VMs, 20 ways, 15 COS.
+"""Speed of `rdtadvisor advise cat` on its target size: a 2-socket host, 40 VMs, 20 ways, 15 COS.
 
     python benchmarks/bench_advise_cat.py [--repeat 5] [--keep DIR] [--no-mbm]
 

@@ -1,4 +1,4 @@
-"""Time the exhaustive CAT optimum: 6 VMs, 4 COS, 11 ways (issue 3's target: under 10 s).
+"""Time the exhaustive CAT optimum: 6 VMs, 4 COS, 11 ways (target: under 10 s).
 
     python benchmarks/bench_optimum.py              # 6 VMs, 4 COS, 11 ways, 3 seeded mixes
     python benchmarks/bench_optimum.py --vms 5 --cos 15 --ways 20 --mixes 1

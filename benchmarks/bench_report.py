@@ -19,7 +19,7 @@ nightly ``store compact`` leaves). Then, in one run:
    percentiles and sustained peak; per VM the figures summed over its sockets; daily and
    bucket medians.
 
-The targets (issue 4): the report within 5 s and 2 GiB, and no slower than 1.5x DuckDB.
+The targets: the report within 5 s and 2 GiB, and no slower than 1.5x DuckDB.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Two fleets:
 
 * **demo**: ``samples/demo-fleet.toml`` as shipped (6 hosts, 8-17 VMs, 2 days at 5-minute steps,
   3,456 captures);
-* **target**: the issue's figure, the demo fleet with every host padded to 30 domains with web
+* **target**: the demo fleet with every host padded to 30 domains with web
   VMs, 2 days at 1-minute steps (6 x 2,880 = 17,280 captures, ~200,000 files). Target: under
   30 s on the 2-core machines.
 

@@ -3,7 +3,7 @@
     python samples/make_samples.py
 
 Each host is written through the parsers' own printf-exact renderers, then the result
-was read line by line against the formats in ``xen-xl-psr.md`` (see samples/README.md).
+was read line by line against the formats in ``docs/xl-formats.md`` (see samples/README.md).
 Deterministic: the figures come from the tables below plus a seeded jitter.
 """
 
@@ -184,7 +184,7 @@ def capture(h: Host, index: int, when: datetime, readings: int = 3) -> Capture:
         put(("xl", "psr-cmt-show", "cache_occupancy"), cmt_table(h, "cache-occupancy", rng))
         return c
     # psr-hwinfo's status is its last section's: MBA (4.11+) or L2 (4.10) failing gives 253,
-    # and since 4.10 an absent feature prints nothing at all, not even on stderr (§1.1).
+    # and since 4.10 an absent feature prints nothing at all, not even on stderr.
     no_last = (h.version >= (4, 11) and h.mba_linear is None) or (h.version == (4, 10) and not h.l2_cbm_len)
     put(("xl", "psr-hwinfo"), hw(h), status=253 if no_last else 0)
     if h.cmt:
@@ -240,7 +240,7 @@ HOSTS = [
         Vm(0, "Domain-0", 2048, 4, (768, 256), (0, 0), state="r-----"),
         Vm(1, "old-guest", 4096, 2, (6144, 1024), (0, 0)),
     ]),
-    # Xen 4.10 on an Atom (Denverton) box: L2 CAT only, CMT disabled (xen-xl-psr.md §1.3).
+    # Xen 4.10 on an Atom (Denverton) box: L2 CAT only, CMT disabled (as in Xen commit 451a0c39ba's example).
     Host("xen-atom-l2", "4.10.4", (0,), 16, 16384, 16, 15, 0, cmt=False, l2_cbm_len=8,
          commandline="psr=cat", vms=[
              Vm(0, "Domain-0", 1024, 2, (0,), (0,), state="r-----"),

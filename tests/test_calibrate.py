@@ -1,4 +1,4 @@
-"""`rdtadvisor calibrate` (issue 5): the sweep's shape, the schedule, its JSON, the CLI, and the
+"""`rdtadvisor calibrate`: the sweep's shape, the schedule, its JSON, the CLI, and the
 generated scripts run for real with /bin/sh against a stub ``xl`` that applies the masks to a
 JSON state (so "the original masks are back" is checked on the state, not on the text)."""
 

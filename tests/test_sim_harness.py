@@ -39,8 +39,8 @@ def random_vms(rng: np.random.Generator, n: int, *, streaming: int = 0) -> list[
 
 # ---------------------------------------------------------------------------- layouts
 
-def test_disjoint_count_matches_the_reference():
-    # cache-partitioning-algorithms.md §6.3: n = 6, K = 4, W = 11 -> 12,161 disjoint layouts.
+def test_disjoint_count_matches_the_closed_form():
+    # docs/algorithms.md, "Judging advice": n = 6, K = 4, W = 11 -> 12,161 disjoint layouts.
     assert layouts.count_disjoint(6, 11, 4) == 12161
     assert len(layouts.disjoint(6, 11, 4)) == 12161
     # and one private run per VM: C(W-1, n-1) = 252
@@ -383,7 +383,7 @@ def test_cli_bench_advice_rejects_an_unknown_suite():
     assert out.exit_code == 2 and "no built-in suite" in out.output
 
 
-def test_exhaustive_search_space_of_the_reference_is_what_optimum_searches():
+def test_exhaustive_search_space_is_what_optimum_searches():
     # 6 VMs, 4 COS, 11 ways: 12,161 disjoint + 141,920 overlay layouts
     assert layouts.count_disjoint(6, 11, 4) + layouts.count_overlay(6, 11, 4) == 154081
     assert sum(1 for _ in itertools.islice(layouts.enumerate_layouts(3, 4, 2), 5)) == 5

@@ -1,4 +1,4 @@
-"""Truth model properties (issue 3): conservation, monotonicity, floor, convergence, speed, determinism.
+"""Truth model properties: conservation, monotonicity, floor, convergence, speed, determinism.
 
 Hypothesis draws VMs from the whole range the profiles use (alpha 0-0.9, working sets 0.1-64 MiB,
 apki up to 60) and contiguous masks anywhere in the CBM, on an 11-way Skylake-SP socket and the

@@ -387,7 +387,7 @@ def test_unknown_preset_lists_the_known_ones():
 
 
 def test_mbm_correction_follows_linux_table():
-    # "x1.142857 for rmid>47 on 7-core-count parts" (rdt-ecosystem.md): 56 RMIDs.
+    # Linux's mbm_cf_table: x1.142857 above RMID 47 on parts with 56 RMIDs (7 slices).
     assert presets.mbm_correction(56) == (47, 1.142857)
     assert presets.mbm_correction(8 * 40) is None
     skx = presets.get("skylake-sp-gold-6152")

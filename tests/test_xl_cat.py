@@ -20,13 +20,13 @@ from tests.golden import FIXTURES
 H1 = "   ID                     NAME             CBM\n"
 H2 = "   ID                     NAME      CBM (code)      CBM (data)\n"
 
-# xen-xl-psr.md §3.3, REAL (commit f52fbcf747, Xen 4.6)
+# REAL (Xen commit f52fbcf747's message, Xen 4.6)
 REAL_46 = ("Socket ID       : 0\nL3 Cache        : 12288KB\nDefault CBM     : 0xfff\n" + H1
            + "    0                 Domain-0            0xff\n")
-# §3.3, REAL (commits 54be79e375 / a04f2818cf, Xen 4.10): xl psr-cat-show -l2 1
+# REAL (Xen commits 54be79e375 / a04f2818cf, Xen 4.10): xl psr-cat-show -l2 1
 REAL_L2 = ("Socket ID       : 0\nDefault CBM     : 0xff\n" + H1
            + "    1                 ubuntu14            0x7f\n")
-# §3.4, RECONSTRUCTED
+# RECONSTRUCTED from xl's printf formats (docs/xl-formats.md)
 L3 = ("Socket ID       : 0\nL3 Cache        : 25600KB\nDefault CBM     : 0xfffff\n" + H1
       + "    0                 Domain-0         0xfffff\n"
       + "    3              guest-web01            0xff\n"
@@ -52,7 +52,7 @@ def dom(table: CatTable, socket: int, domid: int) -> CatDomain:
     return d
 
 
-# --- the reference's examples ---------------------------------------------------------------
+# --- the documented examples ---------------------------------------------------------------
 
 def test_real_46_example():
     t = cat.parse(REAL_46)

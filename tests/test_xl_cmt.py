@@ -1,4 +1,4 @@
-"""`xl psr-cmt-show`: every quirk of xen-xl-psr.md §2 and §8, as specifications."""
+"""`xl psr-cmt-show`: every quirk of docs/xl-formats.md (psr-cmt-show, pitfalls), as specifications."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`xl psr-hwinfo` parser: every quirk of xen-xl-psr.md §1, render/parse round trips, robustness."""
+"""`xl psr-hwinfo` parser: every quirk in docs/xl-formats.md, render/parse round trips, robustness."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from tests.fake_xl.captures import HWINFO
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xl" / "psr-hwinfo"
 
-# The reference's §1.4 example (HEAD, 2 sockets, CMT on, CDP off, MBA linear, no L2).
+# Xen 4.11+, 2 sockets, CMT on, CDP off, MBA linear, no L2 (RECONSTRUCTED).
 FULL = HWINFO
 
 L2_ONLY = """\
@@ -55,7 +55,7 @@ def l3(socket, kib=25600, cdp=False, cos=15, cbm_len=20):
 
 # --- the four section headers and their lines --------------------------------------------
 
-def test_full_reference_example():
+def test_full_example():
     info = hwinfo.parse(FULL)
     assert info.cmt == CmtInfo(True, 175, MONITOR_TYPES)
     assert info.l3_cat == (l3(0), l3(1))

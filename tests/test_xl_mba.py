@@ -17,7 +17,7 @@ from tests.damage import mutated, parses_or_parse_error
 from tests.golden import FIXTURES
 
 HM = "   ID                     NAME           THRTL\n"
-# xen-xl-psr.md §4.3, RECONSTRUCTED
+# RECONSTRUCTED from xl's printf formats (docs/xl-formats.md, psr-mba-show)
 LINEAR = ("Socket ID       : 0\nDefault THRTL   : 0\n" + HM
           + "    0                 Domain-0               0\n"
           + "    3              guest-web01              10\n")
@@ -35,7 +35,7 @@ def row(domid: int, name: str, cell: str) -> str:
     return "%5d%25s%16s\n" % (domid, name, cell)
 
 
-# --- the reference's examples and the number base ---------------------------------------------
+# --- the documented examples and the number base --------------------------------------------
 
 def test_linear_example_is_decimal():
     t = mba.parse(LINEAR)

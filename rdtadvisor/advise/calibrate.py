@@ -1,4 +1,4 @@
-"""Calibration sweeps (issue 5): time-boxed temporary masks that measure the curves of VMs lacking history.
+"""Calibration sweeps: time-boxed temporary masks that measure the curves of VMs lacking history.
 
 A VM whose L3 mask never narrowed shows the advisor only a narrow band of occupancies (its
 load moves it a little along its miss curve), so `rdtadvisor.model.curvefit` falls back to a class
@@ -14,10 +14,7 @@ running, records the points the fit lacks. Two designs:
   spread over the capacities a plan may give it and are "alone" points (weighted highest by
   the curve fit). Narrowing only the VM while the others keep every way measures much less:
   a narrowed VM dominates its few ways and its occupancy barely moves (a VM measured at
-  1.9 MiB with 1 way held 3.8 MiB with 11). When private sweeps replaced narrowing ones,
-  ``advise cat`` on the suite's calibrated history went from 96.8 % to 97.7 % of the optimum
-  (the strategy of that time; today's reaches 99.4 %, and the harness no longer builds a
-  narrowing history to compare with).
+  1.9 MiB with 1 way held 3.8 MiB with 11), so the fit sees too narrow a range.
   The cost: during a level the other domains run with ``W - k`` ways. Levels whose fence
   would be narrower than ``min_bits`` are dropped (`private_levels`).
 * **narrow** (the fallback): the VM's mask shrinks to the low ``w`` bits of its own contiguous
@@ -109,9 +106,8 @@ def private_levels(ways: int, min_bits: int = 1) -> list[int]:
 
     The wide first level measures what a plan giving the VM most of the cache would do: a
     working-set knee or a plateau above half the L3 is otherwise never seen, and the fit
-    extends the slope it saw below (on the suite's calibrated history this level moved
-    ``advise cat`` from 98.1 % to 98.2 % of the optimum, 99.1 % to 99.3 % on the held-out
-    mixes; bdw-bw-saturated-4cos, whose database's knee is at 14 of 20 ways, 96.6 % to 99.4 %).
+    extends the slope it saw below (it matters most where a knee sits high, like the
+    database of the suite's bdw-bw-saturated-4cos at 14 of 20 ways; ``docs/results.md``).
     Its price: for one level per VM every other domain runs in a quarter of the ways.
     The fence (every other domain) gets ``ways - k`` ways, which Xen, like the VM's ``k``,
     must accept under the ``min_bits`` policy: ``private_levels(11) == [9, 5, 2, 1]``,

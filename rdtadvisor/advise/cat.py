@@ -71,7 +71,7 @@ class CatAdvice:
     declined: tuple[dict[str, Any], ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        """Issue 5's JSON contract ``{"plans": [...]}`` plus ``declined``: [{host, socket, reason}]."""
+        """The plan JSON contract (``docs/plan.md``): ``plans`` plus ``declined`` [{host, socket, reason}]."""
         return {**planning.plans_to_dict(self.plans), "declined": list(self.declined)}
 
 

@@ -18,7 +18,7 @@ Per (host, socket), L3 (and L2 for validity), it reports `Finding`s of these kin
 ``dom0-default``
     Domain-0 left at the default mask while other domains on the socket have non-default
     masks: a domain at COS 0 can fill every way, so it pollutes every "private" partition
-    (``cache-partitioning-algorithms.md`` §4.4). Other domains at the default are counted
+    (``docs/algorithms.md``, "Layouts"). Other domains at the default are counted
     in the message.
 ``overlaps-streaming``
     A cache-sensitive domain's mask shares ways with a streaming domain's mask: the streamer

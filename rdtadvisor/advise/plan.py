@@ -2,7 +2,7 @@
 
 A `CatPlan` is what an advisor hands over (assignments, predicted effect) plus the ordered
 `Step`s that take a socket from today's masks to the target (`build_steps`). `to_dict` is
-issue 5's JSON contract, one entry of::
+one entry of the plan JSON contract (``docs/plan.md``)::
 
     {"plans": [{"host", "socket", "level": 3, "cos_budget", "cos_used",
                 "assignments": [{"domid", "name", "cos", "cbm": "0x7f0" (or "code_cbm"/"data_cbm"
@@ -130,7 +130,7 @@ class CatPlan:
     level: int = 3
 
     def to_dict(self) -> dict[str, Any]:
-        """One entry of issue 5's ``plans`` list (see the module docstring)."""
+        """One entry of the contract's ``plans`` list (see the module docstring)."""
         return {"host": self.host, "socket": self.socket, "level": self.level,
                 "cos_budget": self.cos_budget, "cos_used": self.cos_used,
                 "assignments": [a.to_dict() for a in self.assignments],

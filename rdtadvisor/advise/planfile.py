@@ -1,4 +1,4 @@
-"""Reads plan files: CAT plans (issue 5's contract) and migration plans (issue 6's), into dataclasses.
+"""Reads plan files, CAT plans and migration plans (both contracts in ``docs/plan.md``), into dataclasses.
 
 A plan file is JSON with ``plans`` (CAT), ``migrations``, or both::
 
@@ -11,8 +11,7 @@ Other keys of the contracts (``cos``, ``ways``, ``reason``, ``predicted``, ``com
 are allowed and ignored. Masks are JSON integers or strings (``"0x7f0"``, ``"2032"``).
 Every error is a `ConfigError` naming the file and the JSON path (``$.plans[0].assignments[1].cbm``).
 `check_masks` validates masks against a host's stored facts: non-empty, one contiguous
-run of ones, within the CBM length (Xen rejects the rest; ``xen-xl-psr.md``, §4.1 of the
-partitioning notes).
+run of ones, within the CBM length (Xen rejects the rest: ``docs/xl-formats.md``, "Setting masks").
 """
 
 from __future__ import annotations

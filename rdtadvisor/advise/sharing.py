@@ -1,13 +1,14 @@
 """VMs sharing one partition: the pooled equilibrium in closed form, and KPart's greedy merges.
 
 The CAT strategy (`rdtadvisor.advise.strategy`) evaluates thousands of "these VMs share w
-ways" questions per socket (KPart's merge decisions, §1.2 of the partitioning notes), and
+ways" questions per socket (KPart's merge decisions, ``docs/algorithms.md``), and
 every disjoint layout is a set of such pools. Both are answered here, vectorised.
 
-**The pooled equilibrium** (§2.2): VMs sharing one pool of ``P`` bytes hold it in
-proportion to their insertion (miss) rates, none more than its working set. With the
-curve model of `rdtadvisor.model.curvefit` (``M(c) = r * max(f, min(1, (c / c0) ** -alpha))`` below
-the knee ``ws``, ``r * f`` at or above it), the uncapped VMs satisfy ``c_i = lam * M_i(c_i)``
+**The pooled equilibrium** (``docs/algorithms.md``, "The sharing equilibrium"): VMs sharing
+one pool of ``P`` bytes hold it in proportion to their insertion (miss) rates, none more
+than its working set. With the curve model of `rdtadvisor.model.curvefit`
+(``M(c) = r * max(f, min(1, (c / c0) ** -alpha))`` below the knee ``ws``, ``r * f`` at or
+above it), the uncapped VMs satisfy ``c_i = lam * M_i(c_i)``
 for one common ``lam`` [B s] (``lam = free bytes / their summed misses``). ``c - lam * M(c)``
 increases with ``c`` (M never increases), so each VM's holding is a closed-form, increasing
 function of ``lam``::

@@ -5,102 +5,91 @@
 `SocketAdvice` out (per VM: group, mask, ways, reason; the predicted change of the weighted
 speedup with its uncertainty; or ``declined`` with the reason for recommending nothing).
 `advisor` adapts it to `rdtadvisor.sim.harness.Advisor` so the scoring suite can judge it.
+The algorithms and their sources are in ``docs/algorithms.md``; the figures the plans reach,
+and the benchmarks behind the constants below, in ``docs/results.md``.
 
-Method (``cache-partitioning-algorithms.md``; section numbers refer to it):
-
-1. **Classify** every VM from its fit (§6.4 (f)): *streaming* = high bandwidth AND a flat
-   curve (alpha < 0.1 at >= 1 GB/s) -- never a flat curve alone, which also catches small
-   working sets; *idle* (below 1 MB/s); *small* (a knee below a tenth of the L3); otherwise
-   *sensitive* (or *insensitive*: flat, little bandwidth). The class only seeds the
-   clustering and words the reasons: the allocation itself follows the curves.
+1. **Classify** every VM from its fit: *streaming* = high bandwidth AND a flat curve
+   (alpha < 0.1 at >= 1 GB/s) -- never a flat curve alone, which also catches small working
+   sets, the streamers' victims; *idle* (below 1 MB/s); *small* (a knee below a tenth of
+   the L3); otherwise *sensitive* (or *insensitive*: flat, little bandwidth). The class only
+   seeds the clustering and words the reasons: the allocation itself follows the curves.
    **Curves the history could not fit** (`CurveFit.fallback`: class priors chosen from
    bandwidth or occupancy alone) get a wide prior instead of their narrow class draws
    (`_wide_prior`: alpha 0..0.8 through the observed point, a knee anywhere up to the L3),
    so a high-bandwidth VM of unknown curve is weighed as possibly streaming and possibly
    cache-hungry; the reason then says the curve was not measured.
-2. **Performance model** (§6.2, in relative form): a VM's speed relative to today is
-   ``1 / ((1 - s) + s * (P(c') / P(c)) * (L' / L))`` where ``s`` is the share of its time
-   stalled on memory today, estimated from its misses per busy vCPU-second
-   (``M / (1 + wb) / (vcpus x busy)``: MBM is per wall-clock second, and a VM busy a tenth
-   of the time misses ten times as fast while it runs; ``busy`` from ``xl list``'s CPU
-   time, `rdtadvisor.model.busy`; ``M`` is what MBM measured, its median bandwidth / 64 B,
-   not the fitted curve at the modelled occupancy: at a knee the curve is a cliff, and a small
-   VM the model puts a hair below its knee was credited tens of times its misses, so a phantom
-   gain from any latency relief; on the suite this moved the plans from 96.9 % / 98.1 % to
-   97.0 % / 98.1 % of the optimum, the held-out mixes from 97.7 % / 99.1 % to 97.9 % / 99.1 %,
-   and the mean over-prediction of the plans' gain from 3.0 to 1.6 points (held-out 2.4 to 0.7))
-   times the memory latency over the memory-level parallelism (`Policy.mlp`), ``L`` the
-   latency of the queueing curve ``L0 / (1 - U)`` at the socket's bandwidth utilisation,
-   and ``P`` its misses per *instruction*: the fitted curve is misses per second, seen at the
-   speed the VM had, so ``P(c) ∝ M(c) / (1 - s(M(c)))`` (a squeezed VM runs slower, and its
-   misses/s rise less than its misses per instruction). Not for streaming VMs: their misses
-   are mostly prefetches, which stall them little, so ``s`` overstates their stall and the
-   correction would amplify noise in a flat curve. On the suite this moved the plans from
-   96.3 % / 98.0 % to 96.4 % / 98.1 % of the optimum (default / calibration history), on
-   the held-out mixes from 98.2 % / 98.6 % to 98.1 % / 98.9 %. A streaming VM's stall is
-   taken at `Policy.streaming_mlp` (prefetchers keep several misses in flight), and every
-   VM's misses per busy vCPU-second from its busy fraction: together they moved the suite
-   from 96.5 % / 98.1 % to 96.9 % / 98.1 % (held-out mixes 97.7 % / 99.0 % to 97.7 % /
-   99.1 %), and the demo's saturated Cascade Lake socket from a plan truly worth +15 % to
-   one worth +20 % (simulator truth, ``simulate --apply``).
+2. **Performance model**, relative to today: a VM's speed changes by
+   ``1 / ((1 - s) + s * (P(c') / P(c)) * (L' / L))``, where
+
+   * ``s`` is the share of its time stalled on memory today: its misses per busy
+     vCPU-second (``M / (1 + wb) / (vcpus x busy)``) times the memory latency over the
+     memory-level parallelism (`Policy.mlp`; `Policy.streaming_mlp` for a streaming VM,
+     whose prefetchers keep several lines in flight). MBM counts per wall-clock second, so
+     a VM busy a tenth of the time misses ten times as fast while it runs (``busy`` from
+     ``xl list``'s CPU time, `rdtadvisor.model.busy`). ``M`` is what MBM measured (median
+     bandwidth / 64 B), not the fitted curve at the modelled occupancy: at a knee the curve
+     is a cliff, and a VM modelled a hair below its knee would be credited many times its
+     real misses, hence a phantom gain from any latency relief;
+   * ``L`` is the latency of the queueing curve ``L0 / (1 - U)`` at the socket's bandwidth
+     utilisation (only with a configured bandwidth capacity);
+   * ``P`` is misses per *instruction*. The fitted curve is misses per second at the speed
+     the VM had, so ``P(c) ∝ M(c) / (1 - s(M(c)))``: a squeezed VM runs slower, and its
+     misses/s rise less than its misses per instruction. Not for streaming VMs: their
+     misses are mostly prefetches, which stall them little, so ``s`` overstates their
+     stall and the correction would amplify noise in a flat curve.
+
    Speeds are normalised by each VM alone with the whole cache, weighted by priority, and
    summed: the weighted speedup (WS), the quantity the scoring harness grades. Allocating
    by misses alone (UCP) over-serves VMs with many vCPUs and streaming VMs whose misses
-   cost them little (high MLP): WS is what we maximise.
+   cost them little (high MLP): WS is what is maximised.
 3. **Capacity** in any layout comes from the sharing equilibrium on the fitted curves
-   (§2.2: occupancy in proportion to insertion rate, capped at the working set), solved
-   for the best estimate and for posterior draws of every curve (`CurveFit.draws`) at once:
-   in closed form for disjoint layouts (one pool per partition, `rdtadvisor.advise.sharing`),
+   (occupancy in proportion to insertion rate, capped at the working set), solved for the
+   best estimate and for posterior draws of every curve (`CurveFit.draws`) at once: in
+   closed form for disjoint layouts (one pool per partition, `rdtadvisor.advise.sharing`),
    with `rdtadvisor.advise.whatif.equilibrium` when masks overlap.
-4. **Cluster** KPart-style (§1.2) into at most ``cos_budget`` groups: streaming VMs start
-   in one group (a small shared range for polluters, §4.4), every other VM alone; then
-   the pair of groups whose merge loses least WS is merged (`sharing.merge_levels` on
-   negated group-value curves, the group value being the expected WS, over the ensemble,
-   its members reach sharing w ways, from the equilibrium). Every level 2..K of the merge
+4. **Cluster** KPart-style into at most ``cos_budget`` groups: streaming VMs start in one
+   group (a small shared range for polluters), every other VM alone; then the pair of
+   groups whose merge loses least WS is merged (`sharing.merge_levels` on negated
+   group-value curves, the group value being the expected WS, over the ensemble, its
+   members reach sharing w ways, from the equilibrium). Every level 2..K of the merge
    sequence is a candidate. VMs with a guaranteed minimum are never merged (a shared COS
    guarantees nothing).
-5. **Split the ways exactly** among the groups (§6.4 (d)): a dynamic programme over the
-   group value curves maximises the summed WS under ``sum(ways) = W - reserved`` and the
-   per-group minima (min bits, guarantees); runs are stacked contiguously from the low end
-   above the reserved ways (§4.4). Every domain, Domain-0 included, gets a mask: a domain
-   left at COS 0 allocates into every partition (§4.4), so only the deliberate "light VMs
-   at default" alternatives of step 6 leave any domain there.
-6. **Alternatives**: UCP lookahead on the fitted miss curves (§1.1, the reference advisor);
-   for layouts with a streaming group, the streaming group laid over the top ways of
-   another group's run instead of a private run; and the 1-3 lightest VMs (least
+5. **Split the ways exactly** among the groups: a dynamic programme over the group value
+   curves maximises the summed WS under ``sum(ways) = W - reserved`` and the per-group
+   minima (min bits, guarantees); runs are stacked contiguously from the low end above the
+   reserved ways. Every domain, Domain-0 included, gets a mask: a domain left at COS 0
+   allocates into every partition, so only the deliberate "light VMs at default"
+   alternatives of step 6 leave any domain there.
+6. **Alternatives**: UCP lookahead on the fitted miss curves (the published algorithm, as a
+   candidate); for layouts with a streaming group, the streaming group laid over the top
+   ways of another group's run instead of a private run; and the 1-3 lightest VMs (least
    bandwidth, no guarantee) left at the default mask with the others clustered into the
    whole budget -- they barely pollute and free COS (the last two when `Policy.overlap`,
-   and light VMs only when no ways are reserved). Then a small local search (§6.4 (d))
-   from the two leading candidates moves one way at a time across run boundaries.
-7. **Choose and decide** (§1.1's 2 % hysteresis, issue 5): every candidate and today's
-   masks are evaluated on the whole ensemble (best estimate + draws), including the
-   latency feedback through bandwidth. The candidate with the best lower quartile of its
-   gain over today is chosen (ties within `Policy.tie_margin`: the fewest COS); it is
-   recommended only if its expected gain is at least `Policy.hysteresis` and at least
-   `Policy.confidence` of the draws predict a gain;
-   otherwise today's masks stay and ``declined`` says why.
-8. **The reported band** adds the model's own error to the curves' uncertainty: the
-   ensemble's 5th-95th percentiles only say how far the *curves* are unsure, and on
-   calibrated history, where the curves are tight, the true gain fell outside that band
-   in 12 of the suite's 18 plans (the stall and sharing models, and knees no sweep
-   reached, err by a share of the gain). Each half of the band is widened in quadrature by
-   `MODEL_ERROR` x the expected gain (``benchmarks/advice_band.py``): with 0.4, the suite's
-   34 plans (23 scenarios, both histories) had 2 true gains outside it (12 outside the
-   ensemble band) and the 16 held-out mixes' 30 plans 3 (8 outside); 0.35 held 31 of 34
-   and 26 of 30: the held-out mixes informed the choice of 0.4. With today's stall from
-   the measured bandwidth (step 2) and the sweeps' wide first level
-   (`rdtadvisor.advise.calibrate.private_levels`): 2 of 34 and 1 of 30 outside, the model
-   over-predicting by 1.9 and 1.6 points on average; with the two Haswell-EP plans from
-   relative curves (no MBM) the suite's 36 plans have the same 2 outside. The decision
-   (step 7) is unchanged: an error proportional to the gain does not change its sign.
+   and light VMs only when no ways are reserved). Then a small local search from the
+   leading candidates moves one way at a time across run boundaries.
+7. **Choose and decide**: every candidate and today's masks are evaluated on the whole
+   ensemble (best estimate + draws), including the latency feedback through bandwidth. The
+   candidate with the best lower quartile of its gain over today is chosen (ties within
+   `Policy.tie_margin`: the fewest COS); it is recommended only if its expected gain is at
+   least `Policy.hysteresis` (zsim's 2 %: no churn on noise) and at least
+   `Policy.confidence` of the draws predict a gain; otherwise today's masks stay and
+   ``declined`` says why.
+8. **The reported band** adds the model's own error to the curves' uncertainty. The
+   ensemble's 5th-95th percentiles only say how unsure the *curves* are; the stall and
+   sharing models, and knees no sweep reached, err by a share of the gain, so on calibrated
+   history, where the curves are tight, the ensemble band alone misses most true gains.
+   Each half of the band is therefore widened in quadrature by `MODEL_ERROR` x the expected
+   gain, the factor chosen so that about nine true gains in ten fall inside
+   (``benchmarks/advice_band.py``). The decision (step 7) does not use it: an error
+   proportional to the gain does not change its sign.
 
 **Without MBM** (`CurveFit.relative`: curves from occupancy shares, `rdtadvisor.model.shares`)
 the curves' misses carry one unknown scale per socket, which the stall model needs. It is
 the socket's memory traffic measured outside xl (`Policy.traffic`; `_absolute` scales the
 curves so their summed bandwidth matches it, the draws spreading x/÷ `TRAFFIC_SPREAD`);
 without it the socket is declined (`NO_TRAFFIC`). A wide prior on the traffic instead
-(3-90 % of the bus) acted on Haswell-EP development mixes without a streamer, whose bus was
-a few percent busy, and lost up to 2.8 %: every decision hung on the prior.
+would let the prior make the decision: on a socket whose bus is a few percent busy, a
+prior reaching most of the bus predicts latency relief that is not there.
 """
 
 from __future__ import annotations
@@ -160,10 +149,10 @@ class Policy:
     confidence : the share of the posterior ensemble that must predict a gain.
     tie_margin : candidates whose ranking gain is within this of the best count as
         tied; the one with the fewest COS wins (coarser partitions are the more robust to
-        curve errors, and cheaper: KPart's point, §1.2; §4.4 "minimise churn").
+        curve errors, and cheaper: KPart's point; and fewer masks change).
     risk_quantile : candidates are ranked by this quantile of their gain over the ensemble
         (0.25: the lower quartile, a cautious choice; 0.5 the median).
-    seed_streaming : start the clustering with the streaming VMs pooled in one group (§4.4);
+    seed_streaming : start the clustering with the streaming VMs pooled in one group;
         otherwise from singletons.
     widen_fallback : replace the draws of class-prior fits by a wide prior (`_wide_prior`).
     mlp, writeback : memory-level parallelism and write-back share assumed for every VM
@@ -264,7 +253,7 @@ class SocketAdvice:
 # ---------------------------------------------------------------------------- classification
 
 def classify(fit: CurveFit, l3_bytes: float) -> str:
-    """streaming (high bandwidth AND flat), idle, small, sensitive or insensitive (§6.4 (f))."""
+    """streaming (high bandwidth AND flat), idle, small, sensitive or insensitive (step 1)."""
     bw = fit.median_bandwidth
     if bw < IDLE_BW:
         return "idle"
@@ -463,7 +452,7 @@ def _prefetch_bound(fit: CurveFit, vcpus: float, policy: Policy, latency_ns: flo
     per vCPU and the memory latency (`latency_ns`: today's loaded latency when known, else
     the unloaded one), a vCPU stalled all the time makes ``mlp / latency`` misses/s; more than
     that (after the write-back share) takes the hardware prefetchers, i.e. sequential access,
-    i.e. a streaming pattern (§6.4 (f); a pointer-chasing, cache-sensitive VM stays far below it)."""
+    i.e. a streaming pattern (a pointer-chasing, cache-sensitive VM stays far below it)."""
     per_vcpu = fit.median_bandwidth / LINE_BYTES / (1 + policy.writeback) / max(vcpus, 0.01)
     latency = policy.latency_ns if latency_ns is None else latency_ns
     return per_vcpu * latency * 1e-9 / policy.mlp >= PREFETCH_STALL
@@ -482,7 +471,7 @@ def _wide_prior(fit: CurveFit, l3_bytes: float, n: int, seed: int, prefetching: 
     """(n, 4) draws of (log r, alpha, ws, floor) for a curve the history could not fit.
 
     The fit's class prior decides the class from bandwidth (or a knee at the occupancy
-    held) alone, which §6.4 (f) warns against: a high-bandwidth VM may be streaming or
+    held) alone, which step 1 warns against: a high-bandwidth VM may be streaming or
     cache-hungry, a VM holding little may be small or merely squeezed. So the draws span
     both: alpha ~ U(0, 0.8) through the median observed point (log-sd 0.35), and a knee
     anywhere from what it holds to the L3 size (log-uniform) for half of them. A VM missing
@@ -605,7 +594,7 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
     any_guarantee = any(guaranteed)
     # 6b. light VMs (least bandwidth; none when any VM has a guarantee, as a VM at the default
     # mask overlaps every run) may stay at the default mask: they barely
-    # pollute and free COS for the rest (§4.4's shared region; the harness's overlay family)
+    # pollute and free COS for the rest (a small shared range; the harness's overlay family)
     light_order = sorted((i for i in range(n) if kinds[i] != "streaming" and not any_guarantee
                           and reserved_ok(policy)), key=lambda i: (items[i].fit.median_bandwidth, i))
     at_default: list[tuple[int, ...]] = [()]
@@ -659,7 +648,7 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
                 for i in light:
                     masks[i] = full
                 cands.append((f"kpart-{k}+exact, streaming over the top {r} way(s){tag}", masks, None))
-    # the reference: UCP lookahead on the fitted miss curves (KPart merge when over budget)
+    # UCP lookahead on the fitted miss curves, as a candidate (KPart merge when over budget)
     # (it knows no guarantees: only without them)
     ucp = None if any_guarantee else _ucp_fitted(items, model, W, avail, start, cos_budget, policy)
     if ucp is not None:
@@ -699,7 +688,7 @@ def plan_socket(socket_facts: SocketFacts, vms: Sequence[VmInput | tuple], curre
             continue
         scored.append(score(label, masks))
     scored.sort(key=lambda c: (-c.gain_risk, -c.gain_mean, c.label))
-    # 7b. a small local search (§6.4 (d)) from the leading candidates: move one way across a
+    # 7b. a small local search from the leading candidates: move one way across a
     # boundary between adjacent runs, judged on the ensemble with the latency feedback
     for c in scored[:LOCAL_SEARCH_STARTS]:
         refined = _local_search(c, score, W, full, start, avail, min_ways, policy)

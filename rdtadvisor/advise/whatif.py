@@ -9,7 +9,7 @@ Pure: frames in, a `Prediction` out. The pieces:
    latest ``settings`` (the socket's default mask, all ones, when none is stored), and
    their recent observed misses (median over the socket's `RECENT` latest collections, those
    in which the VM had today's mask).
-3. **The sharing equilibrium** (``cache-partitioning-algorithms.md`` §2.2): iterate
+3. **The sharing equilibrium** (``docs/algorithms.md``): iterate
    `rdtadvisor.cache.equilibrium.allocate` with misses = the fitted M(capacity), damped, to a fixed
    point. It is solved for an ensemble at once: entry 0 uses each curve's best estimate,
    the others one posterior draw per VM (`CurveFit.draws`).

@@ -6,7 +6,7 @@ the number of allocation ways); *ways* are counts of bits; *bytes* are bytes of 
 (``l3_bytes`` is the socket's L3 size, ``xl psr-hwinfo``'s "L3 Cache" x 1024). Under CDP
 a domain's setting is a ``(code, data)`` pair of masks.
 
-What Xen enforces (``xen-xl-psr.md`` §5, ``cat_check_cbm`` / ``psr_check_cbm``): set
+What Xen enforces (``docs/xl-formats.md``, "Setting masks"; ``cat_check_cbm`` / ``psr_check_cbm``): set
 bits only in ``[0, cbm_len)``, at least one bit, one contiguous run. Nothing else: no
 minimum width (hardware and Linux resctrl's ``min_cbm_bits`` may want 1 or 2, so
 `is_valid` takes ``min_bits``). COS 0 holds the default all-ones mask and costs no COS;
@@ -148,7 +148,7 @@ def cos_budget(cos_max: int, cdp: bool, *, from_hwinfo: bool = True,
     default, so the budget is exactly ``cos_max`` whether CDP is on or not (each COS then
     holds a code and a data mask). Pass ``from_hwinfo=False`` for the hardware's (CPUID's)
     highest COS instead: under CDP Xen 4.7-4.9 keeps ``cos_max >> 1`` and 4.10+
-    ``(cos_max - 1) >> 1`` (``xen-xl-psr.md`` §5). On 4.10+ L3, L2 and MBA share one COS id
+    ``(cos_max - 1) >> 1``. On 4.10+ L3, L2 and MBA share one COS id
     per domain, so settings of the other features can use up L3's budget too.
     """
     if cos_max < 0:

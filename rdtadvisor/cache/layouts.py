@@ -6,7 +6,7 @@ or above the CBM length) and the layout fits the COS budget: the number of *dist
 non-default* masks is at most the socket's usable COS count K (`cos_used`). Xen reserves
 COS 0 for the default all-ones mask, so a VM left at default costs nothing, and VMs whose
 masks are identical share one COS (``find_cos`` before ``pick_avail_cos``; see
-``cache-partitioning-algorithms.md`` §4.2 and ``xen-xl-psr.md`` "CBM validity"). Under CDP
+``docs/xl-formats.md``, "Setting masks, and what Xen enforces"). Under CDP
 the budget is ``(cos_max - 1) >> 1``; callers pass the halved K (`cdp_budget`).
 
 Two families are enumerated, both as numpy arrays of masks (`LayoutSet`), because the
@@ -18,22 +18,22 @@ harness scores every member with one batched solve:
     is used: in the truth model ways are interchangeable, and an idle way added to a
     neighbouring run gives that group more capacity, which lowers its miss ratios, the
     socket's bandwidth and so everybody's memory latency; a layout with idle ways is thus
-    dominated by the same layout without them (and §6.3's count assumes none). Ways a
+    dominated by the same layout without them (and the count below assumes none). Ways a
     policy keeps back (I/O, DDIO, Domain-0) are the advisor's business, not the
     yardstick's. Since the ways are interchangeable, the order of the runs is irrelevant
     and one canonical order per (partition, sizes) suffices. The count is ``sum_{k<=K} S(n, k) C(W-1, k-1)``
-    (Stirling numbers of the second kind): 12,161 for n = 6, K = 4, W = 11 (§6.3). k = 1
-    is the all-ones mask, i.e. no partitioning at COS 0.
+    (Stirling numbers of the second kind): 12,161 for n = 6, K = 4, W = 11 (``docs/algorithms.md``,
+    "Judging advice"). k = 1 is the all-ones mask, i.e. no partitioning at COS 0.
 
 (b) **Overlay** (`overlay`): a non-empty set S of VMs (not all of them) shares one mask R
     laid *over* a disjoint layout (a) of the other VMs. Exactly two shapes of R are
     enumerated:
 
     * **default**: R = all ones. The VMs of S stay at COS 0 (free) and compete in every
-      way, including the private runs of the others (§4.4: "any domain left at COS 0 can
-      allocate into every way"). The others use <= K COS.
+      way, including the private runs of the others (``docs/algorithms.md``,
+      "Layouts": a domain left at COS 0 can allocate into every way). The others use <= K COS.
     * **edge**: R = the top ``r`` ways of one group's run, for every ``r`` from 1 way (the
-      small shared range for streaming VMs, §4.4) up to one less than the run (r equal to
+      small shared range for streaming VMs) up to one less than the run (r equal to
       the run would be the disjoint layout with S merged into that group). Within a run
       the ways are interchangeable, so "the top r" stands for any r of them.
       The group whose run R overlaps is any of the k groups: it is placed last (top bits),
@@ -42,9 +42,10 @@ harness scores every member with one batched solve:
 
     Both shapes keep every VM's mask contiguous. Overlays whose R straddles two runs, or
     several overlay sets, are not enumerated: they are the same mechanism (a polluter
-    confined to a few ways of somebody else's run) at a combinatorial price the 10 s budget
-    of issue 3 cannot pay. n = 6, K = 4, W = 11: 141,920 overlay layouts (23,400 of them
-    "default", 118,520 "edge"), 154,081 in all.
+    confined to a few ways of somebody else's run) at a combinatorial price the optimum's
+    time budget (10 s for a 6-VM socket, `benchmarks/bench_optimum.py`) cannot pay.
+    n = 6, K = 4, W = 11: 141,920 overlay layouts (23,400 of them "default", 118,520
+    "edge"), 154,081 in all.
 
 `count_disjoint` gives the closed form of (a); `count_overlay` that of (b).
 """

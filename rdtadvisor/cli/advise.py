@@ -22,7 +22,7 @@ command = click.Group("advise", help="Advice from the stored history: CAT masks 
 @click.option("--since", type=WHEN, default=None,
               help="History from this time: ISO 8601 or 7d, 24h before now.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
-              show_default=True, help="Output format (json: issue 5's plan contract plus `declined`).")
+              show_default=True, help="Output format (json: the plan contract, docs/plan.md).")
 @click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a POSIX shell script per host to run on it (FILE, or FILE.<host>.sh "
                    "for several hosts) and its rollback (.rollback.sh).")
@@ -84,12 +84,15 @@ def _text(advice, *, markdown: bool, nothing: str = NO_CAT) -> str:
         sure_s = f" (a gain in {sure:.0%} of the curves' draws)" if sure is not None else ""
         out.append(f"{head}{p.host} socket {p.socket}: predicted weighted speedup {gain:+.1%}{band}{sure_s}, "
                    f"COS {p.cos_used} of {p.cos_budget}")
-        if markdown:
-            out += ["", "| domid | name | mask | ways | speed | reason |", "|---|---|---|---|---|---|"]
         # each VM's predicted speed change: who gains and who pays for it
         speed = {v["domid"]: v["speed_change"] for v in p.predicted.get("per_vm") or []}
         shown = [_mask_text(a) for a in p.assignments]
         width = max([8, *(len(m) for m in shown)])
+        if markdown:
+            out += ["", "| domid | name | mask | ways | speed | reason |", "|---|---|---|---|---|---|"]
+        else:
+            out += [f"  {'domid':>5}  {'name':<40}  {'mask':<{width}} {'ways':>7}  {'speed':>7}  reason",
+                    f"  {'-' * 5}  {'-' * 40}  {'-' * width} {'-' * 7}  {'-' * 7}  {'-' * 6}"]
         for a, mask_s in zip(p.assignments, shown, strict=True):
             change = f"{speed[a.domid]:+.1%}" if a.domid in speed else "?"
             if markdown:
@@ -101,7 +104,7 @@ def _text(advice, *, markdown: bool, nothing: str = NO_CAT) -> str:
                 out.append(f"{row}  {a.reason}")
         out.append("")
         for note in p.predicted.get("notes") or []:
-            out.append(f"{'' if markdown else '  '}note: {note}")
+            out.append(f"note: {md.escape(note)}" if markdown else f"  note: {note}")
         if p.predicted.get("notes"):
             out.append("")
         for s in p.steps:

@@ -39,7 +39,7 @@ default. The config file (default ``~/.config/rdtadvisor/config.toml``)::
     maintenance = ["xen03"]          # hosts to empty (same as --evacuate)
     priorities = { "db-orders" = 1 } # 1 (most important: moved last) .. 5 (default 3)
 
-    [cat]                 # rdtadvisor advise cat: policy for the L3 masks (issue 5)
+    [cat]                 # rdtadvisor advise cat: policy for the L3 masks (docs/advise-cat.md)
     min_bits = 1                     # fewest ways in any mask (Xen checks none; hardware or
                                      # resctrl may need 2); >= 1
     reserved_ways = 0                # ways kept out of every mask, at the low end (I/O, DDIO)

@@ -1,7 +1,7 @@
 """Units: the only place figures change unit.
 
 Xen prints sizes in KiB labelled ``KB`` and rates in KiB/s labelled ``KB/s``
-(``xen-xl-psr.md`` §2.3); everything past the parsers is bytes and bytes/s.
+(``docs/xl-formats.md``, psr-cmt-show); everything past the parsers is bytes and bytes/s.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Miss curves estimated from stored history (``cache-partitioning-algorithms.md`` §2).
+"""Miss curves estimated from stored history (``docs/algorithms.md``, "Miss curves from occupancy
+and bandwidth").
 
 Every collection gives, per (host, socket, domain), one **point on the VM's miss curve**:
 the L3 capacity it held (``l3_occupancy`` [B]) and its L3 misses per second, estimated as
@@ -7,7 +8,7 @@ the median over the collection's repeated 10 ms bandwidth snapshots of
 the points along the curve; points taken while a VM was squeezed by a small mask are the
 most informative.
 
-Caveats of misses = bandwidth / 64 (§2.1):
+Caveats of misses = bandwidth / 64 (``docs/algorithms.md``, "What the counters measure"):
 
 * MBM total bandwidth counts **prefetch** misses as well as demand misses, so this
   over-counts demand misses by the prefetch share (larger for streaming VMs, whose
@@ -89,7 +90,7 @@ def points(samples: pd.DataFrame, settings: pd.DataFrame | None = None) -> pd.Da
     ``alone`` is True when no other active domain (bandwidth >= 1 MB/s) on that socket had
     an L3 mask overlapping this one's at that time (masks from `settings`; a domain without
     a stored mask counts as holding every way): its occupancy was then set by its partition,
-    not by its own load, which makes it the cleanest kind of point (§2.2). ``ways`` is the
+    not by its own load, which makes it the cleanest kind of point (the sharing equilibrium). ``ways`` is the
     number of ways of its mask (nan when unknown) and ``others_bandwidth`` the summed
     bandwidth of the other domains on the socket then: what `fit` uses as instruments.
     """

@@ -1,6 +1,6 @@
 """Per-collection figures: one row per (host, time, socket, domain) from the long ``samples`` table.
 
-Xen's bandwidth figure is a 10 ms snapshot (``xen-xl-psr.md`` §2.3), so the collector
+Xen's bandwidth figure is a 10 ms snapshot (``docs/xl-formats.md``, psr-cmt-show), so the collector
 reads it N times per collection; the figure of a collection is the **median** of those
 readings, never one shot. Occupancy is read once (its median is itself).
 

@@ -2,7 +2,7 @@
 
 Haswell-EP (Xeon E5 v3) has CMT but no MBM: its store holds each domain's L3 occupancy and
 no bandwidth, so `rdtadvisor.model.curvefit.points` finds no (capacity, misses/s) point at all. The
-occupancy still says something (``cache-partitioning-algorithms.md`` §2.2): domains that
+occupancy still says something (``docs/algorithms.md``, "The sharing equilibrium"): domains that
 share ways hold them in proportion to their insertion (miss) rates, so within one **pool**
 (the active domains whose masks overlap, at one collection) a domain's misses/s are its
 occupancy times the pool's misses per byte held, ``m_i = kappa_p * O_i``. No counter shows
@@ -23,8 +23,8 @@ What occupancy cannot show is carried as uncertainty, not guessed away (`relativ
 
 * the **gauge**: the flattest domain's own exponent. A domain that filled its widest private
   level (no working set within 3/4 of the L3) is taken as flat, alpha 0, the draws spanning
-  0-0.1 (`FLAT_GAUGE`; 0-0.4 made the plans hedge: on Haswell-EP mixes with four streamers it
-  left them 8 ways, 90 % of the optimum where 0.1 reached 99 %); one whose working set fitted
+  0-0.1 (`FLAT_GAUGE`; a wider range makes the plans hedge, leaving streamers ways they do
+  not use: ``docs/results.md``); one whose working set fitted
   in its private ways is a cache user, so alpha 0.3, drawn 0.1-0.6 (`KNEE_GAUGE`; Hartstein
   et al.'s 0.3-0.7). Every exponent moves with it: ``1 + alpha_i`` scales by the same factor
   in a draw;

@@ -110,17 +110,18 @@ def _render(report: dict[str, Any], *, markdown: bool) -> str:
     w = report["window"]
     counts = report["summary"]["findings"]
     lines += _heading("rdtadvisor report", 1, md)
+    item = "- " if md else ""      # Markdown: one list item per line (a paragraph would join them)
     lines.append(
-        f"Status: {report['status'].upper()}  ({counts['critical']} critical, {counts['warning']} "
+        f"{item}Status: {report['status'].upper()}  ({counts['critical']} critical, {counts['warning']} "
         f"warning, {counts['info']} info)"
     )
     hours = f", hours {w['hours']} {w['tz']}" if w.get("hours") else ""
     lines.append(
-        f"Window: {w['since']} to {w['until']}{hours}; {w['collections']} collections every "
+        f"{item}Window: {w['since']} to {w['until']}{hours}; {w['collections']} collections every "
         f"{_duration(w['step_s'])}; {report['summary']['hosts']} hosts, {report['summary']['sockets']} "
         f"sockets, {report['summary']['vms']} VMs"
     )
-    lines.append(f"Generated: {report['generated']}")
+    lines.append(f"{item}Generated: {report['generated']}")
     if "diff" in report:
         d = report["diff"]
         lines += _heading(f"Changes since {d['previous']}", 2, md)
@@ -182,8 +183,9 @@ def _socket(s: dict[str, Any], md: bool) -> list[str]:
     cap = s["bandwidth_capacity_bytes_s"]
     util = s["bandwidth_utilisation"]["p95"]
     out = _heading(f"Socket {s['socket']}", 3, md)
+    item = "- " if md else ""      # Markdown: one list item per line (a paragraph would join them)
     out.append(
-        f"L3 {_mib(s['l3_bytes'])} MiB, occupied {_pct(s['occupancy_share']['p50'])} p50 / "
+        f"{item}L3 {_mib(s['l3_bytes'])} MiB, occupied {_pct(s['occupancy_share']['p50'])} p50 / "
         f"{_pct(s['occupancy_share']['p95'])} p95; bandwidth {_gib(s['bandwidth_bytes_s']['p50'])} p50 / "
         f"{_gib(s['bandwidth_bytes_s']['p95'])} p95 GiB/s of {_gib(cap)} GiB/s "
         f"({s['bandwidth_capacity_source']})"
@@ -194,11 +196,11 @@ def _socket(s: dict[str, Any], md: bool) -> list[str]:
     )
     if s["trend"]["days_to_limit"] is not None:
         out.append(
-            f"Trend: +{_gib(s['trend']['bandwidth_bytes_s_per_day'])} GiB/s per day, limit in "
+            f"{item}Trend: +{_gib(s['trend']['bandwidth_bytes_s_per_day'])} GiB/s per day, limit in "
             f"{s['trend']['days_to_limit']:.0f} days"
         )
     for m in s["masks"]:
-        out.append(f"Mask {m['cbm']} ({m['ways']} ways): {_esc(', '.join(m['domains']), md)}")
+        out.append(f"{item}Mask {m['cbm']} ({m['ways']} ways): {_esc(', '.join(m['domains']), md)}")
     header = [
         "VM",
         "class",
@@ -229,7 +231,7 @@ def _socket(s: dict[str, Any], md: bool) -> list[str]:
                 v["quality"]["confidence"],
             ]
         )
-    out.append("(occupancy in MiB, bandwidth in GiB/s)")
+    out.append(f"{item}(occupancy in MiB, bandwidth in GiB/s)")
     out += _table(header, rows, md)
     return out
 

@@ -1,7 +1,7 @@
 """The baselines every CAT advisor is compared with: no partitioning, equal split, UCP lookahead.
 
 All three return a valid `Layout` within the COS budget (`rdtadvisor.cache.layouts`), with
-contiguous runs stacked from bit 0 (PARTIES-style, ``cache-partitioning-algorithms.md`` §4.4).
+contiguous runs stacked from bit 0 (PARTIES-style, ``docs/algorithms.md``, "Layouts").
 
 * `no_partitioning`: every VM at the default all-ones mask (COS 0; costs no COS).
 * `equal_split`: ``g = min(n, K, W)`` groups; VM i joins group ``i mod g`` (round robin, so

@@ -9,9 +9,8 @@ existing KPart-style merge (`baselines.kpart_groups`) when there are more VMs th
 the same sharing rule as the truth model (`model.allocate`: occupancy in proportion to
 misses, capped by the working set), at a fixed miss rate per unit of miss ratio.
 
-It is the yardstick the issue-5 advisor has to beat ("UCP lookahead on the estimated
-curves"; ``cache-partitioning-algorithms.md`` §6.4 measured 97.5 % of lookahead on the true
-curves with default-mask history and ~100 % with varied masks). Nothing clever: no
+It is the yardstick the CAT advisor (`rdtadvisor.advise.strategy`) has to beat: the
+published algorithm run on what the history shows (its figures: ``docs/results.md``). Nothing clever: no
 uncertainty, no do-no-harm check, and the collections taken while lines still drain after a
 mask change are used as they are (`settled` can drop them, ``SETTLE_S``; on the suite with
 10-collection calibration levels that changed nothing measurable, so it is off by default).

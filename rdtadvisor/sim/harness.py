@@ -37,7 +37,7 @@ from rdtadvisor.cache.layouts import Layout, LayoutSet
 from rdtadvisor.sim.model import Score, Socket, Vm, score, solve
 from rdtadvisor.sim.model import alone as alone_state
 
-#: History modes a scenario is run in (issue 3): "default" = history recorded while every VM
+#: History modes a scenario is run in: "default" = history recorded while every VM
 #: sat at the default mask; "calibration" = history that includes a `calibrate` schedule.
 HISTORY_MODES: tuple[str, ...] = ("default", "calibration")
 

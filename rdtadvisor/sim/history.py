@@ -1,4 +1,4 @@
-"""The history an operator's store would hold for a suite scenario's socket (issue 3's harness).
+"""The history an operator's store would hold for a suite scenario's socket (for the scoring harness).
 
 `observe(scenario, mode, seed=...)` returns the collector's tidy tables (`rdtadvisor.store.frames`:
 samples, settings, facts, domains, events) for ``hours`` of collections every ``step_s``
@@ -48,8 +48,7 @@ checks that both give identical frames.
   (10 minutes at 1-minute steps): with the measurement model's 3-minute occupancy lag the
   first two or three collections at a level still show lines draining (as a real sweep
   would), and the 10 ms bandwidth snapshots are noisy, so shorter levels leave the curve
-  fit too few clean points (with the earlier narrowing sweep, UCP on fitted curves reached
-  ~96 % of the optimum on the quick suite with hold 4 and ~98-99 % with hold 10). A run
+  fit too few clean points. A run
   too short for the sweep shrinks ``hold`` (down to 1) and, if needed, starts the sweep
   earlier; either way the restore is collected at least once before the run ends.
 """

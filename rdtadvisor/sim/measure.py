@@ -3,7 +3,7 @@ captured from a simulated host, byte for byte, with Xen's quirks on top of the t
 
 `host_captures(truth, seed=...)` turns one `rdtadvisor.sim.truth.HostTruth` into one
 `Capture` per time step, holding exactly the files ``collect_host(readings=3)`` keeps on
-that host's Xen version (``xen-xl-psr.md`` §6, `rdtadvisor.xl.commands.collection_commands`
+that host's Xen version (``docs/xl-formats.md``, `rdtadvisor.xl.commands.collection_commands`
 and the psr-hwinfo feature filter in `rdtadvisor.sources.collect`):
 
 =========  =========================================================================
@@ -15,8 +15,8 @@ Xen        files
 4.11+      + psr-mba-show when the part has MBA and Xen was booted with psr=mba
 =========  =========================================================================
 
-psr-cat-show needs CAT *and* CMT (the L3 size is read through CMT, §0). psr-hwinfo's exit
-status is its last section's (§1.1): 253 on 4.11+ without MBA, on 4.10 without L2 CAT,
+psr-cat-show needs CAT *and* CMT (the L3 size is read through CMT). psr-hwinfo's exit
+status is its last section's: 253 on 4.11+ without MBA, on 4.10 without L2 CAT,
 on 4.6-4.9 without CAT; since 4.10 an absent feature prints nothing and logs nothing.
 
 Every figure is rendered by the project's own renderers (`rdtadvisor.xl.*.render`), so
@@ -28,13 +28,13 @@ The quirks (`Quirks`; each one switchable; all random draws from a numpy Generat
 seeded by ``(seed, host name, quirk)``, so switching one quirk off leaves the others'
 draws unchanged):
 
-* **Occupancy quantum** (``xen-xl-psr.md`` §2.3, Intel SDM vol. 3 §17.18.2): the counter
+* **Occupancy quantum** (``docs/xl-formats.md``, psr-cmt-show; Intel SDM vol. 3 §17.18.2): the counter
   counts in units of CPUID.0xF.1:EBX (the preset's ``upscale_bytes``) and libxl multiplies
   by it, so occupancy is ``floor(bytes / factor) * factor``, then xl truncates to KiB.
 * **Occupancy jitter**: lognormal, sigma `occupancy_sigma` (0.02): the line count moves
   while the workload runs; a modelling choice, small on purpose.
-* **Occupancy lag after a mask change** (``cache-partitioning-algorithms.md`` §2.1,
-  §4.4: "it lags a mask change (lines leave only when evicted)"): after a step where a
+* **Occupancy lag after a mask change** (``docs/algorithms.md``, "What the counters measure":
+  lines leave only when evicted): after a step where a
   mask on the socket changed, a VM whose equilibrium occupancy fell approaches it as
   ``m[t] = eq[t] + (m[t-1] - eq[t]) * exp(-dt / tau)``, tau = `occupancy_lag_s` (180 s).
   Physically the stale lines leave as fast as the ways' new owners fill them
@@ -42,7 +42,7 @@ draws unchanged):
   choice that makes the lag visible at 1- and 5-minute steps. Growth is immediate (a VM
   fills at its miss rate). A socket whose figures would add up to more than its L3 while
   stale lines linger is scaled down as a whole, so occupancy never exceeds the cache.
-* **Bandwidth is a 10 ms snapshot** (§2.3): xl reads the counter twice ``usleep(10000)``
+* **Bandwidth is a 10 ms snapshot** (``docs/xl-formats.md``): xl reads the counter twice ``usleep(10000)``
   apart and prints ``(s2 - s1) * 1e9 / (t2 - t1) / 1024`` KiB/s. Modelled per cell and per
   reading: the bytes of a window of 10 ms plus the usleep overshoot (50 us timer slack
   + exponential, mean `window_jitter_s`), times a lognormal burst factor with mean 1 and
@@ -51,25 +51,25 @@ draws unchanged):
   counter phase (so 0 KB/s for a quiet VM, steps of ``factor * 100`` B/s), then divided
   by the window in integer arithmetic as xl does. Each reading and each of total/local
   is its own draw (they are separate xl calls).
-* **Prefetch misses** (``cache-partitioning-algorithms.md`` §2.1, Intel SDM: MBM counts
+* **Prefetch misses** (``docs/algorithms.md``, "What the counters measure"; Intel SDM: MBM counts
   "all demand and prefetch misses"): the truth's bandwidth is demand misses plus
   write-backs; each VM's counted traffic is that times a per-VM factor drawn uniformly in
   `prefetch` (1.0-1.3).
-* **Skylake-SP MBM erratum** (§2.1; Linux ``mbm_cf_table`` in
+* **Skylake-SP MBM erratum** (Linux ``mbm_cf_table`` in
   ``arch/x86/kernel/cpu/resctrl/monitor.c``: for RMIDs above a per-SKU threshold the true
   count is the raw count times ``cf``, 0.97-1.45; Xen's ``psr.c`` applies no correction):
   when the preset has ``mbm_erratum``, a VM whose RMID is above the threshold shows
   ``true / cf``. The table row is Linux's, indexed by ``(max RMID + 1) / 8 - 1``; a preset
   may instead give ``(threshold, cf)``. RMIDs are handed out as Xen does: lowest free
   first (``psr_alloc_rmid``), i.e. in attach (domid) order.
-* **Counter overflow** (§2.3): xl retries a wrapped or >= 1 s window 4 times, then prints
+* **Counter overflow**: xl retries a wrapped or >= 1 s window 4 times, then prints
   ``event counter overflowed`` on stderr and no cell; probability `overflow_rate` per
   bandwidth cell (2e-4: a dom0 vCPU descheduled for a second mid-sample, or a wrap).
-* **Missing cells** (§2.3, §2.4): a counter read with the Error/Unavailable bit set makes
-  libxl log ``Domain N:failed to get monitoring data`` (no ``Domain N:`` prefix for dom0
-  or before 4.9, commit e106cd83c8) and xl print no cell, so the row is shorter;
-  probability `missing_rate` per cell of every psr-cmt-show table (5e-4).
-* **Unattached domains** (§2.4, §8.1): only domains with an RMID get a psr-cmt-show row;
+* **Missing cells** (``docs/xl-formats.md``, "Which rows appear"): a counter read with the
+  Error/Unavailable bit set makes libxl log ``Domain N:failed to get monitoring data``
+  (no ``Domain N:`` prefix for dom0 or before 4.9, commit e106cd83c8) and xl print no
+  cell, so the row is shorter; probability `missing_rate` per cell of every psr-cmt-show table (5e-4).
+* **Unattached domains**: only domains with an RMID get a psr-cmt-show row;
   RMIDs run out at ``Total RMID`` (``min(rmid_max 255, hardware)``), later domains get none.
 * **Non-home sockets**: a VM's vCPUs occasionally run on the other socket (credit2
   balancing unless hard-pinned), so it holds a little cache and moves a little memory
@@ -84,7 +84,7 @@ Also rendered: ``xl list`` (every domain, memory and vCPUs from the scenario, CP
 accumulated from the load and printed through a C float as xl does), CAT masks per
 socket from ``HostTruth.masks`` (the same mask on every socket: the truth has one per VM;
 code masks from the scenario under CDP), L2 masks, and MBA throttles as Xen stores them
-(``mba_sanitize_thrtl``, §4.1).
+(``mba_sanitize_thrtl``; ``docs/xl-formats.md``, psr-mba-show).
 """
 
 from __future__ import annotations
@@ -106,11 +106,11 @@ from rdtadvisor.xl import cat, cmt, domains, hostinfo, hwinfo, mba
 from rdtadvisor.xl.commands import capture_name
 
 MONITOR_TYPES = ("cache-occupancy", "total-mem-bandwidth", "local-mem-bandwidth")
-RMID_MAX_DEFAULT = 255          # Xen's opt_rmid_max (psr=rmid_max:N), xen-xl-psr.md §1.2
-WINDOW_NS = 10_000_000          # xl's usleep(10000) between the two counter reads (§2.3)
+RMID_MAX_DEFAULT = 255          # Xen's opt_rmid_max (psr=rmid_max:N)
+WINDOW_NS = 10_000_000          # xl's usleep(10000) between the two counter reads
 TIMER_SLACK_NS = 50_000         # Linux's default timer slack: usleep never returns early
 
-# stderr texts (xen-xl-psr.md §0, §2.3). File:line:function differ between versions and
+# stderr texts (docs/xl-formats.md). File:line:function differ between versions and
 # are never matched on; these are 4.19's.
 _SAMPLE_FAILED = ("libxl: error: libxl_psr.c:363:libxl_psr_cmt_get_sample: {who}failed to get monitoring "
                   "data: No data available\n")
@@ -193,14 +193,14 @@ def _major_minor(version: str) -> tuple[int, int]:
 
 
 def cos_max_shown(cos_max: int, xen: tuple[int, int], cdp: bool) -> int:
-    """``Maximum COS`` as psr-hwinfo prints it: halved under CDP (§1.2)."""
+    """``Maximum COS`` as psr-hwinfo prints it: halved under CDP."""
     if not cdp:
         return cos_max
     return cos_max >> 1 if xen < (4, 10) else (cos_max - 1) >> 1
 
 
 def sanitize_thrtl(thrtl: int, *, linear: bool, thrtl_max: int) -> int:
-    """What Xen stores for a requested MBA throttle (``mba_sanitize_thrtl``, §4.1)."""
+    """What Xen stores for a requested MBA throttle (``mba_sanitize_thrtl``: rounded down)."""
     if thrtl <= 0:
         return 0
     if linear:
@@ -565,7 +565,7 @@ def info_text(host: Any, feat: Features) -> str:
 
 
 def hwinfo_result(host: Any, feat: Features) -> tuple[str, str, int]:
-    """``xl psr-hwinfo``: (stdout, stderr, exit status), §1.1 / §1.6."""
+    """``xl psr-hwinfo``: (stdout, stderr, exit status), per Xen version (``docs/xl-formats.md``)."""
     p = host.preset
     sockets = tuple(int(s) for s in host.sockets)
     cmt_info = hwinfo.CmtInfo(True, feat.total_rmid, MONITOR_TYPES if feat.mbm else MONITOR_TYPES[:1]) \
@@ -586,7 +586,7 @@ def hwinfo_result(host: Any, feat: Features) -> tuple[str, str, int]:
     stderr, status = "", 0
     has_cat = bool(getattr(p, "l3_cat", True)) and int(getattr(p, "cos_max", 0) or 0) > 0
     if has_cat and not feat.cmt:
-        # The L3 size is a CMT sysctl (§0): bare header, then xl gives up.
+        # The L3 size is a CMT sysctl: bare header, then xl gives up.
         warnings = (hwinfo.L3_EMPTY_WARNING,)
         stderr = "".join(f"Failed to get l3 cache size for socket:{s}\n" for s in sockets[:1]) + \
             "libxl: error: libxl_psr.c:94:libxl_psr_cmt_get_l3_cache_size: CMT is not supported in this " \
@@ -595,14 +595,14 @@ def hwinfo_result(host: Any, feat: Features) -> tuple[str, str, int]:
     elif not has_cat:
         status = 253
         if feat.xen < (4, 10):
-            # 4.6-4.9 print the L3 header before fetching (§1.6).
+            # 4.6-4.9 print the L3 header before fetching.
             warnings = (hwinfo.L3_EMPTY_WARNING,)
             stderr = _CAT_INFO_FAILED + "libxl: error: libxl_psr.c:133:libxl__psr_cat_log_err_msg: " \
                 "CAT is not supported in this system: No such device\n"
     if feat.xen >= (4, 10):
         status = 0 if feat.l2_cat else 253          # L2 runs whatever came before; silent when absent
     if feat.xen >= (4, 11):
-        status = 0 if feat.mba else 253             # ... then MBA (§1.1)
+        status = 0 if feat.mba else 253             # ... then MBA (the last section's status)
     text = hwinfo.render(hwinfo.HwInfo(cmt_info, l3, l2, mbas, warnings), xen_version=feat.xen)
     return text, stderr, status
 

@@ -1,8 +1,8 @@
 """The truth model: how VMs share one socket's L3 ways and memory bandwidth.
 
 Everything here is pure numpy over plain dataclasses; see ``docs/simulator.md`` for the
-derivation and the source of every constant. In short (``cache-partitioning-algorithms.md``
-§2.2, §6.2):
+derivation and the source of every constant, ``docs/algorithms.md`` for the sharing
+equilibrium and the performance model. In short:
 
 * A VM's **miss ratio** falls as a power law of the capacity it holds,
   ``mr(c) = min(1, (c / c0) ** -alpha)``, down to ``floor`` once ``c`` reaches its working

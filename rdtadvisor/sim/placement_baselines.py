@@ -2,8 +2,8 @@
 
 `watcher_first_fit` is modelled on OpenStack Watcher's ``noisy_neighbor`` strategy
 (``watcher/decision_engine/strategy/strategies/noisy_neighbor.py``, deprecated in 2025.2; see
-``/work/shared/reference/rdt-ecosystem.md`` section 4), the only cache-aware migration strategy in
-open source. What Watcher does:
+``docs/algorithms.md``, "Noisy neighbours"), the only cache-aware migration strategy in open
+source. What Watcher does:
 
 1. per host, it looks for a *noisy* VM (scanning from the lowest ``watcher-priority``) whose mean
    L3 occupancy over ``period`` rose by more than ``cache_threshold`` % against the previous

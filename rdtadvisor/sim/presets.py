@@ -12,9 +12,9 @@ bandwidth, clock). Figures are per socket. Tags in `Preset.sources`:
 Rules used for every part (see ``docs/simulator.md``):
 
 * **Sustained bandwidth** = 75% of channels x MT/s x 8 B (STREAM Triad reaches 70-85% of
-  the theoretical peak, ``cache-partitioning-algorithms.md`` §4.3).
+  the theoretical peak; ``docs/algorithms.md``, "Memory bandwidth capacity").
 * **Total RMID** = ``min(255, hardware max RMID)``: Xen's ``opt_rmid_max`` defaults to 255
-  (``xen-xl-psr.md`` §1.2). On Broadwell-EP/Skylake-SP/Cascade Lake-SP the hardware has 8 RMIDs
+  (``docs/xl-formats.md``, psr-hwinfo). On Broadwell-EP/Skylake-SP/Cascade Lake-SP the hardware has 8 RMIDs
   per L3 slice (one slice per core), the indexing Linux's ``mbm_cf_table`` relies on.
 * **MBM erratum** (SKX99 / BDF102): Linux ``arch/x86/kernel/cpu/resctrl/monitor.c`` multiplies
   MBM counts of RMIDs above a threshold by a factor from ``mbm_cf_table`` indexed by
@@ -31,7 +31,7 @@ from rdtadvisor.sim import model
 
 KIB = 1024
 MIB = 1024**2
-STREAM_EFFICIENCY = 0.75  # sustained / theoretical peak (§4.3: 70-85%)
+STREAM_EFFICIENCY = 0.75  # sustained / theoretical peak (STREAM Triad: 70-85%)
 
 # Linux mbm_cf_table (arch/x86/kernel/cpu/resctrl/monitor.c): (rmid threshold, correction factor),
 # indexed by (max_rmid + 1) / 8 - 1. A count of an RMID above the threshold is multiplied by cf.
@@ -86,7 +86,7 @@ class Preset:
     l2_cos_max: int | None = None
     mbm_cf_threshold: int | None = None  # MBM erratum: RMIDs above this are mis-counted ...
     mbm_cf: float = 1.0                  # ... by 1/cf (Linux multiplies by cf; Xen does not)
-    latency_ns: float = 90.0  # unloaded local DRAM latency L0 (§6.1: 80-100 ns)
+    latency_ns: float = 90.0  # unloaded local DRAM latency L0 (80-100 ns)
 
     @property
     def cdp_cos_max(self) -> int:
@@ -120,7 +120,7 @@ def _skx_like(cores: int) -> dict:
 
 
 _COMMON_SOURCES = (
-    "bw: 75% of channels x MT/s x 8 B [derived, §4.3 STREAM 70-85%]; "
+    "bw: 75% of channels x MT/s x 8 B [derived, STREAM Triad 70-85%]; "
     "Total RMID capped at 255 by Xen opt_rmid_max [src xen psr.c]; ")
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
@@ -145,8 +145,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
         upscale_bytes=80 * KIB, mbm_erratum=True, **_skx_like(20),
         sources=_COMMON_SOURCES + (
             "20C/40T 2.2 GHz 50 MB L3, 4ch DDR4-2400 [ark]; 20-bit CBM [src Linux resctrl doc]; "
-            "16 COS [recalled, §4.1]; CDP first on Broadwell-EP [src Linux/Xen CDP patches]; "
-            "upscale 80 KiB [src intel-cmt-cat issue #48]; 8 RMIDs per slice, erratum BDF102 "
+            "16 COS [recalled]; CDP first on Broadwell-EP [src Linux/Xen CDP patches]; "
+            "upscale 80 KiB [src intel/intel-cmt-cat#48]; 8 RMIDs per slice, erratum BDF102 "
             "(INTEL_FAM6_BROADWELL_X in rdt_mbm_apply_quirk) [src Linux monitor.c]")),
     Preset(
         name="skylake-sp-gold-6148", cpu="Intel Xeon Gold 6148 (Skylake-SP)",
@@ -176,7 +176,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
         upscale_bytes=104 * KIB, mbm_erratum=True, **_skx_like(26),
         sources=_COMMON_SOURCES + (
             "26C/52T 2.5 GHz 35.75 MB L3, 6ch DDR4-2933 [ark, cloud SKU of the 8269 family]; 11-way; "
-            "16 COS [recalled]; upscale 104 KiB [src intel-cmt-cat issue #278]; same CPUID model as SKX, "
+            "16 COS [recalled]; upscale 104 KiB [src intel/intel-cmt-cat#278]; same CPUID model as SKX, "
             "so the SKX99 quirk applies [src Linux monitor.c]")),
     Preset(
         name="ice-lake-sp-8380", cpu="Intel Xeon Platinum 8380 (Ice Lake-SP)",
@@ -185,7 +185,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
         mba_linear=True, mba_thrtl_max=90, mba_cos_max=7, l2_ways=None,
         upscale_bytes=96 * KIB, mbm_erratum=False,
         sources=_COMMON_SOURCES + (
-            "40C/80T 2.3 GHz 60 MB L3, 8ch DDR4-3200 [ark]; 12-way [recalled, §4.1: verify]; 16 COS "
+            "40C/80T 2.3 GHz 60 MB L3, 8ch DDR4-3200 [ark]; 12-way [recalled: verify]; 16 COS "
             "[recalled]; MBA [recalled]; hardware RMIDs > 255 so Xen shows 255; upscale 96 KiB [estimate]")),
     Preset(
         name="sapphire-rapids-8480", cpu="Intel Xeon Platinum 8480+ (Sapphire Rapids)",
@@ -194,8 +194,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
         mba_linear=True, mba_thrtl_max=90, mba_cos_max=15, l2_ways=16, l2_cos_max=15,
         upscale_bytes=112 * KIB, mbm_erratum=False,
         sources=_COMMON_SOURCES + (
-            "56C/112T 2.0 GHz 105 MB L3, 8ch DDR5-4800 [ark]; 307 GB/s peak per socket [src §4.3]; "
-            "15-way [recalled, §4.1: verify]; 16 COS, L2 CAT 16-way (2 MB L2) [recalled]; "
+            "56C/112T 2.0 GHz 105 MB L3, 8ch DDR5-4800 [ark]; "
+            "307 GB/s peak per socket [derived: 8 x 4800 MT/s x 8 B]; "
+            "15-way [recalled: verify]; 16 COS, L2 CAT 16-way (2 MB L2) [recalled]; "
             "upscale 112 KiB [estimate]")),
     Preset(
         name="denverton-c3958", cpu="Intel Atom C3958 (Denverton), L2 CAT only",

@@ -53,7 +53,7 @@ def run_suite(scenarios: Sequence[SuiteScenario], advisors: Mapping[str, Advisor
     (`rdtadvisor.sim.baselines`, UCP on the true curves, within the COS budget), each
     advisor (once per history mode; its history from ``history(scenario, mode)``, by default
     `observed_history`; ``None`` if no factory is given), `OPT_PER_VM` (best
-    one-private-run-per-VM layout, budget ignored, as in the reference's §6.4 table; skipped
+    one-private-run-per-VM layout, budget ignored: what one COS per VM would reach; skipped
     when n > ways), `OPT_DISJOINT`
     (best of family a) and `OPT` (best of families a + b within the budget: the yardstick).
 
@@ -129,7 +129,7 @@ def _scenario_rows(sc: SuiteScenario, advisors: Mapping[str, Advisor], modes: Se
 
 
 def summarise(results: pd.DataFrame, *, margin: float = NOISE_MARGIN) -> pd.DataFrame:
-    """One row per (plan, history): the table of issue 3 and the reference's §6.4.
+    """One row per (plan, history): what ``rdtadvisor bench-advice`` prints (``docs/results.md``).
 
     Columns: plan, history, scenarios, mean_pct_of_optimum, mean_pct_of_optimum_mbm (over the
     scenarios whose CPU has MBM, where a history can show miss curves at all; NaN if none),
@@ -169,7 +169,7 @@ def scenario_table(results: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def summary_table(summary: pd.DataFrame) -> list[dict[str, Any]]:
-    """`summarise` rows for a text table (the shape of the reference's §6.4 table)."""
+    """`summarise` rows for a text table."""
     return [{"plan": r.plan, "history": r.history, "scenarios": r.scenarios,
              "mean % opt": round(r.mean_pct_of_optimum, 1),
              "with MBM": None if np.isnan(r.mean_pct_of_optimum_mbm) else round(r.mean_pct_of_optimum_mbm, 1),

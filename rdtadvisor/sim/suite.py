@@ -23,7 +23,7 @@ Broadwell-D D-1540 (KPart)       12 MiB   12   25 GB/s      15
 (Broadwell-D: 12 MB, 12 partitions [src KPart README]; 2 x DDR4-2133 = 34 GB/s theoretical,
 25 GB/s taken as sustained [derived, 75%]; 2.0 GHz [recalled].) Some scenarios take a
 smaller COS budget on purpose, each saying why (CDP halving, COS kept back by policy), to
-reproduce §6.4's "<= 4 COS" setting.
+reproduce the "<= 4 COS" setting of the random mixes (``docs/algorithms.md``, "Judging advice").
 
 VM archetypes (miss curve, `rdtadvisor.cache.curve.Curve`; Hartstein et al.: alpha 0.3-0.7):
 
@@ -84,7 +84,7 @@ def dom0(rng: np.random.Generator) -> Vm:
 
 
 def random_mix(rng: np.random.Generator, n: int) -> list[Vm]:
-    """§6.4's mixes: each VM sensitive / streaming / small with probability 0.5 / 0.25 / 0.25."""
+    """A random mix: each VM sensitive / streaming / small with probability 0.5 / 0.25 / 0.25."""
     kinds = rng.choice(3, size=n, p=[0.5, 0.25, 0.25])
     make = (sensitive, streaming, small)
     return [make[k](rng, f"{('db', 'stream', 'web')[k]}{i}") for i, k in enumerate(kinds)]
@@ -107,7 +107,8 @@ def scenarios() -> list[SuiteScenario]:
         _sc("skx-two-streams-4cos", SKX, 102,
             lambda r: [streaming(r, "etl1"), streaming(r, "etl2"), sensitive(r, "db1"), sensitive(r, "db2"),
                        small(r, "web1"), small(r, "web2")],
-            4, "two streaming VMs, 6 VMs, 4 COS left for guests by policy (§6.4's setting)", ("streaming",)),
+            4, "two streaming VMs, 6 VMs, 4 COS left for guests by policy (the random mixes' setting)",
+            ("streaming",)),
         _sc("skx-all-small", SKX, 103, lambda r: [small(r, f"web{i}") for i in range(6)],
             15, "six small-footprint VMs: nothing to gain, nothing must be lost", ("small",)),
         _sc("skx-bw-saturated", SKX, 104,
@@ -138,7 +139,7 @@ def scenarios() -> list[SuiteScenario]:
             15, "three VMs, one with most of its memory on the other node", ("numa", "streaming")),
     ]
     s += [_sc(f"skx-mix-{k}", SKX, 200 + k, lambda r: random_mix(r, 6), 4,
-              "§6.4-style random mix: 6 VMs, 11 ways, 4 COS", ("mix",)) for k in range(5)]
+              "random mix: 6 VMs, 11 ways, 4 COS", ("mix",)) for k in range(5)]
     s += [
         _sc("bdw-stream-neighbour", BDW, 301,
             lambda r: [streaming(r, "stream"), sensitive(r, "db1", ws_mib=(10, 50)),

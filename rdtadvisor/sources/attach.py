@@ -1,6 +1,6 @@
 """Attach CMT monitoring to every live domain that lacks it.
 
-Unattached domains are invisible to ``xl psr-cmt-show`` (xen-xl-psr.md §8.1), so
+Unattached domains are invisible to ``xl psr-cmt-show`` (``docs/xl-formats.md``, "Which rows appear"), so
 a fleet whose new VMs were never attached silently loses them from every report.
 Each attach takes one RMID; ``Total RMID`` of them exist, and Xen answers
 ``no free RMID available`` once they are gone.

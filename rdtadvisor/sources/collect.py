@@ -148,7 +148,7 @@ def _xen_version(info: CommandResult) -> tuple[int, int] | None:
 
 
 def _hwinfo(result: CommandResult) -> hwinfo.HwInfo | None:
-    # psr-hwinfo's exit status reflects only its last section (xen-xl-psr.md §1.1): judge by stdout.
+    # psr-hwinfo's exit status reflects only its last section (docs/xl-formats.md): judge by stdout.
     try:
         return hwinfo.parse(result.stdout, source="xl psr-hwinfo")
     except ParseError:

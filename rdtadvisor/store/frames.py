@@ -77,7 +77,8 @@ def validate(table: str, frame: pd.DataFrame) -> pd.DataFrame:
 # --- parsed capture -> frames ----------------------------------------------------------------
 
 # Commands whose non-zero exit is not a failure by itself: psr-hwinfo's status comes from
-# its last section only (xen-xl-psr.md §1.1), so a host without MBA "fails" every time.
+# its last section only (docs/xl-formats.md, psr-hwinfo "Exit status"), so a host without MBA
+# "fails" every time.
 _STATUS_MEANINGLESS = ("psr-hwinfo",)
 
 

@@ -1,7 +1,8 @@
 """Socket blocks: the tokenizer shared by `xl psr-cat-show` and `xl psr-mba-show`.
 
 Both commands print one block per socket through ``psr_print_socket`` and
-``psr_print_one_domain_val(_type)`` (``xen-xl-psr.md`` §3.2, §4.2; the same on 4.6 ... today)::
+``psr_print_one_domain_val(_type)`` (``docs/xl-formats.md``, psr-cat-show and psr-mba-show;
+the same on 4.6 ... today)::
 
     printf("%-16s: %u\\n", "Socket ID", id);
     printf("%-16s: %uKB\\n", "L3 Cache", kib);              psr-cat-show at level 3 only

@@ -1,6 +1,6 @@
 """`xl psr-cat-show [-l LEVEL] [Domain]`: the cache masks (CBMs) of every domain, per socket.
 
-Format (``xen-xl-psr.md`` §3.2; Xen 4.6 ... today), one block per socket, no blank lines::
+Format (``docs/xl-formats.md``, psr-cat-show; Xen 4.6 ... today), one block per socket, no blank lines::
 
     printf("%-16s: %u\\n", "Socket ID", id);
     printf("%-16s: %uKB\\n", "L3 Cache", kib);                      level 3 only
@@ -9,7 +9,7 @@ Format (``xen-xl-psr.md`` §3.2; Xen 4.6 ... today), one block per socket, no bl
     per domain:  printf("%5d%25s", domid, name);
                  per column  printf("%#16"PRIx64, cbm)  or  printf("%16s", "error");  printf("\\n");
 
-Example (level 3, RECONSTRUCTED in the reference)::
+Example (level 3, RECONSTRUCTED from xl's printf formats)::
 
     Socket ID       : 0
     L3 Cache        : 25600KB

@@ -1,7 +1,7 @@
 """`xl psr-cmt-show <type> [domain]`: per-domain L3 occupancy or memory bandwidth, per socket.
 
-Format (Xen 4.6 ... today, unchanged; 4.5 identical for ``cache_occupancy``), from
-``xen-xl-psr.md`` §2.2::
+Format (Xen 4.6 ... today, unchanged; 4.5 identical for ``cache_occupancy``;
+``docs/xl-formats.md``, psr-cmt-show)::
 
     printf("Total RMID: %d\\n", total_rmid);
     printf("%-40s %5s", "Name", "ID");  then per online socket  printf("%14s %d", "Socket", id);

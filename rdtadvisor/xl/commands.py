@@ -16,7 +16,7 @@ from rdtadvisor.core.errors import ConfigError
 
 CMT_METRICS = ("cache-occupancy", "total-mem-bandwidth", "local-mem-bandwidth")
 BANDWIDTH_METRICS = CMT_METRICS[1:]
-# Xen 4.5 parses the type with libxl's IDL names, case-insensitively (xen-xl-psr.md §2.6).
+# Xen 4.5 parses the type with libxl's IDL names, case-insensitively (docs/xl-formats.md, "Xen 4.5").
 _METRIC_ALIASES = {"cache_occupancy": "cache-occupancy"}
 
 PARSED_COMMANDS = ("psr-hwinfo", "psr-cmt-show", "psr-cat-show", "psr-mba-show", "list", "info")
@@ -117,7 +117,7 @@ def _hwinfo(full: tuple[str, ...], args: list[str]) -> XlCommand:
             chosen.update(short_flags[c] for c in a[1:])  # getopt lets users write -ma
         else:
             raise ConfigError(f"'xl psr-hwinfo' does not take {a!r}; flags are -m/--cmt, -a/--cat, -b/--mba")
-    # With no flag xl prints every section (xen-xl-psr.md §1).
+    # With no flag xl prints every section (docs/xl-formats.md, psr-hwinfo).
     return XlCommand("psr-hwinfo", full, sections=frozenset(chosen or {"cmt", "cat", "mba"}))
 
 
@@ -151,7 +151,8 @@ def collection_commands(xen_version: tuple[int, int] | None, readings: int = 3) 
 
     `xl info` and `xl list` come first (the caller learns the version from `xl info`
     and may call again); bandwidth is read `readings` times because each figure is a
-    single 10 ms snapshot (xen-xl-psr.md §2.3). Unknown version: assume current Xen.
+    single 10 ms snapshot (docs/xl-formats.md, "Units and how xl computes them"). Unknown
+    version: assume current Xen.
     """
     major_minor = xen_version or (4, 22)
     cmds: list[tuple[str, ...]] = [("xl", "info"), ("xl", "list")]

@@ -1,7 +1,7 @@
 """xl's documented error texts, recognised wherever they turn up.
 
-xl writes errors to stderr (`xen-xl-psr.md` §0); captures made with ``2>&1``
-mix them into stdout. `classify` maps one message to a stable ``kind`` so the
+xl writes errors to stderr (``docs/xl-formats.md``, "Conventions every command shares");
+captures made with ``2>&1`` mix them into stdout. `classify` maps one message to a stable ``kind`` so the
 collector, the parsers and the reports speak about failures the same way.
 Texts differ by Xen version (4.11 added the ``L3 CAT:``-style feature prefix
 and dropped strerror); the patterns below accept every version's wording.

@@ -1,6 +1,6 @@
 """`xl psr-hwinfo [-m|--cmt] [-a|--cat] [-b|--mba]`: which RDT features a host has, per socket.
 
-Format (Xen 4.11 ... today, ``tools/xl/xl_psr.c``; ``xen-xl-psr.md`` §1.1), sections in
+Format (Xen 4.11 ... today, ``tools/xl/xl_psr.c``; ``docs/xl-formats.md``, psr-hwinfo), sections in
 this order, with no blank lines between sections or sockets::
 
     printf("Cache Monitoring Technology (CMT):\\n");
@@ -41,7 +41,7 @@ Quirks handled here:
   ``psr=cat`` without ``psr=cmt``. Both become a warning, never a crash.
 * 4.6 has no ``CDP Status`` line: ``cdp`` is then None.
 * CMT disabled prints ``Enabled         : 0`` only (``total_rmid`` None).
-* The exit status only reflects the last section (§1.1); this parser never looks at it.
+* The exit status only reflects the last section; this parser never looks at it.
 * Captures made with ``2>&1``: xl's error texts (`rdtadvisor.xl.failures`) may appear
   anywhere (stderr is unbuffered, so usually first). Alongside data they become warnings;
   as the only output they raise `XlReportedError`.
@@ -59,7 +59,7 @@ Schema (``HwInfo.to_dict()``)::
 
 ``cache_bytes`` is bytes (xl's ``KB`` is KiB). ``cos_max`` and ``total_rmid`` are highest
 *indices* (index 0 is reserved), which equal the usable counts; ``cos_max`` is already
-halved under CDP (§1.2). ``default_cbm`` is computed by xl from ``cbm_len``.
+halved under CDP. ``default_cbm`` is computed by xl from ``cbm_len``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`xl psr-mba-show [Domain]`: the memory-bandwidth throttle (THRTL) of every domain, per socket.
 
-Xen 4.11+ only (the front end is byte-identical since). Format (``xen-xl-psr.md`` §4.2),
+Xen 4.11+ only (the front end is byte-identical since). Format (``docs/xl-formats.md``, psr-mba-show),
 one block per socket, no blank lines::
 
     printf("%-16s: %u\\n", "Socket ID", id);
@@ -10,7 +10,7 @@ one block per socket, no blank lines::
                  linear mode  printf("%16"PRIu64, thrtl);   non-linear  printf("%#16"PRIx64, thrtl);
                  on error     printf("%16s", "error");                 printf("\\n");
 
-Example (non-linear, RECONSTRUCTED in the reference)::
+Example (non-linear, RECONSTRUCTED from xl's printf formats)::
 
     Socket ID       : 0
     Default THRTL   : 0

@@ -3,7 +3,7 @@
 `write_sample_capture(root, host)` writes ``root/<host>/<time>/`` in the capture layout:
 a Xen 4.17 host with two sockets, CMT + L3 CAT + MBA and no L2 CAT, three bandwidth
 readings: exactly the files ``rdtadvisor.sources.collect.collect_host(readings=3)`` asks for.
-The texts follow the RECONSTRUCTED examples of ``xen-xl-psr.md`` (byte-exact spacing;
+The texts follow xl's printf formats byte for byte (``docs/xl-formats.md``;
 ``xl info`` and ``xl list`` use xl's printf widths). With ``l2_failure=True`` it also
 records ``xl psr-cat-show -l 2`` as failed the way xl fails on such a host (stdout
 empty, ``Failed to get info`` on stderr, exit 255: xl's own ``return -1``), to check
@@ -50,7 +50,7 @@ def _list() -> str:
     return out
 
 
-# xen-xl-psr.md §1.4 example (2 sockets, CMT on, CDP off, MBA linear); test_xl_hwinfo parses it too
+# Xen 4.11+, 2 sockets, CMT on, CDP off, MBA linear (RECONSTRUCTED); test_xl_hwinfo parses it too
 HWINFO = """\
 Cache Monitoring Technology (CMT):
 Enabled         : 1
