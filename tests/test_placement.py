@@ -147,14 +147,14 @@ def test_a_hostile_host_name_is_refused_before_any_plan_is_built():
 
 def test_commands_name_the_domain_by_id_after_a_double_dash_and_reach_the_target_address():
     f = Fleet([host("a"), host("b", address="10.0.0.2")],
-              [vm("-web $(reboot)", "a", 20, 10, domid=7), vm("-x", "a", 10, 10)])
+              [vm("-web $(reboot)", "a", 20, 10, domid=7), vm("-x", "a", 10, 10, 16)])
     a, s = plan(f, Policy())
     result = recommendations(f, a, s)
     (m,) = result["migrations"]
     assert shlex.split(m["command"]) == ["xl", "migrate", "--", "7", "10.0.0.2"]
     assert m["to"] == "b" and m["target"] == "10.0.0.2"
     # without a domid the name goes after "--", quoted, so it cannot be an option
-    f = Fleet([host("a"), host("b")], [vm("-web $(reboot)", "a", 20, 10), vm("x", "a", 10, 10)])
+    f = Fleet([host("a"), host("b")], [vm("-web $(reboot)", "a", 20, 10), vm("x", "a", 10, 10, 16)])
     (m,) = recommendations(f, *plan(f, Policy()))["migrations"]
     assert shlex.split(m["command"]) == ["xl", "migrate", "--", "-web $(reboot)", "b"]
 

@@ -313,8 +313,15 @@ class _History:
             self._states[key] = st
         return self._states[key]
 
+    def _socket_points(self, host: str, socket: int) -> pd.DataFrame:
+        """The points of one socket (the points grouped once, not filtered per socket)."""
+        if not hasattr(self, "_by_socket"):
+            self._by_socket = {(str(h), int(s)): g for (h, s), g in
+                               self.points.groupby(["host", "socket"], sort=False, observed=True)}
+        return self._by_socket.get((host, socket), self.points.iloc[:0])
+
     def _build(self, host: str, socket: int, bw_capacity: Mapping | None) -> _SocketState:
-        pts = self.points[(self.points["host"] == host) & (self.points["socket"] == socket)]
+        pts = self._socket_points(host, socket)
         if (host, socket) in self.unscaled:
             raise PredictionError(self.unscaled[(host, socket)])
         if pts.empty:
@@ -339,16 +346,23 @@ class _History:
         fits = ({k: f for k, f in self.relative.items() if k[:2] == (host, socket)}
                 or curves.fit_points(pts, self.facts))      # only this socket's VMs
         members = []
-        for _, row in now.iterrows():
+        # each VM's recent points, and the mask it had at each of them (the latest change at
+        # or before the point), grouped once per socket
+        mine_all = pts[pts["time"].isin(recent)].sort_values("time", kind="stable")
+        by_domid = {int(d): g for d, g in mine_all.groupby("domid", sort=False)}
+        mask_times = {int(d): (g["time"].to_numpy(dtype="datetime64[ns]"), g["value"].to_numpy())
+                      for d, g in masks.groupby("domid", sort=False)}
+        for row in now.to_dict("records"):
             d = int(row["domid"])
             fit = fits.get((host, socket, d))
             if fit is None:
                 continue
-            mine = pts[(pts["domid"] == d) & pts["time"].isin(recent)].sort_values("time")
-            mine_mask = masks[masks["domid"] == d]
-            if len(mine_mask):
-                m_at = pd.merge_asof(mine[["time"]], mine_mask[["time", "value"]], on="time")["value"]
-                same = (m_at.fillna(full).astype(int) == mask_of.get(d, full)).to_numpy()
+            mine = by_domid.get(d, mine_all.iloc[:0])
+            if d in mask_times:
+                at, values = mask_times[d]
+                idx = np.searchsorted(at, mine["time"].to_numpy(dtype="datetime64[ns]"), side="right") - 1
+                m_at = np.where(idx >= 0, values[np.maximum(idx, 0)], full).astype(np.int64)
+                same = m_at == mask_of.get(d, full)
             else:
                 same = np.ones(len(mine), dtype=bool)
             run = mine[same].tail(RECENT)

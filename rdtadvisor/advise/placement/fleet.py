@@ -121,6 +121,7 @@ class Arrays:
     landing: np.ndarray | None = None    # (V, H) the socket each VM would land on there; -1: spread
     n_sockets: np.ndarray | None = None  # (H,) sockets with columns of their own (0: pooled only)
     user_groups: int = 0                 # groups[:user_groups] are anti-affinity groups, the rest names
+    aggressor: np.ndarray | None = None  # (V,) bool: a noisy neighbour on its host (moved first on ties)
 
     @property
     def socket_dims(self) -> np.ndarray:
@@ -231,7 +232,8 @@ class Fleet:
                       resident=np.array([v.resident for v in self.vms], dtype=bool), dims=dims,
                       free_ways=np.array([h.free_ways for h in self.hosts], dtype=float),
                       priority=np.array([v.priority for v in self.vms], dtype=float),
-                      landing=landing, n_sockets=n_sockets, user_groups=user_groups)
+                      landing=landing, n_sockets=n_sockets, user_groups=user_groups,
+                      aggressor=np.array([v.aggressor for v in self.vms], dtype=bool))
 
 
 def node_load(fleet: Fleet, demand: np.ndarray, current: np.ndarray, n_sock: int

@@ -23,10 +23,16 @@ headroom), with a small bonus (`FREE_WAYS_WEIGHT`) for contiguous L3 ways that n
 holds, so the VM can get a mask of its own there later.
 
 ``heuristic``
-    Always run first (it takes milliseconds); when it meets the lower bound the plan is
-    provably optimal and the model is skipped. Largest-contribution-first greedy per source
-    (the VM that removes the most of the source's normalised excess), destination by best
-    balanced fit (the smallest largest-share of capacity after the move): vector bin packing.
+    Always run first (it takes seconds at 1,000 hosts); when it meets the lower bound the plan
+    is provably optimal and the model is skipped. Per source, most overloaded first, the
+    fewest VMs whose leaving fixes it (the covering problem of `lower_bound`; ties to less
+    memory, less important VMs and noisy neighbours) are placed by best fit; a source where
+    one of them finds no destination falls to a largest-contribution-first greedy pass (the
+    VM that removes the most of the source's normalised excess). Destinations by best
+    balanced fit: vector bin packing, judged where each VM would land (`fleet.numa_landing`).
+
+Afterwards `prune` undoes every migration that fixes nothing. Pools are independent (VMs
+never leave theirs) and are solved one by one, each with its share of the time limit.
 
 `lower_bound` counts, per source, the fewest of its VMs whose removal covers its excess in
 every dimension at once and splits its anti-affinity groups (a tiny covering problem that
@@ -72,7 +78,53 @@ class Solution:
 def plan(
     fleet: Fleet, policy: Policy, *, method: str = "auto", time_limit: float = 50.0
 ) -> tuple[Arrays, Solution]:
-    """The arrays of `fleet` and the best plan found (see the module docstring)."""
+    """The arrays of `fleet` and the best plan found (see the module docstring).
+
+    VMs never leave their pool, so pools are independent problems: each is solved on its own
+    (its share of `time_limit` by its number of sources) and the plans joined, unless a
+    migration budget ties them together.
+    """
+    pools = sorted({h.pool for h in fleet.hosts}, key=lambda x: (x is not None, x or ""))
+    if len(pools) > 1 and policy.max_migrations is None:
+        return _by_pool(fleet, policy, pools, method, time_limit)
+    return _plan(fleet, policy, method=method, time_limit=time_limit)
+
+
+def _by_pool(fleet: Fleet, policy: Policy, pools: list, method: str, time_limit: float
+             ) -> tuple[Arrays, Solution]:
+    started = time.perf_counter()
+    a = fleet.arrays(policy)
+    src = violations(a, a.current, slack=policy.hysteresis)
+    host_pool = np.array([pools.index(h.pool) for h in fleet.hosts])
+    n_src = np.bincount(host_pool[src], minlength=len(pools))
+    assignment = a.current.copy()
+    methods, bound, optimal = set(), 0, True
+    for k in range(len(pools)):
+        hosts = np.flatnonzero(host_pool == k)
+        vms = np.flatnonzero(host_pool[a.current] == k)
+        if not n_src[k]:
+            continue
+        sub = Fleet([fleet.hosts[h] for h in hosts], [fleet.vms[v] for v in vms])
+        left = time_limit - (time.perf_counter() - started)
+        share = left * n_src[k] / max(int(n_src[k:].sum()), 1)
+        _, s = _plan(sub, policy, method=method, time_limit=max(share, 0.5))
+        assignment[vms] = hosts[s.assignment]
+        methods.add(s.method)
+        bound += s.lower_bound
+        optimal &= s.optimal
+    limit = _limits(a, src, policy)
+    stuck = impossible(a, src, limit)
+    n = int((assignment != a.current).sum())
+    return a, Solution(assignment, "milp" if "milp" in methods else "heuristic" if methods else "none",
+                       time.perf_counter() - started, bound, (n - bound) / max(bound, 1), optimal,
+                       np.flatnonzero(violations(a, assignment, limit=limit)), np.flatnonzero(src), a.current,
+                       limit, stuck)
+
+
+def _plan(
+    fleet: Fleet, policy: Policy, *, method: str = "auto", time_limit: float = 50.0
+) -> tuple[Arrays, Solution]:
+    """`plan` for one pool."""
     started = time.perf_counter()
     a = fleet.arrays(policy)
     src = violations(a, a.current, slack=policy.hysteresis)
@@ -224,7 +276,7 @@ def impossible(a: Arrays, src: np.ndarray, limit: np.ndarray) -> np.ndarray:
     load = loads(a.demand[kept], stay[kept], n_hosts)
     out = (load > limit * (1 + 1e-9) + 1e-6).any(axis=1)
     out |= a.maintenance & (np.bincount(stay[kept & ~a.resident], minlength=n_hosts) > 0)
-    for g in a.groups:
+    for g in a.groups[:a.user_groups]:     # names never clash on one host before a plan
         fixed = g[~a.movable[g]]
         out |= np.bincount(a.current[fixed], minlength=n_hosts) > 1
     return out & src
@@ -257,33 +309,47 @@ def lower_bound(a: Arrays, src: np.ndarray) -> int:
         if a.maintenance[h]:
             total += len(mov)
             continue
-        excess = load[h] - a.capacity[h]
-        dims = np.flatnonzero(np.isfinite(excess) & (excess > 0) & ~a.node_memory_dims)
-        rows, lo = [], []
-        for d in dims:
-            rows.append(a.demand[mov, d] / excess[d])  # scaled: bytes and B/s rows alike
-            lo.append(1.0)
-        for g in a.groups:
-            members = np.isin(mov, g)
-            here = int((a.current[g] == h).sum())
-            if here > 1:
-                rows.append(members.astype(float))
-                lo.append(here - 1)
-        if not rows or not len(mov):
-            continue
-        A = np.vstack(rows)
-        if (A.sum(axis=1) < np.array(lo) - 1e-9).any():
+        cover = _cover(a, h, mov, load[h] - a.capacity[h], a.current)
+        if cover is None:
             total += len(mov)  # cannot be covered: every movable VM would have to go
-            continue
-        res = optimize.milp(
-            np.ones(len(mov)),
-            constraints=optimize.LinearConstraint(A, np.array(lo) - 1e-9, np.inf),
-            integrality=np.ones(len(mov)),
-            bounds=optimize.Bounds(0, 1),
-            options={"time_limit": 5.0},
-        )
-        total += round(res.fun) if res.x is not None and res.status == 0 else _greedy_cover(A, np.array(lo))
+        elif isinstance(cover, int):
+            total += cover
+        else:
+            total += len(cover)
     return total
+
+
+def _cover(a: Arrays, h: int, mov: np.ndarray, excess: np.ndarray, assignment: np.ndarray,
+           tie: np.ndarray | None = None) -> np.ndarray | int | None:
+    """The fewest of `mov` (VMs on host `h`) whose removal covers `excess` in every dimension
+    and splits the anti-affinity groups that clash there: their indices (ties broken by
+    `tie`, a small extra cost per VM), a count when only a weaker greedy bound was found in
+    time, or None when no subset covers it."""
+    dims = np.flatnonzero(np.isfinite(excess) & (excess > 0) & ~a.node_memory_dims)
+    rows = [a.demand[mov, d] / excess[d] for d in dims]      # scaled: bytes and B/s rows alike
+    lo = [1.0] * len(rows)
+    for g in a.groups[:a.user_groups]:       # names never clash on one host before a plan
+        here = int((assignment[g] == h).sum())
+        if here > 1:
+            rows.append(np.isin(mov, g).astype(float))
+            lo.append(here - 1)
+    if not rows or not len(mov):
+        return mov[:0]
+    A = np.vstack(rows)
+    need = np.array(lo)
+    if (A.sum(axis=1) < need - 1e-9).any():
+        return None
+    cost = np.ones(len(mov)) + (tie if tie is not None else 0.0)
+    res = optimize.milp(
+        cost,
+        constraints=optimize.LinearConstraint(A, need - 1e-9, np.inf),
+        integrality=np.ones(len(mov)),
+        bounds=optimize.Bounds(0, 1),
+        options={"time_limit": 5.0},
+    )
+    if res.x is None or res.status != 0:
+        return _greedy_cover(A, need)
+    return mov[res.x > 0.5]
 
 
 def _greedy_cover(A: np.ndarray, need: np.ndarray) -> int:
@@ -506,14 +572,59 @@ def _milp(
 
 
 def heuristic(a: Arrays, src: np.ndarray, limit: np.ndarray, policy: Policy) -> np.ndarray:
-    """Greedy vector bin packing (see the module docstring); deterministic."""
+    """Cover first, then greedy vector bin packing (see the module docstring); deterministic.
+
+    Per source (the most overloaded first), the fewest VMs whose leaving fixes it (the
+    covering problem of `lower_bound`, ties to less memory and less important VMs) are placed
+    by best fit; where one of them finds no destination, that source falls to the greedy pass.
+    When every source is fixed this way the plan meets the lower bound: it is optimal.
+    """
     n_hosts = len(src)
     assignment = a.current.copy()
     load = loads(a.demand, assignment, n_hosts)
-    scale = np.where(np.isfinite(limit) & (limit > 0), limit, np.inf)
     groups_of = _groups_of(a)
-    budget = policy.max_migrations if policy.max_migrations is not None else len(assignment)
-    for h in np.flatnonzero(src):
+    left = src.copy()
+    if policy.max_migrations is None:
+        scale = np.where(np.isfinite(limit) & (limit > 0), limit, np.inf)
+        with np.errstate(invalid="ignore"):
+            worst = np.nan_to_num(((load - limit) / scale).max(axis=1), nan=0.0)
+        mem_max = max(float(a.demand[:, 2].max(initial=0.0)), 1.0)
+        for h in sorted(np.flatnonzero(src & ~a.maintenance), key=lambda h: (-worst[h], h)):
+            on = np.flatnonzero((assignment == h) & a.movable)
+            prio = a.priority[on] if a.priority is not None else np.full(len(on), 3.0)
+            # among equal counts: less memory to copy, less important VMs, noisy neighbours first
+            noisy = a.aggressor[on] if a.aggressor is not None else np.zeros(len(on), dtype=bool)
+            tie = 1e-3 * a.demand[on, 2] / mem_max + 1e-4 * (5 - prio) / 4 - 2e-3 * noisy
+            chosen = _cover(a, int(h), on, load[h] - limit[h], assignment, tie)
+            if chosen is None or isinstance(chosen, int):
+                continue
+            saved = (assignment.copy(), load.copy())
+            with np.errstate(divide="ignore", invalid="ignore"):
+                size = np.nan_to_num(a.demand[chosen] / scale[h], nan=0.0, posinf=0.0).max(axis=1)
+            ok = True
+            for v in chosen[np.argsort(-size, kind="stable")]:
+                dest = _best_fit(a, int(v), load, limit, assignment, groups_of, src)
+                if dest is None:
+                    ok = False
+                    break
+                load[h] -= a.demand[v]
+                load[dest] += a.arrival(np.array([v]), np.array([dest]))[0]
+                assignment[v] = dest
+            if ok:
+                left[h] = False
+            else:
+                assignment, load = saved
+    return _greedy(a, left, limit, policy, assignment, load, groups_of, src)
+
+
+def _greedy(a: Arrays, todo: np.ndarray, limit: np.ndarray, policy: Policy, assignment: np.ndarray,
+            load: np.ndarray, groups_of: list[list[int]], src: np.ndarray) -> np.ndarray:
+    """Largest-contribution-first greedy per source in `todo`, from `assignment` (see the module
+    docstring); no source in `src` receives."""
+    scale = np.where(np.isfinite(limit) & (limit > 0), limit, np.inf)
+    moved_already = int((assignment != a.current).sum())
+    budget = (policy.max_migrations if policy.max_migrations is not None else len(assignment)) - moved_already
+    for h in np.flatnonzero(todo):
         on = [int(v) for v in np.flatnonzero(assignment == h) if a.movable[v]]
         while on and budget > 0:
             with np.errstate(invalid="ignore"):  # inf - inf: a source left alone
