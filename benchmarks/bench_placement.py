@@ -17,6 +17,8 @@ Three parts, on fleets from `rdtadvisor.sim.placement_fleets.synthetic_fleet`:
     overloads (Watcher does not look at cache or bandwidth), migrations.
 (c) **determinism**: `plan` twice on the same input must give the same assignment (a small
     fleet, and the first large one).
+(d) **hard**: each `--hard` fleet, 90 % full with 40 % of hosts overloaded and 8 pools (seeds
+    0-2): the solver must stay within its time limit and near the bound (target: gap <= 1 %).
 """
 
 from __future__ import annotations
@@ -115,21 +117,25 @@ def rules(a: Arrays, policy: Policy, assignment: np.ndarray) -> tuple[int, int, 
     return int((src & after).sum()), int((~src & after).sum()), int((assignment != a.current).sum())
 
 
-def part_large(sizes: list[tuple[int, int]], policy: Policy, time_limit: float) -> None:
-    print(f"\n(b) large fleets (10 % of hosts overloaded), time limit {time_limit:g} s")
+def part_large(sizes: list[tuple[int, int]], policy: Policy, time_limit: float, *, hard: bool = False,
+               seeds: tuple[int, ...] = (1,)) -> None:
+    kind = ("hard fleets: 90 % full, 40 % of hosts overloaded, 8 pools" if hard
+            else "large fleets (10 % of hosts overloaded)")
+    print(f"\n({'d' if hard else 'b'}) {kind}, time limit {time_limit:g} s")
     head = (
         f"    {'fleet':>12} {'method':>18} {'seconds':>8} {'migr.':>6} {'bound':>6} {'gap':>6} "
         f"{'sources':>7} {'left':>5} {'new':>5}"
     )
     print(head)
     print("    " + "-" * (len(head) - 4))
-    for n_hosts, n_vms in sizes:
+    for (n_hosts, n_vms), seed in ((s, seed) for s in sizes for seed in seeds):
         t0 = time.perf_counter()
-        fleet = synthetic_fleet(n_hosts, n_vms, seed=1)
+        extra = {"overloaded": 0.4, "fill": 0.9, "pools": 8} if hard else {}
+        fleet = synthetic_fleet(n_hosts, n_vms, seed=seed, **extra)
         built = time.perf_counter() - t0
         a, sol = plan(fleet, policy, time_limit=time_limit)
         left, new, n = rules(a, policy, sol.assignment)
-        name = f"{n_hosts}x{n_vms}"
+        name = f"{n_hosts}x{n_vms}" + (f"/s{seed}" if hard else "")
         gap = "-" if sol.gap is None else f"{sol.gap:.1%}"
         print(
             f"    {name:>12} {'plan/' + sol.method:>18} {sol.seconds:8.2f} {n:6d} {sol.lower_bound:6d} "
@@ -175,6 +181,7 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=200, help="number of small fleets (a)")
     parser.add_argument("--max-moves", type=int, default=5, help="the oracle's search depth (a)")
     parser.add_argument("--large", default="1000x20000,1000x10000", help="hosts x VMs, comma-separated (b)")
+    parser.add_argument("--hard", default="1000x20000", help="hard fleets, hosts x VMs, comma-separated (d)")
     parser.add_argument("--time-limit", type=float, default=50.0, help="plan's time limit [s]")
     args = parser.parse_args()
     policy = Policy()
@@ -182,6 +189,9 @@ def main() -> int:
     bad = part_small(args.small, policy, args.max_moves, args.time_limit) if args.small else 0
     if sizes:
         part_large(sizes, policy, args.time_limit)
+    hard = [tuple(int(x) for x in s.split("x")) for s in args.hard.split(",") if s.strip()]
+    if hard:
+        part_large(hard, policy, args.time_limit, hard=True, seeds=(0, 1, 2))
     same = part_determinism(policy, sizes[0] if sizes else None, args.time_limit)
     return 1 if bad or not same else 0
 

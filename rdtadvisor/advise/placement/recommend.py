@@ -169,8 +169,16 @@ def why_unresolved(fleet: Fleet, a: Arrays, sol: Solution, h: int) -> str:
         return f"{head}: its pinned VMs and Domain-0 alone exceed them"
     still = np.flatnonzero((sol.assignment == h) & a.movable)
     if a.maintenance[h]:
-        names = ", ".join(printable(fleet.vms[v].name) for v in still[:5])
-        return f"being emptied, but no allowed host has room for {names}"
+        nowhere = [int(v) for v in still if not _may_go_anywhere(a, int(v))]
+        rest = [int(v) for v in still if int(v) not in nowhere]
+        parts = []
+        if nowhere:
+            parts.append(", ".join(printable(fleet.vms[v].name) for v in nowhere[:5])
+                         + " may run on no other host (pools, anti-affinity, or its name runs there)")
+        if rest:
+            parts.append("no other host has room for " + ", ".join(printable(fleet.vms[v].name)
+                                                                   for v in rest[:5]))
+        return "being emptied, but " + "; ".join(parts)
     if not len(still):
         return head
     blocked = [int(v) for v in still if not _may_go_anywhere(a, int(v))]
