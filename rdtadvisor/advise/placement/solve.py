@@ -155,7 +155,9 @@ def _plan(
     if method == "milp" or (method == "auto" and not optimal):
         # sources the greedy pass could not fix may be unfixable (no destination takes what
         # must leave): the model first asks for them all, then for as many as it can
-        for soft in (False, True):
+        # (straight to the soft model when the greedy pass left a source unfixed: proving the
+        # hard one infeasible can take the whole time limit)
+        for soft in (False, True) if not (left & src & ~stuck).any() else (True,):
             pairs = _candidates(a, src, work)
             remaining = time_limit - (time.perf_counter() - started)
             if pairs is None or remaining <= 0:
