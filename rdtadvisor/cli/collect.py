@@ -12,6 +12,7 @@ import click
 from rdtadvisor.cli.context import EXIT_OK, EXIT_PARTIAL, settings_of
 from rdtadvisor.core.config import HostConfig, resolve_hosts
 from rdtadvisor.core.errors import ConfigError, StoreError
+from rdtadvisor.core.text import from_raw
 from rdtadvisor.sources import collect as collecting
 from rdtadvisor.sources.capture import write_capture
 from rdtadvisor.store import Store
@@ -128,7 +129,15 @@ def _store(store: Store, captures: list, totals: Counter[str]) -> set[str]:
     """Append captures to the store; returns hosts with garbage in a capture file (named on stderr)."""
     if not captures:
         return set()
-    frames = frames_of(captures)
+    try:
+        frames = frames_of(captures)
+    except Exception as e:  # something no parser foresaw: it must cost only its own host
+        if len(captures) > 1:
+            return set().union(*(_store(store, [c], totals) for c in captures))
+        capture = captures[0]
+        where = from_raw(str(capture.path)) if capture.path is not None else capture.stamp
+        _err(f"{capture.host}: {where}: cannot read the capture ({type(e).__name__}: {from_raw(str(e))})")
+        return {capture.host}
     events = frames["events"]
     bad = events[events["kind"] == "parse-error"]
     for host, message in zip(bad["host"], bad["message"], strict=True):

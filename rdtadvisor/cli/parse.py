@@ -29,8 +29,8 @@ def command(command_line: str, file: Path, fmt: str) -> None:
         data = click.get_binary_stream("stdin").read() if str(file) == "-" else file.read_bytes()
     except OSError as e:
         raise ParseError(f"cannot read: {e.strerror}", source=source) from e
-    text = data.decode("utf-8", errors="replace")
-    record = xl.parse(cmd, text, source=source)
+    # Bytes as they are: names that are not UTF-8 come out in core.text's escaped form.
+    record = xl.parse(cmd, data, source=source)
     if fmt == "json":
         click.echo(dump_json(record.to_dict()), nl=False)
     else:

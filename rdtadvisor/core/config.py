@@ -82,6 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from rdtadvisor.core.errors import ConfigError
+from rdtadvisor.core.text import from_raw, is_text
 
 ENV_STORE = "RDTADVISOR_STORE"
 ENV_CONFIG = "RDTADVISOR_CONFIG"
@@ -277,6 +278,8 @@ def read_hosts_file(path: Path) -> list[str]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read hosts file: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: hosts file is not UTF-8 text (byte {e.start})") from e
     hosts = []
     for lineno, line in enumerate(text.splitlines(), 1):
         name = line.split("#", 1)[0].strip()
@@ -296,8 +299,8 @@ def host_from_name(name: str, settings: Settings) -> HostConfig:
     for h in settings.hosts:
         if h.name == name:
             return h
-    if name.startswith("-") or not name.strip():
-        raise ConfigError(f"not a host name: {name!r}")
+    if name.startswith("-") or not name.strip() or not is_text(name):
+        raise ConfigError(f"not a host name: {from_raw(name)!r}")
     return HostConfig(name=name, ssh=settings.ssh, local=name in ("local", "localhost"))
 
 

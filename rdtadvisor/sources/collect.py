@@ -15,6 +15,7 @@ from pathlib import Path
 from rdtadvisor.core import clock
 from rdtadvisor.core.config import HostConfig
 from rdtadvisor.core.errors import ConfigError, ParseError, RdtError, SourceError
+from rdtadvisor.core.text import from_raw, is_text
 from rdtadvisor.sources import Runner
 from rdtadvisor.sources.capture import Capture, CommandResult, find_captures, read_capture
 from rdtadvisor.xl import hostinfo, hwinfo
@@ -99,10 +100,10 @@ def collect_fleet(hosts: list[HostConfig], *, readings: int = 3, timeout: float 
             runner = make_runner(host)
             capture = collect_host(runner, readings=readings, timeout=timeout)
             return HostResult(host.name, capture, None, _time.monotonic() - t0)
-        except SourceError as e:
-            return HostResult(host.name, None, e.reason, _time.monotonic() - t0)
+        except SourceError as e:  # its reason may quote ssh's or sudo's raw stderr
+            return HostResult(host.name, None, from_raw(e.reason), _time.monotonic() - t0)
         except Exception as e:  # one broken host must never stop the fleet
-            return HostResult(host.name, None, f"internal error: {type(e).__name__}: {e}",
+            return HostResult(host.name, None, from_raw(f"internal error: {type(e).__name__}: {e}"),
                               _time.monotonic() - t0)
         finally:
             if runner is not None:
@@ -129,10 +130,15 @@ def replay(root: Path, hosts: Iterable[str] | None = None) -> Iterator[HostResul
         host = path.parent.name
         if wanted is not None and host not in wanted:
             continue
+        if not is_text(host):  # host names are text (they name folders, partitions, config tables)
+            yield HostResult(from_raw(host), None, f"{from_raw(str(path.parent))}: the host folder's name is "
+                             "not UTF-8 text; rename it")
+            continue
         try:
             yield HostResult(host, read_capture(path), None)
         except (RdtError, OSError) as e:
-            yield HostResult(host, None, f"{path}: {e}" if not isinstance(e, ParseError) else str(e))
+            message = str(e) if isinstance(e, ParseError) else f"{path}: {e}"
+            yield HostResult(host, None, from_raw(message))
 
 
 def _xen_version(info: CommandResult) -> tuple[int, int] | None:
