@@ -6,6 +6,7 @@ fails becomes a value with an `error`, never an exception that stops the fleet.
 
 from __future__ import annotations
 
+import shlex
 import time as _time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -20,6 +21,8 @@ from rdtadvisor.sources import Runner
 from rdtadvisor.sources.capture import Capture, CommandResult, find_captures, read_capture
 from rdtadvisor.xl import hostinfo, hwinfo
 from rdtadvisor.xl.commands import BANDWIDTH_METRICS, capture_name, collection_commands
+
+HUNG_AFTER = 2  # commands in a row that time out before a host counts as not answering
 
 
 @dataclass
@@ -52,16 +55,24 @@ def collect_host(runner: Runner, *, readings: int = 3, timeout: float = 60.0) ->
     (4.5 has no psr-hwinfo and spells ``cache_occupancy``; L2 CAT needs 4.10, MBA 4.11).
     `xl psr-hwinfo` then tells which features exist, so absent ones are not asked for.
     Bandwidth is read `readings` times (each figure is one 10 ms snapshot).
-    Raises `SourceError` if the host cannot be reached or stops answering.
+    Raises `SourceError` if the host cannot be reached, stops answering (`HUNG_AFTER` commands
+    in a row time out) or gave nothing at all (`gave_nothing`): such a host is failed, not
+    stored empty.
     """
     started = clock.now_datetime().replace(microsecond=0)
     capture = Capture(host=runner.host, time=started, source=type(runner).__name__)
+    timeouts = 0
 
     def run(argv: tuple[str, ...], reading: int = 0) -> CommandResult:
+        nonlocal timeouts
         result = runner.run(argv, timeout)
         if result.error is not None and not result.error.startswith("timed out"):
             raise SourceError(runner.host, result.error, argv)
         capture.results[capture_name(argv, reading)] = result
+        timeouts = timeouts + 1 if result.error is not None else 0
+        if timeouts >= HUNG_AFTER:
+            raise SourceError(runner.host, f"{timeouts} xl commands in a row {result.error}: "
+                              "the host does not answer", argv)
         return result
 
     info = run(("xl", "info"))
@@ -78,7 +89,31 @@ def collect_host(runner: Runner, *, readings: int = 3, timeout: float = 60.0) ->
         result = run(argv, reading)
         if argv[1] == "psr-hwinfo":
             hw = _hwinfo(result)
+    nothing = gave_nothing(capture)
+    if nothing is not None:
+        raise SourceError(runner.host, nothing)
     return capture
+
+
+def gave_nothing(capture: Capture, *, replay: bool = False) -> str | None:
+    """Why `capture` holds nothing worth storing (no command printed anything), else None."""
+    results = list(capture.results.values())
+    if any(r.stdout.strip() for r in results):
+        return None
+    if not results:
+        return "no xl command was run"
+    if all(r.error is not None and r.error.startswith("timed out") for r in results):
+        return f"every xl command timed out ({results[0].error})"
+    nothing = "every capture file is empty" if replay else "no xl command printed anything"
+    first = next((r for r in results if r.error is not None or r.exit_status != 0), None)
+    if first is None:
+        return nothing
+    if first.error is not None:
+        why = first.error
+    else:
+        said = [line.strip() for line in first.stderr.splitlines() if line.strip()]
+        why = f"exited {first.exit_status}" + (f": {said[-1]}" if said else " with no message")
+    return f"{nothing}; '{shlex.join(first.argv)}' {why}"
 
 
 def collect_fleet(hosts: list[HostConfig], *, readings: int = 3, timeout: float = 60.0, parallel: int = 64,
@@ -135,7 +170,12 @@ def replay(root: Path, hosts: Iterable[str] | None = None) -> Iterator[HostResul
                              "not UTF-8 text; rename it")
             continue
         try:
-            yield HostResult(host, read_capture(path), None)
+            capture = read_capture(path)
+            nothing = gave_nothing(capture)
+            if nothing is not None:
+                yield HostResult(host, None, f"{from_raw(str(path))}: {gave_nothing(capture, replay=True)}")
+                continue
+            yield HostResult(host, capture, None)
         except (RdtError, OSError) as e:
             message = str(e) if isinstance(e, ParseError) else f"{path}: {e}"
             yield HostResult(host, None, from_raw(message))
