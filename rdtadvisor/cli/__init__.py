@@ -10,13 +10,14 @@ error; 2 usage or config error.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from rdtadvisor import __version__
 from rdtadvisor.cli.context import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, _LazySettings
-from rdtadvisor.core.errors import ConfigError, RdtError
+from rdtadvisor.core.errors import ConfigError, RdtError, StoreWarning
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -56,8 +57,21 @@ def _attach_commands() -> None:
 _attach_commands()
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """Our own warnings (a skipped store file) as one line on stderr; others as Python shows them."""
+    if issubclass(category, StoreWarning):
+        click.echo(f"rdtadvisor: warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI, turning expected errors into one line and an exit code."""
+    warnings.showwarning = _show_warning
     try:
         rv = cli.main(args=argv, prog_name="rdtadvisor", standalone_mode=False)
     except click.exceptions.Abort:

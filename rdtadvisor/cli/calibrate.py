@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from rdtadvisor.advise.calibrate import CalibrationPlan
 
 
+MAX_SECONDS = 30 * 86_400  # --duration, --interval: longer is a typo (or inf)
+
+
 def _seconds(text: str, option: str) -> int:
     """``2h`` / ``30m`` / ``90s`` (or a bare number of seconds) -> seconds; UsageError otherwise."""
     t = text.strip()
@@ -28,8 +31,8 @@ def _seconds(text: str, option: str) -> int:
         if span is None or "ago" in t.lower():
             raise click.UsageError(f"{option} {text!r}: not a duration (try 90s, 30m or 2h)") from None
         value = span.total_seconds()
-    if value <= 0:
-        raise click.UsageError(f"{option} {text!r}: must be positive")
+    if not 0 < value <= MAX_SECONDS:   # False for nan
+        raise click.UsageError(f"{option} {text!r}: must be positive, and at most 30 days")
     return round(value)
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from rdtadvisor.cli.context import EXIT_OK, EXIT_PARTIAL, settings_of
-from rdtadvisor.core.config import HostConfig, resolve_hosts
+from rdtadvisor.cli.options import Seconds
+from rdtadvisor.core.config import MAX_TIMEOUT_SECONDS, HostConfig, resolve_hosts
 from rdtadvisor.core.errors import ConfigError, StoreError
 from rdtadvisor.core.text import from_raw
 from rdtadvisor.sources import collect as collecting
@@ -35,10 +36,10 @@ REPLAY_BATCH = 500  # captures per store append when replaying
               help="Bandwidth snapshots per collection (each is 10 ms). [config, else 3]")
 @click.option("--count", type=click.IntRange(1), default=1, show_default=True,
               help="Collections to take, --interval seconds apart.")
-@click.option("--interval", type=click.FloatRange(0), default=60.0, show_default=True,
-              help="Seconds between the starts of successive collections.")
-@click.option("--timeout", type=click.FloatRange(0.1), default=None,
-              help="Seconds allowed per xl command. [config, else 60]")
+@click.option("--interval", type=Seconds(0, 86_400), default=60.0, show_default=True,
+              help="Seconds between the starts of successive collections (at most a day).")
+@click.option("--timeout", type=Seconds(0.1, MAX_TIMEOUT_SECONDS), default=None,
+              help="Seconds allowed per xl command (at most a day). [config, else 60]")
 @click.option("--parallel", type=click.IntRange(1), default=None,
               help="Hosts collected at once. [config, else 64]")
 @click.option("-v", "--verbose", is_flag=True, help="Print a summary even when not on a terminal.")
@@ -63,7 +64,7 @@ def command(ctx: click.Context, host_names: tuple[str, ...], hosts_file: Path | 
         if host_names or hosts_file or save_raw:
             raise ConfigError("--replay reads captures; it cannot be combined with --host, "
                               "--hosts-file or --save-raw")
-        ctx.exit(_replay(store, replay, talk))
+        ctx.exit(_replay(store, replay, talk, settings.max_output_bytes))
     hosts = resolve_hosts(settings, host_names, hosts_file)
     failed: set[str] = set()
     totals: Counter[str] = Counter()
@@ -102,12 +103,12 @@ def _collect_once(hosts: list[HostConfig], settings, readings: int | None, timeo
         return collecting.collect_fleet(hosts, on_result=lambda r: bar.update(1, r.host), **kwargs)
 
 
-def _replay(store: Store, root: Path, talk: bool) -> int:
+def _replay(store: Store, root: Path, talk: bool, max_bytes: int) -> int:
     failed: set[str] = set()
     totals: Counter[str] = Counter()
     hosts: set[str] = set()
     batch = []
-    for result in collecting.replay(root):
+    for result in collecting.replay(root, max_bytes=max_bytes):
         hosts.add(result.host)
         if not result.ok or result.capture is None:
             failed.add(result.host)

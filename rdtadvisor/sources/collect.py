@@ -155,10 +155,12 @@ def collect_fleet(hosts: list[HostConfig], *, readings: int = 3, timeout: float 
     return [results[n] for n in names]
 
 
-def replay(root: Path, hosts: Iterable[str] | None = None) -> Iterator[HostResult]:
+def replay(root: Path, hosts: Iterable[str] | None = None, *, max_bytes: int | None = None,
+           ) -> Iterator[HostResult]:
     """Read every capture under `root` (``<root>/<host>/<time>/``), oldest first per host.
 
-    A capture folder that cannot be read yields a failed `HostResult` naming it.
+    A capture folder that cannot be read (a file over `max_bytes`, a broken meta.json, all
+    files empty) yields a failed `HostResult` naming it.
     """
     wanted = set(hosts) if hosts else None
     for path in find_captures(root):
@@ -170,15 +172,15 @@ def replay(root: Path, hosts: Iterable[str] | None = None) -> Iterator[HostResul
                              "not UTF-8 text; rename it")
             continue
         try:
-            capture = read_capture(path)
+            capture = read_capture(path, max_bytes=max_bytes)
             nothing = gave_nothing(capture)
             if nothing is not None:
                 yield HostResult(host, None, f"{from_raw(str(path))}: {gave_nothing(capture, replay=True)}")
                 continue
             yield HostResult(host, capture, None)
         except (RdtError, OSError) as e:
-            message = str(e) if isinstance(e, ParseError) else f"{path}: {e}"
-            yield HostResult(host, None, from_raw(message))
+            # A ParseError names its file already (escaped); others may quote raw paths.
+            yield HostResult(host, None, str(e) if isinstance(e, ParseError) else from_raw(f"{path}: {e}"))
 
 
 def _xen_version(info: CommandResult) -> tuple[int, int] | None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
+import shlex
 import signal
 import subprocess
 import time
@@ -50,11 +52,13 @@ def format_seconds(seconds: float) -> str:
 def run_process(argv: Sequence[str], timeout: float, *, result_argv: Sequence[str],
                 env: Mapping[str, str] | None = None,
                 on_timeout: Callable[[], None] | None = None,
-                hold_stdin: bool = False) -> tuple[CommandResult, bool]:
+                hold_stdin: bool = False, max_bytes: int | None = None) -> tuple[CommandResult, bool]:
     """Run `argv` (no shell, stdin from /dev/null) in its own process group.
 
     `hold_stdin`: stdin is instead a pipe that nothing is written to, held open until the
     command ends and closed first on a timeout (ssh's remote watchdog ends xl on its EOF).
+    `max_bytes`: once stdout passes it the command is ended like a timed-out one, nothing it
+    printed is kept, and `error` says so (a runaway xl must not fill the memory).
 
     Returns the `CommandResult` (labelled with `result_argv`) and whether the executable
     was missing (then `error` is set and the caller words the message). On timeout the
@@ -81,7 +85,7 @@ def run_process(argv: Sequence[str], timeout: float, *, result_argv: Sequence[st
             return result, False
         if stdin is not None:
             stdin.close_read_end()
-        return _wait(proc, timeout, result, t0, on_timeout, stdin)
+        return _wait(proc, timeout, result, t0, on_timeout, stdin, max_bytes)
     finally:
         if stdin is not None:
             stdin.close()
@@ -105,17 +109,64 @@ class _HeldStdin:
             self._write_end = -1
 
 
+class _TooMuch(Exception):
+    """stdout passed the limit."""
+
+
+class _Output:
+    """`Popen.communicate` that gives up once stdout passes `limit` bytes (`_TooMuch`); what
+    was read so far stays in `out` and `err`, for a timeout's partial output."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], limit: int | None) -> None:
+        self.proc, self.limit = proc, limit
+        self.out, self.err = bytearray(), bytearray()
+
+    def communicate(self, timeout: float) -> tuple[bytes, bytes]:
+        proc = self.proc
+        if self.limit is None:
+            return proc.communicate(timeout=timeout)
+        assert proc.stdout is not None and proc.stderr is not None
+        deadline = time.monotonic() + timeout
+        buffers = {proc.stdout.fileno(): self.out, proc.stderr.fileno(): self.err}
+        with selectors.DefaultSelector() as selector:
+            for pipe in (proc.stdout, proc.stderr):
+                selector.register(pipe, selectors.EVENT_READ)
+            while selector.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(proc.args, timeout)
+                for key, _ in selector.select(left):
+                    chunk = os.read(key.fd, 1 << 16)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                        continue
+                    buffers[key.fd] += chunk
+                    if len(self.out) > self.limit:
+                        raise _TooMuch()
+        proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
+        proc.stdout.close()
+        proc.stderr.close()
+        return bytes(self.out), bytes(self.err)
+
+
 def _wait(proc: subprocess.Popen[bytes], timeout: float, result: CommandResult, t0: float,
-          on_timeout: Callable[[], None] | None, stdin: _HeldStdin | None) -> tuple[CommandResult, bool]:
+          on_timeout: Callable[[], None] | None, stdin: _HeldStdin | None,
+          max_bytes: int | None) -> tuple[CommandResult, bool]:
+    output = _Output(proc, max_bytes)
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+        out, err = output.communicate(timeout)
+    except (subprocess.TimeoutExpired, _TooMuch) as e:
         if stdin is not None:
             stdin.close()  # EOF: the remote side ends the command now (rdtadvisor.sources.ssh)
-        out, err = _kill_group(proc, on_timeout)
-        result.stdout, result.stderr = decode(out), decode(err)
-        result.exit_status, result.error = None, f"timed out after {format_seconds(timeout)}"
-        result.seconds = time.monotonic() - t0
+        rest_out, rest_err = _kill_group(proc, on_timeout)
+        result.exit_status, result.seconds = None, time.monotonic() - t0
+        result.stderr = decode(bytes(output.err) + rest_err)
+        if isinstance(e, _TooMuch):
+            result.error = (f"'{shlex.join(result.argv)}' printed more than {max_bytes} bytes, the limit for "
+                            "one xl output ([collect] max_output_bytes); refused")
+            return result, False
+        result.stdout = decode(bytes(output.out) + rest_out)
+        result.error = f"timed out after {format_seconds(timeout)}"
         return result, False
     result.stdout, result.stderr = decode(out), decode(err)
     # A command killed by a signal (xl crashing) is a failed command, not an unreachable
@@ -196,7 +247,8 @@ class LocalRunner:
         """Run ``("xl", ...)`` locally; see the module docstring. Never raises for failures."""
         command = xl_argv(self.config, argv)
         env = {**os.environ, "LC_ALL": "C"}
-        result, missing = run_process(command, timeout, result_argv=argv, env=env)
+        result, missing = run_process(command, timeout, result_argv=argv, env=env,
+                                      max_bytes=self.config.max_output_bytes)
         if missing:
             what = "sudo" if self.config.ssh.sudo else "xl"
             result.error = f"{what} not found: {result.error}"

@@ -176,7 +176,8 @@ class SshRunner:
         # ssh's stdout and stderr (mux clients pass their file descriptors to it) until
         # the remote command ends. The next command opens a new connection.
         result, missing = run_process(self.ssh_argv(argv), timeout, result_argv=argv,
-                                      on_timeout=self._stop_master, hold_stdin=True)
+                                      on_timeout=self._stop_master, hold_stdin=True,
+                                      max_bytes=self.config.max_output_bytes)
         if missing:
             result.error = f"ssh not found: {result.error}"
             return result
