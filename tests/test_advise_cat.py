@@ -121,7 +121,7 @@ def test_cli_names_an_unknown_host_and_an_unwritable_script_in_one_line(neighbou
                                 "(known: skx-stream-neighbour)")
     missing = tmp_path / "no-such-dir" / "apply.sh"
     r = run("--store", str(tmp_path / "s"), "advise", "cat", "--script", str(missing))
-    assert r.exit_code == 1 and "psr-cat-set" in r.stdout          # the plan is still shown
+    assert r.exit_code == 3 and "psr-cat-set" in r.stdout          # the plan is still shown
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith(f"rdtadvisor: error: {missing.parent}/apply.rollback.sh: cannot write")
     # the rollback is written first: an apply script never lands without its way back
@@ -129,7 +129,7 @@ def test_cli_names_an_unknown_host_and_an_unwritable_script_in_one_line(neighbou
     ro.mkdir()
     (ro / "apply.rollback.sh").mkdir()                              # a folder where the file goes
     r = run("--store", str(tmp_path / "s"), "advise", "cat", "--script", str(ro / "apply.sh"))
-    assert r.exit_code == 1 and "apply.rollback.sh: cannot write" in r.stderr
+    assert r.exit_code == 3 and "apply.rollback.sh: cannot write" in r.stderr
     assert not (ro / "apply.sh").exists()
 
 
@@ -499,4 +499,4 @@ def test_a_host_without_mbm_is_planned_from_occupancy_shares_after_a_sweep(tmp_p
     occ = next(v for v in sock["vms"] if v["name"] == "stream")["occupancy_bytes"]
     assert occ["predicted"] < 0.5 * occ["now"]
     r = run("--store", str(swept), "whatif", "--plan", str(plan_file))
-    assert r.exit_code == 1 and "memory_traffic" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.exit_code == 3 and "memory_traffic" in r.stderr and len(r.stderr.strip().splitlines()) == 1

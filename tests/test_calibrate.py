@@ -738,7 +738,7 @@ def test_a_left_sweep_is_recognised_at_every_level_any_min_bits_gives():
 def test_cli_an_unwritable_script_is_one_line_naming_the_file(sim_store, tmp_path):
     missing = tmp_path / "no-such-dir" / "sweep.sh"
     r = run("--store", sim_store, "calibrate", "--script", str(missing))
-    assert r.exit_code == 1 and "private sweep" in r.stdout
+    assert r.exit_code == 3 and "private sweep" in r.stdout
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith(f"rdtadvisor: error: {missing.parent}/sweep.rollback.sh: cannot write")
 

@@ -206,7 +206,7 @@ def test_store_check_finds_and_repair_quarantines_only_the_bad_files(store):
     pd.DataFrame({"x": [1, 2]}).to_parquet(foreign)
     before = _files(store)
     r = run("--store", str(store), "store", "check")
-    assert r.exit_code != 0 and "Traceback" not in r.stderr
+    assert r.exit_code == 4 and "Traceback" not in r.stderr    # problems found: docs/exit-codes.md
     found = [line for line in r.stdout.splitlines() if line.startswith(str(store))]
     assert sorted(found) == sorted([
         f"{corrupt}: corrupt: not a readable Parquet file",
@@ -214,7 +214,7 @@ def test_store_check_finds_and_repair_quarantines_only_the_bad_files(store):
         f"{foreign}: foreign: not a file the store wrote (name)"])
     assert _files(store) == before                          # check alone changes nothing
     r = run("--store", str(store), "store", "check", "--repair")
-    assert r.exit_code != 0
+    assert r.exit_code == 4
     moved = {p.name for p in (store / ".quarantine").rglob("*") if p.is_file()}
     assert moved == {corrupt.name, "notes.txt", "export.parquet"}
     after = _files(store)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from rdtadvisor.cli.context import EXIT_OK, EXIT_PARTIAL, settings_of
+from rdtadvisor.cli.context import settings_of
+from rdtadvisor.cli.exits import EXIT_OK, EXIT_PARTIAL, DataError
 from rdtadvisor.cli.options import Seconds
 from rdtadvisor.core.config import MAX_TIMEOUT_SECONDS, HostConfig, resolve_hosts
 from rdtadvisor.core.errors import ConfigError, StoreError
@@ -54,8 +55,9 @@ def command(ctx: click.Context, host_names: tuple[str, ...], hosts_file: Path | 
     On a terminal a progress bar and a summary are shown; from cron it is silent
     unless something fails.
 
-    Exit status: 0 every host collected, 1 some hosts failed (each named on stderr),
-    2 usage or config error.
+    Exit status (docs/exit-codes.md): 0 every host collected, 1 some hosts failed (each named
+    on stderr), 2 usage or config error, 3 a --replay folder that is missing or holds no
+    captures.
     """
     settings = settings_of(ctx)
     talk = not quiet and (verbose or sys.stdout.isatty())
@@ -120,7 +122,7 @@ def _replay(store: Store, root: Path, talk: bool, max_bytes: int) -> int:
             batch = []
     failed |= _store(store, batch, totals)
     if not hosts:
-        raise ConfigError(f"{root}: no captures found (expected <dir>/<host>/<YYYYMMDDTHHMMSSZ>/)")
+        raise DataError(f"{root}: no captures found (expected <dir>/<host>/<YYYYMMDDTHHMMSSZ>/)")
     if talk:
         _summary(store, totals, len(hosts), failed)
     return EXIT_PARTIAL if failed else EXIT_OK

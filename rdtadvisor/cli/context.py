@@ -15,7 +15,6 @@ from rdtadvisor.store import Store
 if TYPE_CHECKING:
     from rdtadvisor.model.capacity import BandwidthCapacity
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
 
 class _LazySettings:
@@ -55,7 +54,7 @@ def memory_traffic(settings: Settings) -> BandwidthCapacity:
 def open_store(ctx: click.Context, hosts: Sequence[str]) -> tuple[Store, list[str]]:
     """The configured store (read-only) and the hosts to show: `hosts`, or every stored host.
 
-    An unknown host is a usage error (exit 2).
+    An unknown host is a usage error (exit 2); a missing store a data error (exit 3).
     """
     store = Store(settings_of(ctx).store, create=False)
     known = store.hosts()

@@ -21,7 +21,7 @@ def command(command_line: str, file: Path, fmt: str) -> None:
     """Parse FILE (one captured stdout of an xl psr-* command; - for stdin) and print it.
 
     JSON is the stable contract: sizes in bytes, rates in bytes/s (Xen prints KiB).
-    Exit status 1 with one line on stderr if FILE is not that command's output.
+    Exit status 3 with one line on stderr if FILE is not that command's output.
     """
     cmd = xl.parse_command(command_line)
     source = "<stdin>" if str(file) == "-" else str(file)

@@ -12,6 +12,7 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli.context import settings_of
+from rdtadvisor.cli.exits import EXIT_OK, EXIT_WARNING
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import echo_text
 from rdtadvisor.model.inventory import host_inventory
@@ -63,6 +64,7 @@ def check(ctx: click.Context, repair: bool) -> int:
 
     One line per problem on stdout. Readers already skip unreadable files with a warning;
     --repair quarantines them so that the warnings stop, and changes nothing else.
+    Exit status 0 when the store is clean, 4 when problems were found (moved or not).
     """
     store = _store(ctx)
     result = store.check(repair=repair)
@@ -72,7 +74,7 @@ def check(ctx: click.Context, repair: bool) -> int:
     n = len(result.problems)
     what = "quarantined" if repair and n else "found"
     click.echo(f"{n} problem(s) {what} in {result.files} file(s) checked")
-    return 1 if n else 0
+    return EXIT_WARNING if n else EXIT_OK
 
 
 @command.command("show")
