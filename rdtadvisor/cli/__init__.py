@@ -28,11 +28,14 @@ from rdtadvisor.core.errors import ConfigError, RdtError, StoreWarning
                    "~/.local/share/rdtadvisor/store).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="TOML config file (default: $RDTADVISOR_CONFIG or ~/.config/rdtadvisor/config.toml).")
+@click.option("--strict", is_flag=True,
+              help="A host or VM the config names (per-host and per-VM tables) that matches nothing in "
+                   "the store is an error, not a warning.")
 @click.pass_context
-def cli(ctx: click.Context, store: Path | None, config_path: Path | None) -> None:
+def cli(ctx: click.Context, store: Path | None, config_path: Path | None, strict: bool) -> None:
     """Turn Xen's Intel RDT counters (xl psr-*) into cache and bandwidth decisions."""
     # Settings load lazily: `parse` and `--help` must work even with a broken config file.
-    ctx.obj = _LazySettings(config_path, store)
+    ctx.obj = _LazySettings(config_path, store, strict)
 
 
 def _attach_commands() -> None:

@@ -22,12 +22,12 @@ import click
 import pandas as pd
 
 from rdtadvisor.advise.check import check
-from rdtadvisor.cli.context import bandwidth_capacity, settings_of
+from rdtadvisor.cli.context import bandwidth_capacity, check_config_names, settings_of
 from rdtadvisor.cli.exits import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, DataError
 from rdtadvisor.cli.output import dump_json, write_atomic
 from rdtadvisor.core import clock
 from rdtadvisor.core.config import Settings
-from rdtadvisor.core.errors import RdtError
+from rdtadvisor.core.errors import ConfigError, RdtError
 from rdtadvisor.core.timewindow import parse_when
 from rdtadvisor.model.figures import parse_hours
 from rdtadvisor.model.usage import Limits, NoHistory, Usage, Window, usage
@@ -88,6 +88,7 @@ def load_usage(
         raise usage_error(str(e)) from None
     try:
         store = Store(settings.store, create=False)
+        check_config_names(store)
         known = store.hosts()
         unknown = [h for h in hosts if h not in known]
         if unknown:
@@ -114,6 +115,8 @@ def load_usage(
             tables[t] = store.read(t, hosts=wanted, since=lo, until=hi, categorical=names,
                                    sort=t != "settings")
         tables["collections"] = store.collections(wanted, since=lo, until=hi)
+    except ConfigError:
+        raise                                   # --strict config names: a usage error (2)
     except RdtError as e:
         raise DataError(str(e)) from None
     if tables["samples"].empty:

@@ -69,6 +69,12 @@ whose guarantees cannot fit (ways, COS, or a guaranteed VM without a fitted curv
 declined with the VMs named. Unknown keys and tiers are a `ConfigError` naming the file and
 the key path (``[cat] vms."db": unknown setting(s) min_mb``).
 
+Host and VM names in per-host and per-VM settings (``[report.hosts."..."]``, ``[cat.vms."..."]``,
+``[cat.hosts."..."]``, ``[placement]`` pinned, anti_affinity, pools, maintenance, priorities)
+are written as rdtadvisor shows them (docs/nomenclature.md). One that matches no host or VM in
+the store is a warning naming the table and the closest name the store holds (``did you mean
+'db-orders'?``); ``rdtadvisor --strict`` makes it an error (`names_in_config`).
+
     [[hosts]]
     name = "xen01"                # name used in the store and reports
     address = "10.0.0.11"         # what ssh connects to (default: name)
@@ -279,6 +285,35 @@ def load_settings(config: Path | None = None, store: Path | None = None) -> Sett
     if settings.readings < 1 or settings.parallel < 1 or settings.timeout <= 0:
         raise ConfigError(f"{where} [collect]: readings, parallel and timeout must be positive")
     return settings
+
+
+@dataclass(frozen=True)
+class ConfigName:
+    """A host or VM the config names in a per-host or per-VM table (``[cat.vms."db"]``)."""
+
+    where: str          # the table or key, as written: [cat.vms."db"], [placement] pinned
+    kind: str           # "host" or "VM"
+    name: str
+
+
+def names_in_config(settings: Settings) -> list[ConfigName]:
+    """Every host and VM name the config's per-host and per-VM settings refer to, once each.
+
+    A typo there (``[cat.vms."db-ordrs"]``) silently drops the setting; the CLI compares these
+    with the store (`rdtadvisor.cli.context.check_config_names`).
+    """
+    r, c, p = settings.report, settings.cat, settings.placement
+    out = [ConfigName(f'[report.hosts."{h}"]', "host", h)
+           for h in dict.fromkeys([*r.host_bandwidth_capacity, *r.host_memory_traffic])]
+    out += [ConfigName(f'[cat.vms."{v}"]', "VM", v) for v in c.vms]
+    out += [ConfigName(f'[cat.hosts."{h}"]', "host", h) for h in c.hosts]
+    out += [ConfigName("[placement] pinned", "VM", v) for v in dict.fromkeys(p.pinned)]
+    out += [ConfigName("[placement] anti_affinity", "VM", v)
+            for v in dict.fromkeys(v for group in p.anti_affinity for v in group)]
+    out += [ConfigName("[placement] pools", "host", h) for h in p.pools]
+    out += [ConfigName("[placement] maintenance", "host", h) for h in dict.fromkeys(p.maintenance)]
+    out += [ConfigName("[placement] priorities", "VM", v) for v in p.priorities]
+    return out
 
 
 def read_hosts_file(path: Path) -> list[str]:

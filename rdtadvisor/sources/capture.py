@@ -189,8 +189,7 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise ParseError(f"must be a JSON object, not {_kind(meta)}", source=source)
     host = meta.get("host")
-    if host is not None and not (isinstance(host, str) and host.strip() and is_text(host)
-                                 and "/" not in host):
+    if host is not None and not (isinstance(host, str) and host.strip() and is_text(host)):
         raise ParseError(f"'host': must be a host name (a non-empty string), not {_shown(host)}",
                          source=source)
     return meta
