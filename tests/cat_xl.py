@@ -2,15 +2,18 @@
 
 Both the apply/rollback scripts of `advise cat` (tests/test_plan_script.py) and the sweep
 scripts of `calibrate` (tests/test_calibrate.py) run under ``sh`` against it. It answers
-``xl domname ID`` from ``names``, and ``xl psr-cat-set``/``psr-cat-cbm-set [-s S] [-c|-d]
-DOMID MASK`` like Xen does: a mask must be one non-empty contiguous run within ``cbm_len``
-(``Invalid input``), the distinct non-default settings of a socket must fit ``budget``
-(``no free COS available``); ``-c``/``-d`` set one half of a CDP pair. Every call is logged
+``xl domname ID`` from ``names`` (raw bytes: a name may hold ``surrogateescape`` surrogates
+for bytes that are not UTF-8), ``xl psr-cat-show [-l L] [DOMID]`` in Xen's format (``%5d%25s``
+then ``%#16llx`` per column; two columns, code then data, on the sockets listed in ``cdp``),
+and ``xl psr-cat-set``/``psr-cat-cbm-set [-s S] [-c|-d] DOMID MASK`` like Xen does: a mask
+must be one non-empty contiguous run within ``cbm_len`` (``Invalid input``), the distinct
+non-default settings of a socket must fit ``budget`` (``no free COS available``);
+``-c``/``-d`` set one half of a CDP pair. Every call is logged
 as a JSON argv line. Failures to inject: ``fail_at`` (the n-th set fails) and ``fail`` (sets
 whose ``" ".join(argv)`` is listed fail).
 
 State (``XL_STATE``): ``{"names": {"5": "db"}, "masks": {"SOCKET:DOMID": [code, data]},
-"cbm_len": 11, "budget": 15, "sets": 0, "fail_at": null, "fail": []}``.
+"cbm_len": 11, "budget": 15, "sets": 0, "fail_at": null, "fail": [], "cdp": [0]}``.
 """
 
 from __future__ import annotations
@@ -27,13 +30,41 @@ SCRIPT = textwrap.dedent("""\
         f.write(json.dumps(args) + "\\n")
     path = os.environ["XL_STATE"]
     st = json.load(open(path))
+    def raw(name):
+        return name.encode("utf-8", "surrogateescape")
     if args[0] == "domname":
         name = st["names"].get(args[1])
         if name is None:
             sys.stderr.write("Can't get domain name of domain id '%s', maybe this domain does not exist.\\n"
                              % args[1])
             sys.exit(1)
-        sys.stdout.write(name + "\\n")
+        sys.stdout.buffer.write(raw(name) + b"\\n")
+        sys.exit(0)
+    if args[0] == "psr-cat-show":
+        rest = args[1:]
+        level = "3"
+        if rest[:1] == ["-l"]:
+            level, rest = rest[1], rest[2:]
+        only = int(rest[0]) if rest else None
+        full = (1 << st["cbm_len"]) - 1
+        out = []
+        for sock in sorted({int(k.split(":")[0]) for k in st["masks"]}):
+            cdp = sock in st.get("cdp", [])
+            out.append(b"%-16s: %d\\n" % (b"Socket ID", sock))
+            if level == "3":
+                out.append(b"%-16s: %uKB\\n" % (b"L3 Cache", 25600))
+            out.append(b"%-16s: %#x\\n" % (b"Default CBM", full))
+            cols = (b"CBM (code)", b"CBM (data)") if cdp else (b"CBM",)
+            out.append(b"%5s%25s" % (b"ID", b"NAME") + b"".join(b"%16s" % c for c in cols) + b"\\n")
+            for key, (code, data) in sorted(st["masks"].items(), key=lambda kv: int(kv[0].split(":")[1])):
+                s_, d_ = (int(x) for x in key.split(":"))
+                if s_ != sock or (only is not None and d_ != only):
+                    continue
+                name = raw(st["names"].get(str(d_), "(null)"))
+                cells = (code, data) if cdp else (data,)
+                out.append(b"%5d" % d_ + b" " * max(0, 25 - len(name)) + name
+                           + b"".join(b"%#16x" % c for c in cells) + b"\\n")
+        sys.stdout.buffer.write(b"".join(out))
         sys.exit(0)
     assert args[0] in ("psr-cat-set", "psr-cat-cbm-set"), args
     NO_COS = "libxl: error: libxl_psr.c:123:libxl__psr_alloc_log_err_msg: L3 CAT: no free COS available\\n"

@@ -8,6 +8,13 @@ from typing import Any
 from hypothesis import strategies as st
 
 from rdtadvisor.core.errors import ParseError
+from rdtadvisor.core.text import from_bytes
+
+
+def escaped(name: str) -> str:
+    """What a parser makes of `name` printed as UTF-8: rdtadvisor.core.text's escaped form
+    (backslashes doubled), the form records hold and renderers take."""
+    return from_bytes(name.encode("utf-8"))
 
 
 def parses_or_parse_error(parse: Callable[..., Any], data: Any, **kwargs: Any) -> None:

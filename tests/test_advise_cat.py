@@ -12,6 +12,7 @@ import pytest
 from rdtadvisor.advise.cat import CDP_NOTE, advise_cat
 from rdtadvisor.cache import cbm
 from rdtadvisor.cache.layouts import full_mask
+from rdtadvisor.cli.output import host_file_part
 from rdtadvisor.core.config import CatSettings, CatVm
 from rdtadvisor.core.units import MIB
 from rdtadvisor.model.masks import socket_settings
@@ -121,7 +122,7 @@ def test_cli_names_an_unknown_host_and_an_unwritable_script_in_one_line(neighbou
                                 "(known: skx-stream-neighbour)")
     missing = tmp_path / "no-such-dir" / "apply.sh"
     r = run("--store", str(tmp_path / "s"), "advise", "cat", "--script", str(missing))
-    assert r.exit_code == 1 and "psr-cat-set" in r.stdout          # the plan is still shown
+    assert r.exit_code == 3 and "psr-cat-set" in r.stdout          # the plan is still shown
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith(f"rdtadvisor: error: {missing.parent}/apply.rollback.sh: cannot write")
     # the rollback is written first: an apply script never lands without its way back
@@ -129,7 +130,7 @@ def test_cli_names_an_unknown_host_and_an_unwritable_script_in_one_line(neighbou
     ro.mkdir()
     (ro / "apply.rollback.sh").mkdir()                              # a folder where the file goes
     r = run("--store", str(tmp_path / "s"), "advise", "cat", "--script", str(ro / "apply.sh"))
-    assert r.exit_code == 1 and "apply.rollback.sh: cannot write" in r.stderr
+    assert r.exit_code == 3 and "apply.rollback.sh: cannot write" in r.stderr
     assert not (ro / "apply.sh").exists()
 
 
@@ -323,9 +324,11 @@ def fake_xen(tmp_path):
     """A fake xl applying Xen's rules (tests/cat_xl.py) to a JSON state."""
     env = cat_xl.install(tmp_path)
 
-    def setup(masks: dict[int, tuple[int, int]], names: dict[int, str], budget: int, cbm_len: int) -> None:
+    def setup(masks: dict[int, tuple[int, int]], names: dict[int, str], budget: int, cbm_len: int,
+              cdp: bool = False) -> None:
         state = {"names": {str(d): n for d, n in names.items()}, "sets": 0, "fail_at": None,
-                 "masks": {f"0:{d}": list(m) for d, m in masks.items()}, "cbm_len": cbm_len, "budget": budget}
+                 "masks": {f"0:{d}": list(m) for d, m in masks.items()}, "cbm_len": cbm_len, "budget": budget,
+                 "cdp": [0] if cdp else []}
         (tmp_path / "state.json").write_text(json.dumps(state))
 
     def sh(path: Path) -> subprocess.CompletedProcess:
@@ -361,7 +364,7 @@ def test_cli_plans_a_cdp_host_end_to_end(cdp_history, tmp_path, fake_xen):
     # the script and its rollback run against a fake Xen that enforces its rules
     setup, sh, xen_state = fake_xen
     names = {0: "Domain-0", 1: "stream", 2: "db", 3: "web"}
-    setup(today, names, budget=7, cbm_len=12)
+    setup(today, names, budget=7, cbm_len=12, cdp=True)
     done = sh(out)
     assert done.returncode == 0, done.stderr
     assert xen_state() == {**today, **target}
@@ -499,4 +502,27 @@ def test_a_host_without_mbm_is_planned_from_occupancy_shares_after_a_sweep(tmp_p
     occ = next(v for v in sock["vms"] if v["name"] == "stream")["occupancy_bytes"]
     assert occ["predicted"] < 0.5 * occ["now"]
     r = run("--store", str(swept), "whatif", "--plan", str(plan_file))
-    assert r.exit_code == 1 and "memory_traffic" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.exit_code == 3 and "memory_traffic" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.bad_input
+def test_script_file_names_are_safe_whatever_the_host_names(neighbour, tmp_path):
+    # Host names come from the config: '/' and a leading '-' must not make file names (it crashed
+    # with "ValueError: Invalid name"), and two hosts must never share a script.
+    _, hist = neighbour
+    store = Store(tmp_path / "s")
+    hosts = ["rack/01", "-evil"]
+    for host in hosts:
+        store.append({t: df.assign(host=host) for t, df in hist["calibration"].items()})
+    out = tmp_path / "out" / "apply.sh"
+    out.parent.mkdir()
+    r = run("--store", str(tmp_path / "s"), "advise", "cat", "--script", str(out))
+    assert r.exit_code == 0, r.stderr
+    written = sorted(p.name for p in out.parent.iterdir())
+    assert len(written) == 4
+    assert all(re.fullmatch(r"apply\.[A-Za-z0-9_][A-Za-z0-9._-]*\.sh", n) for n in written), written
+    assert sorted(n for n in written if not n.endswith(".rollback.sh")) == sorted(
+        f"apply.{host_file_part(h)}.sh" for h in hosts)
+    for host in hosts:
+        text = (out.parent / f"apply.{host_file_part(host)}.sh").read_text()
+        assert f'# Host: "{host}"' in text                        # the script says which host it is for

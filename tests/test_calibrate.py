@@ -20,6 +20,7 @@ import pytest
 from rdtadvisor.advise import calibrate as cal
 from rdtadvisor.advise.cat import advise_cat
 from rdtadvisor.cache import cbm
+from rdtadvisor.cli.output import host_file_part
 from rdtadvisor.core.errors import ConfigError
 from rdtadvisor.render.calibration_script import calibration_rollback_script, calibration_script
 from rdtadvisor.sim import history, suite
@@ -516,7 +517,7 @@ def host_sh(tmp_path: Path):
     env = cat_xl.install(tmp_path)
 
     def setup(doms: list[Dom], sockets: tuple[int, ...], cbm_len: int, fail: tuple[str, ...] = (),
-              budget: int = 3) -> None:
+              budget: int = 3, cdp: bool = False) -> None:
         full = (1 << cbm_len) - 1
         masks = {}
         for s in sockets:
@@ -525,7 +526,8 @@ def host_sh(tmp_path: Path):
                 masks[f"{s}:{d.domid}"] = list(m) if isinstance(m, tuple) else [m, m]
         (tmp_path / "state.json").write_text(json.dumps({"names": {str(d.domid): d.name for d in doms},
                                                          "masks": masks, "fail": list(fail),
-                                                         "cbm_len": cbm_len, "budget": budget}))
+                                                         "cbm_len": cbm_len, "budget": budget,
+                                                         "cdp": list(sockets) if cdp else []}))
         (tmp_path / "log").write_text("")
 
     def write(text: str, name: str) -> Path:
@@ -571,13 +573,14 @@ def test_the_script_runs_the_merged_timeline_and_leaves_the_original_masks(host_
     for t in (text, undo):
         assert t.startswith("#!/bin/sh\n") and "\nset -eu\n" in t
         assert subprocess.run([SH, "-n"], input=t, text=True, capture_output=True).returncode == 0
-    setup(SCRIPT_DOMS, (0, 1), 4)
+    setup(SCRIPT_DOMS, (0, 1), 4, cdp=True)
     before = state()
     r = run_sh(text)
     assert r.returncode == 0, r.stderr
     calls = [" ".join(c) for c in log()]
     assert calls == [
-        "domname 1", "domname 2", "domname 3",
+        "domname 1", "domname 2", "domname 3",                               # the checks change nothing
+        *(f"psr-cat-show -l 3 {d}" for d in (1, 2, 1, 2, 3)),                # socket 0: a, b; socket 1
         "psr-cat-set -s 0 1 0x3",                                            # t=0: both sockets start
         "psr-cat-set -s 1 1 0x3", "psr-cat-set -s 1 2 0x3", "psr-cat-set -s 1 3 0xc",
         "psr-cat-set -s 0 1 0x1",                                            # t=1
@@ -600,7 +603,7 @@ def test_the_script_runs_the_merged_timeline_and_leaves_the_original_masks(host_
 
 def test_sigterm_in_the_middle_of_a_level_restores_the_masks(host_sh):
     setup, _run_sh, start, state, log = host_sh
-    setup(SCRIPT_DOMS, (0, 1), 4)
+    setup(SCRIPT_DOMS, (0, 1), 4, cdp=True)
     before = state()
     proc = start(calibration_script(script_host(hold=30)))       # 30 s levels: the signal lands in a pause
     try:
@@ -626,7 +629,7 @@ def test_sigterm_in_the_middle_of_a_level_restores_the_masks(host_sh):
 
 def test_a_failing_restore_is_reported_and_the_others_still_run(host_sh):
     setup, run_sh, _start, state, log = host_sh
-    setup(SCRIPT_DOMS, (0, 1), 4, fail=("psr-cat-set -s 0 1 0xf",))
+    setup(SCRIPT_DOMS, (0, 1), 4, fail=("psr-cat-set -s 0 1 0xf",), cdp=True)
     r = run_sh(calibration_script(script_host()))
     # set -e stops the sweep at the failed restore; the rollback retries it, reports it, and
     assert r.returncode == 253
@@ -641,7 +644,7 @@ def test_a_failing_restore_is_reported_and_the_others_still_run(host_sh):
 
 def test_after_a_sigkill_mid_sweep_the_rollback_script_restores_every_touched_domain(host_sh):
     setup, run_sh, start, state, log = host_sh
-    setup(SCRIPT_DOMS, (0, 1), 4)
+    setup(SCRIPT_DOMS, (0, 1), 4, cdp=True)
     before = state()
     h = script_host(hold=30)
     proc = start(calibration_script(h))
@@ -665,7 +668,7 @@ def test_after_a_sigkill_mid_sweep_the_rollback_script_restores_every_touched_do
 def test_the_rollback_script_skips_a_domain_whose_id_now_names_another(host_sh):
     setup, run_sh, _start, _state, log = host_sh
     h = script_host()
-    setup([Dom(1, "someone-else"), *SCRIPT_DOMS[1:]], (0, 1), 4)
+    setup([Dom(1, "someone-else"), *SCRIPT_DOMS[1:]], (0, 1), 4, cdp=True)
     r = run_sh(calibration_rollback_script(h), "undo.sh")
     assert r.returncode == 1
     assert "socket 0 domid 1: the id is gone or names another domain now" in r.stderr
@@ -689,12 +692,13 @@ def test_hostile_names_never_reach_a_command_line(host_sh, tmp_path):
         for line in text.splitlines():
             for bad in nasty:
                 if bad in line and not line.lstrip().startswith("#"):
-                    # else only as the single-quoted word of a domain check
-                    check = line.removeprefix("if ").removesuffix("; then")
-                    assert shlex.split(check)[0] in ("expect_domain", "same_domain"), line
-                    assert shlex.split(check)[2] == bad, line
+                    # else only as a single-quoted word of a domain or mask check
+                    words = shlex.split(line.removeprefix("if ").removesuffix("; then"))
+                    assert words[0] in ("expect_domain", "same_domain", "expect_masks"), line
+                    assert (f'"{bad}"' in words[5]) if words[0] == "expect_masks" else words[2] == bad, line
         assert all(not line.lstrip().startswith("touch") for line in text.splitlines())
-        assert "name has control characters" in text
+        # the name with newlines is checked too, byte for byte, on one line
+        assert f"x\\012 touch {canary}\\012# " in text
         r = run_sh(text, name)
         assert r.returncode == 0, r.stderr
     assert not canary.exists()
@@ -738,7 +742,7 @@ def test_a_left_sweep_is_recognised_at_every_level_any_min_bits_gives():
 def test_cli_an_unwritable_script_is_one_line_naming_the_file(sim_store, tmp_path):
     missing = tmp_path / "no-such-dir" / "sweep.sh"
     r = run("--store", sim_store, "calibrate", "--script", str(missing))
-    assert r.exit_code == 1 and "private sweep" in r.stdout
+    assert r.exit_code == 3 and "private sweep" in r.stdout
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith(f"rdtadvisor: error: {missing.parent}/sweep.rollback.sh: cannot write")
 
@@ -755,3 +759,18 @@ def test_without_mbm_the_sweep_is_private_and_read_from_occupancy_shares():
     parted = tables([Dom(1, "a", mask=0x0ff), Dom(2, "b", mask=0x700)], mbm=False)
     h = only_host(cal.plan_calibration(parted))
     assert not h.sockets and reasons(h)[None].startswith("no MBM: only a private sweep")
+
+
+@pytest.mark.bad_input
+def test_sweep_script_file_names_are_safe_whatever_the_host_names(tmp_path):
+    store = Store(tmp_path / "s")
+    hosts = ["rack/01", "-evil"]
+    for host in hosts:
+        store.append({t: df.assign(host=host) for t, df in simulated("default").items()})
+    out = tmp_path / "out" / "sweep.sh"
+    out.parent.mkdir()
+    r = run("--store", str(tmp_path / "s"), "calibrate", "--script", str(out))
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(
+        f"sweep.{host_file_part(h)}{end}" for h in hosts for end in (".sh", ".rollback.sh"))
+    assert all(not p.name.startswith("-") and "/" not in p.name for p in out.parent.iterdir())

@@ -26,7 +26,7 @@ def store(tmp_path_factory) -> str:
 
 def test_sample_fleet_findings_make_sense(store):
     r = run("--store", store, "check", "--host", "xen-sky01", "--format", "json")
-    assert r.exit_code == 1, r.stderr
+    assert r.exit_code == 4, r.stderr                         # findings: docs/exit-codes.md
     doc = json.loads(r.stdout)
     got = [(f["socket"], f["kind"], f["domid"]) for f in doc["findings"]]
     # dom0 at 0x7ff pollutes db-primary's 0x7f0; the analytics VM (default mask, 3+ MiB held)
@@ -40,7 +40,7 @@ def test_sample_fleet_findings_make_sense(store):
     summary = [(c["socket"], c["cbm_len"], c["cos_used"], c["cos_budget"], c["cdp"]) for c in doc["checked"]]
     assert summary == [(0, 11, 2, 15, False), (1, 11, 2, 15, False)]
     text = run("--store", store, "check", "--host", "xen-sky01")
-    assert text.exit_code == 1
+    assert text.exit_code == 4
     assert text.stdout.splitlines()[0] == \
         "xen-sky01 socket 0 (2026-11-23T09:10:00+00:00): 11-bit CBM, COS 2 of 15"
     assert text.stdout.endswith("4 finding(s) on 2 socket(s)\n")
@@ -48,7 +48,7 @@ def test_sample_fleet_findings_make_sense(store):
 
 def test_whole_fleet_and_exit_codes(store):
     r = run("--store", store, "check", "--format", "json")
-    assert r.exit_code == 1
+    assert r.exit_code == 4
     doc = json.loads(r.stdout)
     cdp = [c for c in doc["checked"] if c["host"] == "xen-bdw-cdp"]
     assert [(c["cdp"], c["cos_used"], c["cos_budget"], c["cbm_len"]) for c in cdp] == [(True, 1, 7, 20)] * 2

@@ -63,7 +63,7 @@ def test_garbage_is_one_line_naming_file_and_line(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("Total RMID: 3\nthis is not a header\n")
     r = run("parse", "--command", "xl psr-cmt-show cache-occupancy", str(bad))
-    assert r.exit_code == 1
+    assert r.exit_code == 3                                   # no data: docs/exit-codes.md
     assert r.stdout == ""
     assert r.stderr.count("\n") == 1
     assert r.stderr.startswith(f"rdtadvisor: error: {bad}:2: ")

@@ -141,10 +141,10 @@ def test_no_hosts_is_a_usage_error(tmp_path, monkeypatch):
     assert r.exit_code == 2 and "no hosts" in r.stderr
 
 
-def test_replay_of_an_empty_folder_is_a_usage_error(tmp_path):
+def test_replay_of_an_empty_folder_is_a_data_error(tmp_path):
     (tmp_path / "empty").mkdir()
     r = run("--store", str(tmp_path / "s"), "collect", "--replay", str(tmp_path / "empty"))
-    assert r.exit_code == 2 and "no captures found" in r.stderr
+    assert r.exit_code == 3 and "no captures found" in r.stderr
 
 
 def test_replay_reads_every_capture_in_time_order():

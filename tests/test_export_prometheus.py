@@ -254,14 +254,14 @@ def test_cli_errors_are_one_line_naming_the_problem(store, tmp_path):
     blocker.write_text("")
     bad = blocker / "rdt.prom"
     r = run("--store", store, "export", "prometheus", "--output", str(bad))
-    assert r.exit_code == 1
+    assert r.exit_code == 3
     assert r.stderr.startswith(f"rdtadvisor: error: {bad}: cannot write: ") and r.stderr.count("\n") == 1
     unknown = run("--store", store, "export", "prometheus", "--host", "nope")
     assert unknown.exit_code == 2 and "host(s) not in the store: nope" in unknown.stderr
     empty = tmp_path / "empty"
     Store(empty)                                       # a store with no collections yet
     r = run("--store", str(empty), "export", "prometheus", "--output", str(tmp_path / "x.prom"))
-    assert r.exit_code == 1
+    assert r.exit_code == 3
     assert "no collections in the store" in r.stderr and r.stderr.count("\n") == 1
     assert not (tmp_path / "x.prom").exists()
     since = run("--store", store, "export", "prometheus", "--since", "yesterday-ish")

@@ -27,6 +27,7 @@ from tests import cat_xl
 
 SH = "/bin/sh"
 EVIL = "x; rm -rf / $(reboot)"
+READS = ("domname", "psr-cat-show")     # the scripts' checks: xl calls that change nothing
 
 
 # --- a model of Xen for the argv of a step ---------------------------------------------------
@@ -277,7 +278,7 @@ def test_script_passes_sh_n_and_applies_then_rolls_back(xl_env):
     setup([plan], CURRENT, NAMES)
     r = run(text)
     assert r.returncode == 0, r.stderr
-    sets = [x for x in log() if x[0] != "domname"]
+    sets = [x for x in log() if x[0] not in READS]
     assert sets == [list(s.argv[1:]) for s in plan.steps]
     assert state() == {"0:0": [1, 1], "0:5": [0x7f0] * 2, "0:7": [6, 6], "0:9": [0x7f8] * 2}
     r = run(undo)
@@ -302,7 +303,7 @@ def test_a_reused_domid_stops_the_script_before_any_change(xl_env):
     r = run(script([plan]))
     assert r.returncode == 1
     assert "domain id 9 is now named 'someone-else', not 'web'; nothing was changed" in r.stderr
-    assert all(x[0] == "domname" for x in log())
+    assert all(x[0] in READS for x in log())
     setup([plan], CURRENT, {d: n for d, n in NAMES.items() if d != 7})
     r = run(rollback_script([plan]))
     assert r.returncode == 1 and "domain id 7 no longer exists" in r.stderr
@@ -314,13 +315,16 @@ def test_untrusted_names_never_reach_the_shell_unquoted(xl_env, tmp_path):
     nasty = {0: f"w'; touch {canary}; '", 5: "db", 7: f"$(touch {canary})", 9: f"w\n touch {canary}\n# "}
     plan = sky_plan(names=nasty)
     for text in (script([plan]), rollback_script([plan])):
-        for name in (nasty[0], nasty[7]):
+        for domid in (0, 7):
+            name = nasty[domid]
             for line in text.splitlines():
-                if name in line:    # in a comment, or the single-quoted word of the domid check
-                    assert line.startswith("# ") or (line.startswith("expect_domain ")
-                                                     and shlex.split(line)[2] == name), line
+                if name in line:    # in a comment, or a single-quoted word of a check
+                    words = shlex.split(line) if not line.startswith("# ") else []
+                    assert line.startswith("# ") or words[:3] == ["expect_domain", str(domid), name] or (
+                        words[0] == "expect_masks" and words[5] == f'domid {domid} "{name}"'), line
         assert subprocess.run([SH, "-n"], input=text, text=True, capture_output=True).returncode == 0
-        assert "# domid 9 " in text and "name has control characters, not checked" in text
+        # a name with newlines is checked too, byte for byte, on one line (octal escapes)
+        assert shlex.join(["expect_domain", "9", f"w\\012 touch {canary}\\012# "]) in text.splitlines()
         assert all(not line.startswith(" touch") for line in text.splitlines())
     setup([plan], CURRENT, nasty)
     r = run(script([plan]))
@@ -332,7 +336,8 @@ def test_untrusted_names_never_reach_the_shell_unquoted(xl_env, tmp_path):
     text = script([sky_plan()])
     for line in text.splitlines():
         if EVIL in line:
-            assert line.startswith("#") or line == shlex.join(["expect_domain", "7", EVIL])
+            assert line.startswith("#") or line in (shlex.join(["expect_domain", "7", EVIL]), shlex.join(
+                ["expect_masks", "3", "0", "7", "0x3", f'domid 7 "{EVIL}"']))
     assert all(s.argv[-2] == str(s.domid) for s in sky_plan().steps)
 
 
@@ -415,7 +420,7 @@ def test_a_parked_plan_runs_within_the_budget_on_the_fake_xen(xl_env):
     r = run(rollback_script([plan]))
     assert r.returncode == 0, r.stderr
     assert state() == {"0:1": [0xf0, 0xf0], "0:2": [0xf0, 0xf0]}
-    assert [x[-2:] for x in log() if x[0] != "domname"][-3:] == [["1", "0xff"], ["2", "0xf0"], ["1", "0xf0"]]
+    assert [x[-2:] for x in log() if x[0] not in READS][-3:] == [["1", "0xff"], ["2", "0xf0"], ["1", "0xf0"]]
 
 
 MIB_ = 2**20

@@ -106,29 +106,30 @@ def test_fail_on_sets_the_exit_status_for_cron(demo_store, tmp_path):
 
     # xen-sky01 has a critical noisy neighbour, xen-clx-bw only warnings, xen-icx-spare nothing.
     assert [status("xen-sky01"), status("xen-clx-bw"), status("xen-icx-spare")] == [0, 0, 0]
+    # docs/exit-codes.md: 4 a warning, 5 a critical finding
     assert [status(h, "--fail-on", "warning") for h in ("xen-sky01", "xen-clx-bw", "xen-icx-spare")] == [
-        2,
-        1,
+        5,
+        4,
         0,
     ]
     assert [status(h, "--fail-on", "critical") for h in ("xen-sky01", "xen-clx-bw", "xen-icx-spare")] == [
-        2,
+        5,
         0,
         0,
     ]
 
 
-def test_usage_and_data_errors_exit_3_with_one_line(demo_store, tmp_path):
-    for args in (
-        ("--since", "yesterday-ish"),
-        ("--hours", "9 to 5"),
-        ("--bogus",),
-        ("--since", "2020-01-01", "--until", "2020-01-02"),
-        ("--host", "no-such-host"),
-        ("--diff", str(tmp_path / "missing.json")),
+def test_usage_errors_exit_2_and_data_errors_3_with_one_line(demo_store, tmp_path):
+    for args, status in (
+        (("--since", "yesterday-ish"), 2),
+        (("--hours", "9 to 5"), 2),
+        (("--bogus",), 2),
+        (("--since", "2020-01-01", "--until", "2020-01-02"), 3),
+        (("--host", "no-such-host"), 2),
+        (("--diff", str(tmp_path / "missing.json")), 3),
     ):
         r = run("--store", demo_store, "report", *args)
-        assert r.exit_code == 3, (args, r.stderr)
+        assert r.exit_code == status, (args, r.stderr)
         assert r.stderr.strip()
     (tmp_path / "bad.json").write_text("{not json")
     r = run("--store", demo_store, "report", "--since", SINCE, "--diff", str(tmp_path / "bad.json"))
@@ -194,7 +195,7 @@ def test_headroom_counts_vms_of_an_existing_profile_per_host(demo_store):
     assert fits["xen-clx-bw"] == 0
     assert data["fleet_fit"] == sum(v or 0 for v in fits.values())
     r = run("--store", demo_store, "headroom", "--since", SINCE)
-    assert r.exit_code == 3
+    assert r.exit_code == 2                                   # usage: neither --profile nor sizes
 
 
 def test_the_real_html_report_of_the_demo_fleet_renders_cleanly_in_chromium(demo_store, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from rdtadvisor.core.config import HostConfig, SshOptions
 from rdtadvisor.sources import Runner
 from rdtadvisor.sources.local import LocalRunner, run_process, sudo_error, xl_argv
-from rdtadvisor.sources.ssh import SshRunner, remote_command, ssh_failure
+from rdtadvisor.sources.ssh import WATCHDOG, SshRunner, remote_command, ssh_failure
 from tests.fake_xl.captures import write_sample_capture
 from tests.sshd import FAKE_XL_DIR, free_port
 
@@ -210,7 +211,11 @@ def test_ssh_command_line():
     finally:
         runner.close()
     assert argv[:5] == ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=3"]
-    assert argv[-3:] == ["--", "-oProxyCommand=evil", "env LC_ALL=C xl psr-cmt-show cache-occupancy 'a b;c'"]
+    assert argv[-3:-1] == ["--", "-oProxyCommand=evil"]
+    # ONE argument for the remote shell: the xl command line under the watchdog (sh -c), each
+    # argument a literal word.
+    assert shlex.split(argv[-1]) == ["sh", "-c", WATCHDOG, "rdtadvisor", "env", "LC_ALL=C", "xl",
+                                     "psr-cmt-show", "cache-occupancy", "a b;c"]
     pairs = dict(zip(argv[5:-3:2], argv[6:-3:2], strict=False))
     assert pairs["-p"] == "2222" and pairs["-l"] == "monitor" and pairs["-J"] == "bastion"
     assert pairs["-i"] == os.path.expanduser("~/.ssh/rdt")

@@ -365,7 +365,7 @@ def test_cli_through_main(sample_store: Path, tmp_path: Path) -> None:
     r = run("--store", str(sample_store), "whatif", "--plan", str(bad))
     assert r.exit_code == 2 and "bad.json: $.plans[0].assignments[0].cbm" in r.stderr
     r = run("--store", str(tmp_path / "nostore"), "whatif", "--plan", str(write(tmp_path, SKY_PLAN)))
-    assert r.exit_code == 1 and "no history store" in r.stderr
+    assert r.exit_code == 3 and "no history store" in r.stderr
 
 
 def test_cli_takes_the_bandwidth_capacity_from_the_config(sample_store: Path, tmp_path: Path) -> None:

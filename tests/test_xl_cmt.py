@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rdtadvisor.core.errors import ParseError, XlReportedError
 from rdtadvisor.xl import cmt
-from tests.damage import mutated, parses_or_parse_error
+from tests.damage import escaped, mutated, parses_or_parse_error
 
 OCC = (
     "Total RMID: 175\n"
@@ -154,7 +154,7 @@ def test_truncated_after_total_rmid():
 # --- properties -----------------------------------------------------------------------------
 
 names = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x24F, blacklist_characters="\x7f"),
-                min_size=1, max_size=60).map(str.strip).filter(bool)
+                min_size=1, max_size=60).map(str.strip).filter(bool).map(escaped)
 
 
 @st.composite

@@ -13,7 +13,7 @@ from rdtadvisor.core.errors import ParseError, XlReportedError
 from rdtadvisor.core.units import MIB
 from rdtadvisor.xl import domains
 from rdtadvisor.xl.domains import HEADER, Domain, DomainList
-from tests.damage import mutated
+from tests.damage import escaped, mutated
 from tests.damage import parses_or_parse_error as _parses_or_parse_error
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xl" / "list"
@@ -173,7 +173,8 @@ def test_render_rejects_bad_state():
 # --- properties --------------------------------------------------------------------------
 
 NAME_CHARS = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
-names = st.text(NAME_CHARS, min_size=1, max_size=60).filter(lambda s: s == s.strip() and s != "(null)")
+names = (st.text(NAME_CHARS, min_size=1, max_size=60).filter(lambda s: s == s.strip() and s != "(null)")
+         .map(escaped))
 states = st.tuples(*(st.sampled_from("-" + f) if len(f) == 1 else st.sampled_from(f)
                      for f in domains.STATE_FLAGS)).map("".join)
 

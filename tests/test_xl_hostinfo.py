@@ -13,7 +13,7 @@ from rdtadvisor.core.errors import ParseError, XlReportedError
 from rdtadvisor.core.units import MIB
 from rdtadvisor.xl import hostinfo
 from rdtadvisor.xl.hostinfo import HostInfo
-from tests.damage import mutated
+from tests.damage import escaped, mutated
 from tests.damage import parses_or_parse_error as _parses_or_parse_error
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xl" / "info"
@@ -153,7 +153,7 @@ def test_render_without_fields_uses_xl_order():
 # --- properties --------------------------------------------------------------------------
 
 VALUE_CHARS = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
-values = st.text(VALUE_CHARS, max_size=40)
+values = st.text(VALUE_CHARS, max_size=40).map(escaped)
 stripped = values.filter(lambda s: s == s.strip())
 RESERVED = set(hostinfo.REQUIRED) | {"release", "xen_version", "virt_caps", "cpu_topology", "numa_info"}
 extra_keys = st.from_regex(r"[a-z][a-z0-9_]{0,27}", fullmatch=True).filter(lambda k: k not in RESERVED)

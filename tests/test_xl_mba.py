@@ -13,7 +13,7 @@ from rdtadvisor import xl
 from rdtadvisor.core.errors import ParseError, XlReportedError
 from rdtadvisor.xl import failures, mba
 from rdtadvisor.xl.mba import MbaDomain, MbaSocket, MbaTable
-from tests.damage import mutated, parses_or_parse_error
+from tests.damage import escaped, mutated, parses_or_parse_error
 from tests.golden import FIXTURES
 
 HM = "   ID                     NAME           THRTL\n"
@@ -201,7 +201,7 @@ def test_registry():
 NAME_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00")
 names = (st.one_of(st.text(NAME_CHARS, min_size=1, max_size=45),
                    st.sampled_from(["(null)", "Domain-0", "a-very-long-domain-name-that-exceeds", "my vm 2"]))
-         .filter(lambda s: s == s.strip(" ")))
+         .filter(lambda s: s == s.strip(" ")).map(escaped))
 
 
 @st.composite

@@ -9,7 +9,7 @@ import pandas as pd
 
 from rdtadvisor.cli.context import bandwidth_capacity, memory_traffic, open_store, settings_of
 from rdtadvisor.cli.options import WHEN
-from rdtadvisor.cli.output import dump_json, echo_text, write_atomic, write_scripts
+from rdtadvisor.cli.output import dump_json, echo_text, script_paths, write_atomic, write_scripts
 from rdtadvisor.cli.report import older_history
 from rdtadvisor.render import markdown as md
 
@@ -25,7 +25,8 @@ command = click.Group("advise", help="Advice from the stored history: CAT masks 
               show_default=True, help="Output format (json: the plan contract, docs/plan.md).")
 @click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a POSIX shell script per host to run on it (FILE, or FILE.<host>.sh "
-                   "for several hosts) and its rollback (.rollback.sh).")
+                   "for several hosts, the host's name made safe for a file name) and its rollback "
+                   "(.rollback.sh).")
 @click.option("--min-bits", type=click.IntRange(min=1), default=None,
               help="Fewest ways in any mask, every host (overrides [cat] min_bits of the config).")
 @click.option("--reserved-ways", type=click.IntRange(min=0), default=None,
@@ -66,10 +67,8 @@ def cat_command(ctx: click.Context, hosts: tuple[str, ...], since: pd.Timestamp 
         echo_text(_text(advice, markdown=fmt == "markdown", nothing=nothing))
     if script_path is not None and advice.plans:
         apply, undo = scripts_by_host(advice.plans), rollbacks_by_host(advice.plans)
-        for host, text in apply.items():
-            path = script_path if len(apply) == 1 else script_path.with_name(f"{script_path.stem}.{host}.sh")
-            back = path.with_name(path.name.removesuffix(".sh") + ".rollback.sh")
-            write_scripts(path, text, back, undo[host])
+        for host, (path, back) in script_paths(script_path, list(apply)).items():
+            write_scripts(path, apply[host], back, undo[host])
 
 
 def _text(advice, *, markdown: bool, nothing: str = NO_CAT) -> str:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from rdtadvisor.cli.context import EXIT_OK, EXIT_PARTIAL, settings_of
+from rdtadvisor.cli.context import settings_of
+from rdtadvisor.cli.exits import EXIT_OK, EXIT_PARTIAL
 from rdtadvisor.cli.output import echo_text
 from rdtadvisor.core.config import resolve_hosts
 from rdtadvisor.core.text import printable

@@ -9,13 +9,16 @@ import click
 
 from rdtadvisor.cli.context import open_store, settings_of
 from rdtadvisor.cli.options import WHEN
-from rdtadvisor.cli.output import dump_json, echo_text, text_table, write_scripts
+from rdtadvisor.cli.output import dump_json, echo_text, script_paths, text_table, write_scripts
 from rdtadvisor.core.timewindow import parse_span
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from rdtadvisor.advise.calibrate import CalibrationPlan
+
+
+MAX_SECONDS = 30 * 86_400  # --duration, --interval: longer is a typo (or inf)
 
 
 def _seconds(text: str, option: str) -> int:
@@ -28,8 +31,8 @@ def _seconds(text: str, option: str) -> int:
         if span is None or "ago" in t.lower():
             raise click.UsageError(f"{option} {text!r}: not a duration (try 90s, 30m or 2h)") from None
         value = span.total_seconds()
-    if value <= 0:
-        raise click.UsageError(f"{option} {text!r}: must be positive")
+    if not 0 < value <= MAX_SECONDS:   # False for nan
+        raise click.UsageError(f"{option} {text!r}: must be positive, and at most 30 days")
     return round(value)
 
 
@@ -52,7 +55,8 @@ def _seconds(text: str, option: str) -> int:
               help="Output format.")
 @click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a POSIX shell script per host that runs the sweep on it (FILE, or "
-                   "FILE.<host>.sh for several hosts) and its rollback (.rollback.sh).")
+                   "FILE.<host>.sh for several hosts, the host's name made safe for a file name) and its "
+                   "rollback (.rollback.sh).")
 @click.pass_context
 def command(ctx: click.Context, hosts: tuple[str, ...], vms: tuple[str, ...], duration: str, hold: int,
             interval: str | None, since: pd.Timestamp | None, fmt: str, script_path: Path | None) -> None:
@@ -84,12 +88,7 @@ def command(ctx: click.Context, hosts: tuple[str, ...], vms: tuple[str, ...], du
         echo_text(_text(plan))
     if script_path is None:
         return
-    paths = {}
-    busy = [h for h in plan.hosts if h.sweeps]
-    for h in busy:
-        several = len(busy) > 1
-        path = script_path.with_name(f"{script_path.stem}.{h.host}.sh") if several else script_path
-        paths[h.host] = (path, path.with_name(path.name.removesuffix(".sh") + ".rollback.sh"))
+    paths = script_paths(script_path, [h.host for h in plan.hosts if h.sweeps])
     scripts = scripts_by_host(plan, {h: back.name for h, (_p, back) in paths.items()})
     for host, (apply, undo) in scripts.items():
         path, back = paths[host]

@@ -6,8 +6,8 @@
 
 Reads each host's latest collection from the store (read-only) and runs
 `rdtadvisor.advise.check.check` (the rules and thresholds are documented there).
-Exit status: 0 nothing found, 1 findings (warnings), 2 usage or config error
-(for example an unknown ``--host``).
+Exit status (docs/exit-codes.md): 0 nothing found, 4 findings (warnings), 2 usage or config
+error (for example an unknown ``--host``), 3 no store.
 
 JSON shape (stable)::
 
@@ -22,6 +22,7 @@ import click
 
 from rdtadvisor.advise.check import CheckReport, SocketSummary, check
 from rdtadvisor.cli.context import open_store
+from rdtadvisor.cli.exits import EXIT_OK, EXIT_WARNING
 from rdtadvisor.cli.output import dump_json, echo_text
 from rdtadvisor.render import markdown
 
@@ -35,7 +36,7 @@ from rdtadvisor.render import markdown
 def command(ctx: click.Context, hosts: tuple[str, ...], fmt: str) -> int:
     """Flag today's CAT masks that are invalid, overlap a streaming VM, are unused, or leave dom0 polluting.
 
-    Exit status 0 when nothing is found, 1 when there are findings.
+    Exit status 0 when nothing is found, 4 when there are findings, 3 without a store.
     """
     store, wanted = open_store(ctx, hosts)
     tables = {t: store.latest(t, wanted) for t in ("settings", "facts", "samples", "domains")}
@@ -44,7 +45,7 @@ def command(ctx: click.Context, hosts: tuple[str, ...], fmt: str) -> int:
         click.echo(dump_json(report.to_dict()), nl=False)
     else:
         echo_text(render_markdown(report) if fmt == "markdown" else render_text(report))
-    return 1 if report.findings else 0
+    return EXIT_WARNING if report.findings else EXIT_OK
 
 
 def _cos(s: SocketSummary) -> str:

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import click
 
-from rdtadvisor.cli.context import EXIT_OK, EXIT_PARTIAL, settings_of
-from rdtadvisor.core.config import HostConfig, resolve_hosts
+from rdtadvisor.cli.context import settings_of
+from rdtadvisor.cli.exits import EXIT_OK, EXIT_PARTIAL, DataError
+from rdtadvisor.cli.options import Seconds
+from rdtadvisor.core.config import MAX_TIMEOUT_SECONDS, HostConfig, resolve_hosts
 from rdtadvisor.core.errors import ConfigError, StoreError
+from rdtadvisor.core.text import from_raw
 from rdtadvisor.sources import collect as collecting
 from rdtadvisor.sources.capture import write_capture
 from rdtadvisor.store import Store
@@ -34,10 +37,10 @@ REPLAY_BATCH = 500  # captures per store append when replaying
               help="Bandwidth snapshots per collection (each is 10 ms). [config, else 3]")
 @click.option("--count", type=click.IntRange(1), default=1, show_default=True,
               help="Collections to take, --interval seconds apart.")
-@click.option("--interval", type=click.FloatRange(0), default=60.0, show_default=True,
-              help="Seconds between the starts of successive collections.")
-@click.option("--timeout", type=click.FloatRange(0.1), default=None,
-              help="Seconds allowed per xl command. [config, else 60]")
+@click.option("--interval", type=Seconds(0, 86_400), default=60.0, show_default=True,
+              help="Seconds between the starts of successive collections (at most a day).")
+@click.option("--timeout", type=Seconds(0.1, MAX_TIMEOUT_SECONDS), default=None,
+              help="Seconds allowed per xl command (at most a day). [config, else 60]")
 @click.option("--parallel", type=click.IntRange(1), default=None,
               help="Hosts collected at once. [config, else 64]")
 @click.option("-v", "--verbose", is_flag=True, help="Print a summary even when not on a terminal.")
@@ -52,8 +55,9 @@ def command(ctx: click.Context, host_names: tuple[str, ...], hosts_file: Path | 
     On a terminal a progress bar and a summary are shown; from cron it is silent
     unless something fails.
 
-    Exit status: 0 every host collected, 1 some hosts failed (each named on stderr),
-    2 usage or config error.
+    Exit status (docs/exit-codes.md): 0 every host collected, 1 some hosts failed (each named
+    on stderr), 2 usage or config error, 3 a --replay folder that is missing or holds no
+    captures.
     """
     settings = settings_of(ctx)
     talk = not quiet and (verbose or sys.stdout.isatty())
@@ -62,7 +66,7 @@ def command(ctx: click.Context, host_names: tuple[str, ...], hosts_file: Path | 
         if host_names or hosts_file or save_raw:
             raise ConfigError("--replay reads captures; it cannot be combined with --host, "
                               "--hosts-file or --save-raw")
-        ctx.exit(_replay(store, replay, talk))
+        ctx.exit(_replay(store, replay, talk, settings.max_output_bytes))
     hosts = resolve_hosts(settings, host_names, hosts_file)
     failed: set[str] = set()
     totals: Counter[str] = Counter()
@@ -101,12 +105,12 @@ def _collect_once(hosts: list[HostConfig], settings, readings: int | None, timeo
         return collecting.collect_fleet(hosts, on_result=lambda r: bar.update(1, r.host), **kwargs)
 
 
-def _replay(store: Store, root: Path, talk: bool) -> int:
+def _replay(store: Store, root: Path, talk: bool, max_bytes: int) -> int:
     failed: set[str] = set()
     totals: Counter[str] = Counter()
     hosts: set[str] = set()
     batch = []
-    for result in collecting.replay(root):
+    for result in collecting.replay(root, max_bytes=max_bytes):
         hosts.add(result.host)
         if not result.ok or result.capture is None:
             failed.add(result.host)
@@ -118,7 +122,7 @@ def _replay(store: Store, root: Path, talk: bool) -> int:
             batch = []
     failed |= _store(store, batch, totals)
     if not hosts:
-        raise ConfigError(f"{root}: no captures found (expected <dir>/<host>/<YYYYMMDDTHHMMSSZ>/)")
+        raise DataError(f"{root}: no captures found (expected <dir>/<host>/<YYYYMMDDTHHMMSSZ>/)")
     if talk:
         _summary(store, totals, len(hosts), failed)
     return EXIT_PARTIAL if failed else EXIT_OK
@@ -128,7 +132,15 @@ def _store(store: Store, captures: list, totals: Counter[str]) -> set[str]:
     """Append captures to the store; returns hosts with garbage in a capture file (named on stderr)."""
     if not captures:
         return set()
-    frames = frames_of(captures)
+    try:
+        frames = frames_of(captures)
+    except Exception as e:  # something no parser foresaw: it must cost only its own host
+        if len(captures) > 1:
+            return set().union(*(_store(store, [c], totals) for c in captures))
+        capture = captures[0]
+        where = from_raw(str(capture.path)) if capture.path is not None else capture.stamp
+        _err(f"{capture.host}: {where}: cannot read the capture ({type(e).__name__}: {from_raw(str(e))})")
+        return {capture.host}
     events = frames["events"]
     bad = events[events["kind"] == "parse-error"]
     for host, message in zip(bad["host"], bad["message"], strict=True):

@@ -11,7 +11,7 @@ come from occupancy shares after a calibration sweep (`rdtadvisor.model.shares`)
 ``relative``: their misses/s carry one unknown scale per socket. Curves the history could not
 measure (class priors, or flat-looking fits from shared periods only) are listed at the end
 with the command that measures them (`rdtadvisor calibrate`). Exit status 0, or 2 for an
-unknown ``--host``.
+unknown ``--host`` (docs/exit-codes.md).
 
 JSON shape (stable): ``{"curves": [{column: value}]}`` with the columns of
 `rdtadvisor.model.curvefit.TABLE_COLUMNS` (NaN as null); CSV: the same columns.

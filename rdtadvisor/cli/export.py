@@ -8,8 +8,8 @@ node_exporter textfile collector. The file is replaced atomically (a temporary f
 same folder, fsync, rename): node_exporter reads the folder at any moment and must never
 see half a file. Run it after each ``collect`` (cron, a systemd timer).
 
-Exit status: 0 written; 1 the store is empty or the file cannot be written; 2 usage or
-config error (an unknown ``--host``).
+Exit status (docs/exit-codes.md): 0 written; 3 the store is empty or the file cannot be
+written; 2 usage or config error (an unknown ``--host``).
 """
 
 from __future__ import annotations

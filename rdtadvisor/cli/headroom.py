@@ -6,7 +6,7 @@
 
 The rule and its caveats are in `rdtadvisor.model.headroom`; thresholds come from the
 config's ``[report]`` table (l3_threshold 0.9, bandwidth_threshold 0.8 by default).
-Exit status: 0, or 3 for a usage or data error.
+Exit status (docs/exit-codes.md): 0, 2 for a usage or config error, 3 for a data error.
 """
 
 from __future__ import annotations
@@ -16,23 +16,17 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from rdtadvisor.cli.context import settings_of
+from rdtadvisor.cli.exits import DataError
 from rdtadvisor.cli.output import dump_json, text_table
-from rdtadvisor.cli.report import (
-    CronCommand,
-    DataError,
-    cron_settings,
-    load_usage,
-    usage_error,
-    window_options,
-    write_output,
-)
+from rdtadvisor.cli.report import load_usage, usage_error, window_options, write_output
 from rdtadvisor.core.text import printable_lines
 from rdtadvisor.core.units import format_bytes, parse_size
 from rdtadvisor.model.headroom import Profile, host_headroom, socket_headroom
 from rdtadvisor.model.usage import Usage
 
 
-@click.command("headroom", cls=CronCommand)
+@click.command("headroom")
 @window_options
 @click.option("--profile", default=None, help="An existing VM (NAME or HOST:NAME) whose p95 is the profile.")
 @click.option("--occupancy", default=None, help="L3 occupancy of one more VM, e.g. 8MiB.")
@@ -66,7 +60,7 @@ def command(
     """How many more VMs of a profile fit per socket and host before L3 or bandwidth passes its threshold."""
     if (profile is None) == (occupancy is None and bandwidth is None):
         raise usage_error("give either --profile VM or --occupancy/--bandwidth")
-    settings = cron_settings(ctx)
+    settings = settings_of(ctx)
     u, tables = load_usage(settings, hosts, since, until, hours)
     if fleet_mode:
         write_output(_fleet(u, tables, settings, profile, occupancy, bandwidth, memory, vcpus, fmt), output)

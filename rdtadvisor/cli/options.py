@@ -24,3 +24,22 @@ class _When(click.ParamType):
 
 
 WHEN = _When()
+
+
+class Seconds(click.ParamType):
+    """A finite number of seconds in [low, high]: ``inf``, ``nan`` and ``1e300`` are usage errors
+    here, where the option is parsed, not an OverflowError after the first collection."""
+
+    name = "SECONDS"
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not self.low <= seconds <= self.high:   # False for nan
+            self.fail(f"{value!r} is not a number of seconds from {self.low:g} to {self.high:g}", param, ctx)
+        return seconds

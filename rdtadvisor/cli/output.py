@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,6 +66,29 @@ def _cell(value: Any) -> str:
 def format_option(choices: Sequence[str], default: str):
     return click.option("--format", "fmt", type=click.Choice(list(choices)), default=default,
                         show_default=True, help="Output format.")
+
+
+def host_file_part(host: str) -> str:
+    """`host` as part of a file name: letters, digits, ``.``, ``_`` and ``-`` kept, anything else
+    (``/``, spaces, controls, other scripts) as ``_``, no leading ``-`` or ``.`` (a file name
+    must not read as an option). When that changed the name, the start of the SHA-256 of the
+    real one is appended, so that two hosts never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", host).lstrip("-.")
+    if safe == host:
+        return host
+    digest = hashlib.sha256(host.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{safe or 'host'}-{digest}"
+
+
+def script_paths(script_path: Path, hosts: Sequence[str]) -> dict[str, tuple[Path, Path]]:
+    """Per host: (script, rollback script): FILE for a single host, else FILE.<host>.sh with the
+    host made safe for a file name (`host_file_part`); the rollback is <that>.rollback.sh."""
+    out = {}
+    for host in hosts:
+        path = script_path if len(hosts) == 1 else \
+            script_path.with_name(f"{script_path.stem}.{host_file_part(host)}.sh")
+        out[host] = (path, path.with_name(path.name.removesuffix(".sh") + ".rollback.sh"))
+    return out
 
 
 def write_scripts(path: Path, text: str, rollback: Path, undo: str) -> None:

@@ -21,7 +21,7 @@ def command(command_line: str, file: Path, fmt: str) -> None:
     """Parse FILE (one captured stdout of an xl psr-* command; - for stdin) and print it.
 
     JSON is the stable contract: sizes in bytes, rates in bytes/s (Xen prints KiB).
-    Exit status 1 with one line on stderr if FILE is not that command's output.
+    Exit status 3 with one line on stderr if FILE is not that command's output.
     """
     cmd = xl.parse_command(command_line)
     source = "<stdin>" if str(file) == "-" else str(file)
@@ -29,8 +29,8 @@ def command(command_line: str, file: Path, fmt: str) -> None:
         data = click.get_binary_stream("stdin").read() if str(file) == "-" else file.read_bytes()
     except OSError as e:
         raise ParseError(f"cannot read: {e.strerror}", source=source) from e
-    text = data.decode("utf-8", errors="replace")
-    record = xl.parse(cmd, text, source=source)
+    # Bytes as they are: names that are not UTF-8 come out in core.text's escaped form.
+    record = xl.parse(cmd, data, source=source)
     if fmt == "json":
         click.echo(dump_json(record.to_dict()), nl=False)
     else:

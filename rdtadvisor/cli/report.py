@@ -5,10 +5,10 @@
     rdtadvisor report --format html --output weekly.html
     rdtadvisor report --format json --output today.json --diff yesterday.json --fail-on warning
 
-Exit status (stable, for cron): 0 ok (or no ``--fail-on``), 1 a warning at or above the
-``--fail-on`` level, 2 a critical finding, 3 usage or data error (bad option, no history in
-the window, unreadable store or previous report). The JSON is the contract of
-``docs/report.md``.
+Exit status (docs/exit-codes.md): 0 ok (or no ``--fail-on``), 4 a warning with ``--fail-on
+warning``, 5 a critical finding with ``--fail-on``, 2 a usage or config error (a bad option,
+an unknown ``--host``), 3 a data error (no history in the window, unreadable store or previous
+report). The JSON is the contract of ``docs/report.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import click
 import pandas as pd
 
 from rdtadvisor.advise.check import check
-from rdtadvisor.cli.context import bandwidth_capacity, settings_of
+from rdtadvisor.cli.context import bandwidth_capacity, check_config_names, settings_of
+from rdtadvisor.cli.exits import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, DataError
 from rdtadvisor.cli.output import dump_json, write_atomic
 from rdtadvisor.core import clock
 from rdtadvisor.core.config import Settings
@@ -34,35 +35,12 @@ from rdtadvisor.report.build import build_report
 from rdtadvisor.report.diff import diff_reports
 from rdtadvisor.store import Store
 
-EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_ERROR = 0, 1, 2, 3
 SAMPLE_COLUMNS = ["time", "host", "socket", "domid", "domain", "metric", "reading", "value"]
 
 
-class CronCommand(click.Command):
-    """A command whose usage errors exit 3, as its documented exit codes promise."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as e:
-            e.exit_code = EXIT_ERROR
-            raise
-
-
 def usage_error(message: str) -> click.UsageError:
-    """A usage error with the cron exit status 3."""
-    e = click.UsageError(message)
-    e.exit_code = EXIT_ERROR
-    return e
-
-
-class DataError(click.ClickException):
-    """No usable history, unreadable store or file: one line, exit 3."""
-
-    exit_code = EXIT_ERROR
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"rdtadvisor: error: {self.format_message()}", err=True)
+    """A usage error (exit 2, `rdtadvisor.cli.exits`)."""
+    return click.UsageError(message)
 
 
 def window_options(f: Any) -> Any:
@@ -89,14 +67,6 @@ def window_options(f: Any) -> Any:
     return f
 
 
-def cron_settings(ctx: click.Context) -> Settings:
-    """The settings, with a config error reported as a data error (exit 3)."""
-    try:
-        return settings_of(ctx)
-    except ConfigError as e:
-        raise DataError(str(e)) from None
-
-
 def limits_of(settings: Settings) -> Limits:
     r = settings.report
     return Limits(
@@ -118,10 +88,11 @@ def load_usage(
         raise usage_error(str(e)) from None
     try:
         store = Store(settings.store, create=False)
+        check_config_names(store)
         known = store.hosts()
         unknown = [h for h in hosts if h not in known]
         if unknown:
-            raise DataError(
+            raise usage_error(
                 f"{settings.store}: host(s) not in the store: {', '.join(unknown)} "
                 f"(known: {', '.join(known) or 'none'})"
             )
@@ -144,6 +115,8 @@ def load_usage(
             tables[t] = store.read(t, hosts=wanted, since=lo, until=hi, categorical=names,
                                    sort=t != "settings")
         tables["collections"] = store.collections(wanted, since=lo, until=hi)
+    except ConfigError:
+        raise                                   # --strict config names: a usage error (2)
     except RdtError as e:
         raise DataError(str(e)) from None
     if tables["samples"].empty:
@@ -188,7 +161,7 @@ def latest_of(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     return out
 
 
-@click.command("report", cls=CronCommand)
+@click.command("report")
 @window_options
 @click.option(
     "--format",
@@ -209,7 +182,7 @@ def latest_of(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     "--fail-on",
     type=click.Choice(["warning", "critical"]),
     default=None,
-    help="Exit 1 on a warning (if 'warning') and 2 on a critical finding.",
+    help="Exit 4 on a warning (if 'warning') and 5 on a critical finding (docs/exit-codes.md).",
 )
 @click.option(
     "--diff",
@@ -233,7 +206,7 @@ def command(
     series: bool | None,
 ) -> int:
     """Per host, socket and VM: L3 occupancy, bandwidth, classes, noisy neighbours, data quality."""
-    settings = cron_settings(ctx)
+    settings = settings_of(ctx)
     prev = _read_previous(previous) if previous else None
     u, tables = load_usage(settings, hosts, since, until, hours)
     report = build_report(
@@ -267,7 +240,7 @@ def render(report: dict[str, Any], fmt: str) -> str:
 
 
 def exit_status(report: dict[str, Any], fail_on: str | None) -> int:
-    """0 unless `fail_on` is set and the report has a finding at or above it (1 warning, 2 critical)."""
+    """0 unless `fail_on` is set and the report has a finding at or above it (4 warning, 5 critical)."""
     if fail_on is None:
         return EXIT_OK
     counts = report["summary"]["findings"]
@@ -286,7 +259,7 @@ def write_output(text: str, output: Path | None) -> None:
     try:
         write_atomic(output, text)
     except RdtError as e:
-        raise DataError(str(e)) from None      # exit 3, the cron contract
+        raise DataError(str(e)) from None      # exit 3: nowhere to put the report
 
 
 def _read_previous(path: Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@
     rdtadvisor store info
     rdtadvisor store show samples --host xen01 --since 24h --format csv
     rdtadvisor store compact --before 2024-05-01
+    rdtadvisor store check [--repair]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli.context import settings_of
+from rdtadvisor.cli.exits import EXIT_OK, EXIT_WARNING
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import echo_text
 from rdtadvisor.model.inventory import host_inventory
@@ -50,6 +52,29 @@ def compact(ctx: click.Context, before: pd.Timestamp | None) -> None:
     r = _store(ctx).compact(before=before)
     click.echo(f"compacted {r.partitions} partitions: {r.files_before} files ({r.bytes_before:,} bytes) "
                f"-> {r.files_after} ({r.bytes_after:,} bytes)")
+
+
+@command.command("check")
+@click.option("--repair", is_flag=True,
+              help="Move each corrupt or foreign file to <store>/.quarantine/<time>/ (nothing else changes).")
+@click.pass_context
+def check(ctx: click.Context, repair: bool) -> int:
+    """Find files in the store that readers could trip on: corrupt (unreadable) ones, and foreign
+    ones the store did not write (other names, other columns, stray folders). Reads every file.
+
+    One line per problem on stdout. Readers already skip unreadable files with a warning;
+    --repair quarantines them so that the warnings stop, and changes nothing else.
+    Exit status 0 when the store is clean, 4 when problems were found (moved or not).
+    """
+    store = _store(ctx)
+    result = store.check(repair=repair)
+    for p in result.problems:
+        moved = f"; moved to {p.moved_to}" if p.moved_to else ""
+        click.echo(f"{p.path}: {p.kind}: {p.reason}{moved}")
+    n = len(result.problems)
+    what = "quarantined" if repair and n else "found"
+    click.echo(f"{n} problem(s) {what} in {result.files} file(s) checked")
+    return EXIT_WARNING if n else EXIT_OK
 
 
 @command.command("show")

@@ -14,7 +14,8 @@ collection step (the median gap between its recent collections, never less than
 ``--interval``): it is the collector's rhythm, not the redraw's, that says when data
 should have arrived.
 
-Exit status: 0 (Ctrl-C included); 1 the store cannot be read; 2 usage or config error.
+Exit status (docs/exit-codes.md): 0 (Ctrl-C included); 3 the store cannot be read; 2 usage or
+config error.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ import pandas as pd
 
 from rdtadvisor.advise.planfile import load_plan
 from rdtadvisor.advise.whatif import Figure, Prediction, predict
-from rdtadvisor.cli.context import bandwidth_capacity, memory_traffic, settings_of
+from rdtadvisor.cli.context import bandwidth_capacity, check_config_names, memory_traffic, settings_of
 from rdtadvisor.cli.options import WHEN
 from rdtadvisor.cli.output import dump_json, echo_text, text_table
 from rdtadvisor.model.curvefit import MIB
@@ -66,6 +66,7 @@ def command(ctx: click.Context, plan_path: Path, fmt: str, since: pd.Timestamp |
     plan = load_plan(plan_path)
     settings = settings_of(ctx)
     store = Store(settings.store, create=False)
+    check_config_names(store, ctx)
     hosts = plan.hosts
     history = {t: store.read(t, hosts=hosts, since=since) for t in ("samples", "settings", "facts")}
     # the config's bandwidth capacity, as report and advise cat use it (else facts or the peak seen)

@@ -8,8 +8,11 @@ default. The config file (default ``~/.config/rdtadvisor/config.toml``)::
 
     [collect]
     readings = 3          # bandwidth snapshots per collection (each is a 10 ms sample)
-    timeout = 60          # seconds per xl command
+    timeout = 60          # seconds per xl command (finite, at most a day)
     parallel = 64         # hosts collected at once (each is one waiting ssh process)
+    max_output_bytes = "4MiB"   # the most one xl command (or capture file) may print; a real
+                                # table is a few hundred rows, tens of KiB. Over it: refused
+                                # with one line, the host counts as failed
 
     [ssh]                 # defaults for every host
     user = "monitor"
@@ -66,6 +69,12 @@ whose guarantees cannot fit (ways, COS, or a guaranteed VM without a fitted curv
 declined with the VMs named. Unknown keys and tiers are a `ConfigError` naming the file and
 the key path (``[cat] vms."db": unknown setting(s) min_mb``).
 
+Host and VM names in per-host and per-VM settings (``[report.hosts."..."]``, ``[cat.vms."..."]``,
+``[cat.hosts."..."]``, ``[placement]`` pinned, anti_affinity, pools, maintenance, priorities)
+are written as rdtadvisor shows them (docs/nomenclature.md). One that matches no host or VM in
+the store is a warning naming the table and the closest name the store holds (``did you mean
+'db-orders'?``); ``rdtadvisor --strict`` makes it an error (`names_in_config`).
+
     [[hosts]]
     name = "xen01"                # name used in the store and reports
     address = "10.0.0.11"         # what ssh connects to (default: name)
@@ -86,6 +95,8 @@ from rdtadvisor.core.hostnames import check_host
 
 ENV_STORE = "RDTADVISOR_STORE"
 ENV_CONFIG = "RDTADVISOR_CONFIG"
+DEFAULT_MAX_OUTPUT_BYTES = 4 * 2**20   # [collect] max_output_bytes
+MAX_TIMEOUT_SECONDS = 86_400.0         # [collect] timeout, --timeout, [ssh] connect_timeout
 
 
 def default_config_path() -> Path:
@@ -120,6 +131,7 @@ class HostConfig:
     ssh: SshOptions = field(default_factory=SshOptions)
     local: bool = False
     xl: str = "xl"
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES   # refuse an xl output longer than this
 
     @property
     def target(self) -> str:
@@ -226,6 +238,7 @@ class Settings:
     readings: int = 3
     timeout: float = 60.0
     parallel: int = 64
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     report: ReportSettings = field(default_factory=ReportSettings)
     placement: PlacementSettings = field(default_factory=PlacementSettings)
     cat: CatSettings = field(default_factory=CatSettings)
@@ -251,18 +264,20 @@ def load_settings(config: Path | None = None, store: Path | None = None) -> Sett
     if store_path is None and "store" in data:
         store_path = Path(os.path.expanduser(_typed(data, "store", str, where)))
     collect = _table(data, "collect", where)
-    _only_keys(collect, {"readings", "timeout", "parallel"}, f"{where} [collect]")
+    _only_keys(collect, {"readings", "timeout", "parallel", "max_output_bytes"}, f"{where} [collect]")
     ssh = _ssh_options(_table(data, "ssh", where), SshOptions(), f"{where} [ssh]")
     hosts_data = data.get("hosts", [])
     if not isinstance(hosts_data, list):
         raise ConfigError(f"{where}: 'hosts' must be an array of tables ([[hosts]])")
-    hosts = [_host(h, ssh, f"{where} [[hosts]] #{i + 1}") for i, h in enumerate(hosts_data)]
+    limit = _max_output(collect, f"{where} [collect]")
+    hosts = [replace(_host(h, ssh, f"{where} [[hosts]] #{i + 1}"), max_output_bytes=limit)
+             for i, h in enumerate(hosts_data)]
     settings = Settings(
         store=store_path or default_store_path(), config_path=path if path.exists() else None,
         hosts=hosts, ssh=ssh,
         readings=_typed(collect, "readings", int, where, 3),
-        timeout=float(_typed(collect, "timeout", (int, float), where, 60.0)),
-        parallel=_typed(collect, "parallel", int, where, 64),
+        timeout=_seconds(collect, "timeout", f"{where} [collect]", 60.0),
+        parallel=_typed(collect, "parallel", int, where, 64), max_output_bytes=limit,
         report=_report(_table(data, "report", where), f"{where} [report]"),
         placement=_placement(_table(data, "placement", where), f"{where} [placement]"),
         cat=_cat(_table(data, "cat", where), f"{where} [cat]"),
@@ -272,12 +287,43 @@ def load_settings(config: Path | None = None, store: Path | None = None) -> Sett
     return settings
 
 
+@dataclass(frozen=True)
+class ConfigName:
+    """A host or VM the config names in a per-host or per-VM table (``[cat.vms."db"]``)."""
+
+    where: str          # the table or key, as written: [cat.vms."db"], [placement] pinned
+    kind: str           # "host" or "VM"
+    name: str
+
+
+def names_in_config(settings: Settings) -> list[ConfigName]:
+    """Every host and VM name the config's per-host and per-VM settings refer to, once each.
+
+    A typo there (``[cat.vms."db-ordrs"]``) silently drops the setting; the CLI compares these
+    with the store (`rdtadvisor.cli.context.check_config_names`).
+    """
+    r, c, p = settings.report, settings.cat, settings.placement
+    out = [ConfigName(f'[report.hosts."{h}"]', "host", h)
+           for h in dict.fromkeys([*r.host_bandwidth_capacity, *r.host_memory_traffic])]
+    out += [ConfigName(f'[cat.vms."{v}"]', "VM", v) for v in c.vms]
+    out += [ConfigName(f'[cat.hosts."{h}"]', "host", h) for h in c.hosts]
+    out += [ConfigName("[placement] pinned", "VM", v) for v in dict.fromkeys(p.pinned)]
+    out += [ConfigName("[placement] anti_affinity", "VM", v)
+            for v in dict.fromkeys(v for group in p.anti_affinity for v in group)]
+    out += [ConfigName("[placement] pools", "host", h) for h in p.pools]
+    out += [ConfigName("[placement] maintenance", "host", h) for h in dict.fromkeys(p.maintenance)]
+    out += [ConfigName("[placement] priorities", "VM", v) for v in p.priorities]
+    return out
+
+
 def read_hosts_file(path: Path) -> list[str]:
     """One host per line; blank lines and ``#`` comments ignored."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read hosts file: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: hosts file is not UTF-8 text (byte {e.start})") from e
     hosts = []
     for lineno, line in enumerate(text.splitlines(), 1):
         name = line.split("#", 1)[0].strip()
@@ -296,7 +342,8 @@ def host_from_name(name: str, settings: Settings) -> HostConfig:
         if h.name == name:
             return h
     check_host(name, "--host")
-    return HostConfig(name=name, ssh=settings.ssh, local=name in ("local", "localhost"))
+    return HostConfig(name=name, ssh=settings.ssh, local=name in ("local", "localhost"),
+                      max_output_bytes=settings.max_output_bytes)
 
 
 def resolve_hosts(settings: Settings, names: Sequence[str], hosts_file: Path | None) -> list[HostConfig]:
@@ -324,7 +371,7 @@ def _ssh_options(data: dict[str, Any], base: SshOptions, where: str) -> SshOptio
     if "sudo" in data:
         kwargs["sudo"] = _typed(data, "sudo", bool, where)
     if "connect_timeout" in data:
-        kwargs["connect_timeout"] = float(_typed(data, "connect_timeout", (int, float), where))
+        kwargs["connect_timeout"] = _seconds(data, "connect_timeout", where)
     if "options" in data:
         opts = data["options"]
         if not isinstance(opts, list) or not all(isinstance(o, str) and "=" in o for o in opts):
@@ -471,6 +518,32 @@ def _cat_host_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
         if out[key] < 0:
             raise ConfigError(f"{where}: '{key}' must be a number of ways >= 0")
     return out
+
+
+def _seconds(data: dict[str, Any], key: str, where: str, default: float | None = None) -> float:
+    """A finite number of seconds, 0 < s <= MAX_TIMEOUT_SECONDS (TOML reads inf and nan too)."""
+    value = float(_typed(data, key, (int, float), where) if default is None
+                  else _typed(data, key, (int, float), where, default))
+    if not 0 < value <= MAX_TIMEOUT_SECONDS:   # False for nan
+        raise ConfigError(f"{where}: '{key}' must be a number of seconds, 0 < s <= {MAX_TIMEOUT_SECONDS:g} "
+                          f"(got {value!r})")
+    return value
+
+
+def _max_output(data: dict[str, Any], where: str) -> int:
+    """``max_output_bytes``: a size (``"4MiB"``) or a number of bytes, at least 1 KiB."""
+    from rdtadvisor.core.units import parse_size
+
+    value = data.get("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES)
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"not a size: {value!r}")
+        size = parse_size(value) if isinstance(value, str) else float(value)
+    except ValueError as e:
+        raise ConfigError(f"{where}: 'max_output_bytes': {e} (e.g. \"4MiB\")") from None
+    if not 1024 <= size < 2**40:
+        raise ConfigError(f"{where}: 'max_output_bytes' must be a size from 1KiB to 1TiB (got {value!r})")
+    return int(size)
 
 
 def _weight(data: dict[str, Any], key: str, where: str, what: str) -> float:

@@ -57,6 +57,10 @@ class StoreError(RdtError):
     """The history store could not be read or written."""
 
 
+class StoreWarning(UserWarning):
+    """Something in the store was skipped (an unreadable file); the CLI prints it as one line."""
+
+
 class ConfigError(RdtError):
     """A bad config file, option or hosts file (exit status 2 in the CLI)."""
 

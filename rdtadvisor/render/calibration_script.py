@@ -6,8 +6,11 @@ VMs and, on a private socket, every fenced domain) to its original setting, for 
 sweep was killed in a way it could not clean up after (SIGKILL, a crash of the shell). The
 conventions are `rdtadvisor.render.script`'s (and its helpers are reused): ``#!/bin/sh``,
 ``set -eu``, a header saying what it does and how to undo it, the id of every touched domain
-checked with ``xl domname`` before anything changes, every argv through `shlex.join` with
-the domid as the domain argument, names only in comments as JSON-escaped text.
+checked with ``xl domname`` (byte for byte) before anything changes, and every touched
+domain's masks checked against its original setting (``xl psr-cat-show``; the sweep refuses
+on any difference, naming domain, socket, expected and found: its restores put back the
+originals, so it must start from them), every argv through `shlex.join` with the domid as
+the domain argument, names only in comments as JSON-escaped text.
 
 The apply script is **one merged timeline**: the sockets' sweeps run concurrently, so all
 their steps are sorted by offset (at equal offsets, restores first: a restore frees the COS
@@ -42,7 +45,7 @@ from rdtadvisor.advise.calibrate import (
     domid_of,
 )
 from rdtadvisor.cache import cbm
-from rdtadvisor.render.script import _HELPERS, _checks, _text
+from rdtadvisor.render.script import _HELPERS, _checks, _text, mask_checks, mask_helpers, printf_format
 
 _LOG = """\
 log() { printf '%s rdtadvisor: %s\\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
@@ -126,6 +129,7 @@ def calibration_script(h: HostCalibration, rollback_name: str = "the matching .r
         f"{rollback_name} on this host: it restores every touched domain's original setting.",
     ])
     lines.append(_HELPERS)
+    lines.append(mask_helpers(_new_xl(h)))
     lines.append(_LOG)
     if not sweeps:
         lines += ["# Nothing to sweep on this host.", "exit 0", ""]
@@ -166,6 +170,10 @@ def calibration_script(h: HostCalibration, rollback_name: str = "the matching .r
               "trap 'exit 129' HUP",
               ""]
     lines += _checks(_unique(touched))
+    cdp = {s.socket: s.cdp for s in h.sockets}
+    lines += mask_checks(((3, t.socket, t.domid, t.name, t.original, cdp[t.socket])
+                          for t in _unique_restores(touched)),
+                         "its original setting (what the sweep restores)")
     lines += [f"log 'calibration sweep starts: {len(sweeps)} VM sweep(s), done in {h.duration_s} s'", ""]
     groups = _timeline(h)
     for k, (at, group) in enumerate(groups):
@@ -222,8 +230,8 @@ def calibration_rollback_script(h: HostCalibration) -> str:
         return "\n".join(lines)
     lines += ["failures=0",
               "same_domain() {",
-              "    # $1 domain id, $2 the name it had when the schedule was made",
-              '    [ "$(xl domname "$1" 2>/dev/null)" = "$2" ]',
+              "    # $1 domain id, $2 the exact bytes of its name when the schedule was made (printf format)",
+              '    domain_is "$1" "$2"',
               "}",
               "restore_failed() {",
               "    printf 'rdtadvisor: could not restore %s\\n' \"$*\" >&2",
@@ -235,12 +243,11 @@ def calibration_rollback_script(h: HostCalibration) -> str:
                    for a in t.restore_argv]
         lines.append(f"# {_who(t)}: original setting {_original(t)}")
         lines.append(f"log 'restoring socket {t.socket} domid {t.domid}'")
-        if t.name is None or not t.name.isprintable():
-            why = "name unknown" if t.name is None else "name has control characters"
-            lines.append(f"# {why}: restored without checking the domain id")
+        if t.name is None:
+            lines.append("# name unknown: restored without checking the domain id")
             lines += [r.strip() for r in restore]
         else:
-            lines.append(f"if {shlex.join(['same_domain', str(t.domid), t.name])}; then")
+            lines.append(f"if {shlex.join(['same_domain', str(t.domid), printf_format(t.name)])}; then")
             lines += restore
             lines += ["else",
                       f"    restore_failed 'socket {t.socket} domid {t.domid}: the id is gone or names "
@@ -262,6 +269,11 @@ def scripts_by_host(plan: CalibrationPlan, rollback_names: dict[str, str] | None
     return {h.host: (calibration_script(h, names.get(h.host, "the matching .rollback.sh script")),
                      calibration_rollback_script(h))
             for h in plan.hosts if h.sweeps}
+
+
+def _new_xl(h: HostCalibration) -> bool:
+    """Xen 4.10+ (``psr-cat-set``, ``psr-cat-show -l``), by the schedule's own verbs."""
+    return not any(a[1] == "psr-cat-cbm-set" for w in h.sweeps for lv in w.levels for a in lv.argv)
 
 
 def _original(t: Sweep | Touched) -> str:

@@ -7,7 +7,8 @@ source (`scripts_by_source`); copy each to its host and run it there as root. Ea
 * first checks, before migrating anything, that it runs on its host (``xl info``'s host
   name, when the store knows it) and that every domain id it names still has the planned
   name and memory (``xl domname``, ``xl list``): ids are reused after a domain is destroyed,
-  and names are compared byte for byte;
+  and names are compared byte for byte (given as printf formats of their exact bytes,
+  `rdtadvisor.render.script.printf_format`);
 * migrates with ``xl migrate -- DOMID TARGET``: the domain by its id (a name could start
   with ``-``), ``--`` ending xl's options, the target a checked host name or address
   (`rdtadvisor.core.hostnames`; xl pastes it into a ``sh -c`` command line on this host);
@@ -26,21 +27,26 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rdtadvisor import __version__
+from rdtadvisor.render.script import printf_format
 
 _HELPERS = """\
 fail() { printf 'rdtadvisor: %s\\n' "$*" >&2; exit 1; }
 command -v xl >/dev/null 2>&1 || fail "xl not found in PATH: run this on the Xen host (dom0) as root"
 expect_host() {
-    # $1 the host name xl info printed when the plan was made
+    # $1 the exact bytes of the host name xl info printed when the plan was made, as a printf format
     actual=$(xl info | sed -n 's/^host[[:space:]]*: //p')
-    [ "$actual" = "$1" ] || fail "this is host '$actual', not '$1': run it there; nothing was migrated"
+    [ "$actual" = "$(printf "$1")" ] || \
+        fail "this is host '$actual', not '$(printf "$1")': run it there; nothing was migrated"
 }
 expect_domain() {
-    # $1 domain id, $2 its name, $3 its memory [MiB] when the plan was made
-    name=$(xl domname "$1" 2>/dev/null) || fail "domain id $1 no longer exists; nothing was migrated"
-    [ "$name" = "$2" ] || fail "domain id $1 is now named '$name', not '$2'; nothing was migrated"
+    # $1 domain id, $2 the exact bytes of its name as a printf format, $3 its memory [MiB] when
+    # the plan was made. The trailing '.' keeps a name's own trailing newlines: byte for byte.
+    actual=$(xl domname "$1" 2>/dev/null && echo .) || \
+        fail "domain id $1 no longer exists; nothing was migrated"
+    [ "$actual" = "$(printf "$2\\n.")" ] || \
+        fail "domain id $1 is now named '${actual%?.}', not '$(printf "$2")'; nothing was migrated"
     mem=$(xl list "$1" | awk 'NR == 2 { print $(NF - 3) }')
-    [ "$mem" = "$3" ] || fail "domain $1 ('$2') has $mem MiB, not $3 MiB as planned; nothing was migrated"
+    [ "$mem" = "$3" ] || fail "domain $1 has $mem MiB, not $3 MiB as planned; nothing was migrated"
 }
 """
 
@@ -66,12 +72,12 @@ def script(source: str, migrations: Sequence[Mapping[str, Any]], hostname: str |
              _HELPERS.rstrip("\n"),
              ""]
     if hostname is not None:
-        lines.append(f"expect_host {shlex.quote(hostname)}")
+        lines.append(shlex.join(["expect_host", printf_format(hostname)]))
     else:
         lines.append("# (the store has no xl info host name for this host: only the domains are checked)")
     for m in migrations:
         if m.get("domid") is not None:
-            lines.append(shlex.join(["expect_domain", str(m["domid"]), m["name"],
+            lines.append(shlex.join(["expect_domain", str(m["domid"]), printf_format(m["name"]),
                                      str(int(m["memory_bytes"]) // MIB)]))
     lines.append("")
     for m in migrations:

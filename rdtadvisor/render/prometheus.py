@@ -65,8 +65,9 @@ def escape_label_value(value: str) -> str:
     """A label value as the exposition format requires: backslash, double quote and line feed
     escaped (``\\\\``, ``\\"``, ``\\n``); everything else, UTF-8 included, is kept verbatim.
 
-    Characters UTF-8 cannot encode (lone surrogates from undecodable names) become U+FFFD:
-    the whole file must be valid UTF-8 or the collector drops all of it.
+    Names arrive in the escaped form of `rdtadvisor.core.text` (a byte that is not UTF-8 is
+    ``\\xNN``), so this is that form, label-escaped. A stray lone surrogate still becomes
+    U+FFFD: the whole file must be valid UTF-8 or the collector drops all of it.
     """
     value = _SURROGATE.sub("\ufffd", value)
     return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")

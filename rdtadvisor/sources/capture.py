@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rdtadvisor.core.errors import ParseError, StoreError
+from rdtadvisor.core.text import from_raw, is_text
 from rdtadvisor.xl.commands import parse_command
 
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -47,6 +48,7 @@ _DEFAULT_ARGV = {
     "xl-psr-mba-show.txt": ("xl", "psr-mba-show"),
 }
 _READING_RE = re.compile(r"^(?P<base>.+?)\.(?P<n>\d+)\.txt$")
+_FILE_RE = re.compile(r"^[^/\\\x00.][^/\\\x00]*\.txt$")   # a plain file name in the capture folder
 
 
 @dataclass
@@ -138,24 +140,20 @@ def write_capture(root: Path, capture: Capture) -> Path:
     return final
 
 
-def read_capture(path: Path, host: str | None = None) -> Capture:
+def read_capture(path: Path, host: str | None = None, *, max_bytes: int | None = None) -> Capture:
     """Read one capture folder. Without meta.json, argv come from the file names.
 
-    Raises `ParseError` naming the folder for a bad folder name or a broken meta.json.
+    Raises `ParseError` naming the folder for a bad folder name, and naming meta.json and the
+    key for a meta.json that is not JSON or whose keys do not have the layout's shapes. A
+    ``.txt`` file over `max_bytes` raises `ParseError` naming it, before it is read.
     """
     path = Path(path)
+    where = from_raw(str(path))
     if not _TIME_RE.match(path.name):
-        raise ParseError("capture folder name is not a UTC time like 20261126T104700Z", source=str(path))
-    meta: dict[str, Any] = {}
+        raise ParseError("capture folder name is not a UTF-8 time like 20261126T104700Z", source=where)
     meta_path = path / META
-    if meta_path.exists():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if not isinstance(meta, dict):
-                raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ParseError(f"unreadable meta.json ({e})", source=str(meta_path)) from e
-    commands = meta.get("commands") or {}
+    meta = _read_meta(meta_path) if meta_path.exists() else {}
+    commands = _commands(meta, from_raw(str(meta_path)))
     capture = Capture(host=host or meta.get("host") or path.parent.name, time=parse_time(path.name),
                       source=f"replay:{path}", path=path)
     names = sorted(p.name for p in path.iterdir() if p.suffix == ".txt" and not p.name.startswith("."))
@@ -164,17 +162,90 @@ def read_capture(path: Path, host: str | None = None) -> Capture:
         argv = tuple(info.get("argv") or argv_for_file(name) or ())
         if not argv:
             raise ParseError("file is not part of the capture layout and meta.json has no argv for it",
-                             source=str(path / name))
+                             source=from_raw(str(path / name)))
         parse_command(argv)  # validates; a ConfigError here names a broken meta.json entry
         file = path / name
-        stdout = file.read_text(encoding="utf-8", errors="surrogateescape") if file.exists() else ""
+        stdout = ""
+        if file.exists():
+            size = file.stat().st_size
+            if max_bytes is not None and size > max_bytes:
+                raise ParseError(f"{size} bytes, over the limit of {max_bytes} for one xl output "
+                                 "([collect] max_output_bytes)", source=from_raw(str(file)))
+            stdout = file.read_text(encoding="utf-8", errors="surrogateescape")
         started = info.get("started")
         capture.results[name] = CommandResult(
             argv=argv, stdout=stdout, stderr=info.get("stderr") or "",
             exit_status=info.get("exit_status", 0 if file.exists() else None),
-            started=datetime.fromisoformat(started) if started else None,
-            seconds=float(info.get("seconds") or 0.0), error=info.get("error"))
+            started=started, seconds=info.get("seconds") or 0.0, error=info.get("error"))
     return capture
+
+
+def _read_meta(meta_path: Path) -> dict[str, Any]:
+    source = from_raw(str(meta_path))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ParseError(f"unreadable meta.json ({e})", source=source) from e
+    if not isinstance(meta, dict):
+        raise ParseError(f"must be a JSON object, not {_kind(meta)}", source=source)
+    host = meta.get("host")
+    if host is not None and not (isinstance(host, str) and host.strip() and is_text(host)):
+        raise ParseError(f"'host': must be a host name (a non-empty string), not {_shown(host)}",
+                         source=source)
+    return meta
+
+
+def _commands(meta: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    """meta.json's "commands", every entry checked and typed (`started` a datetime, `seconds` a float)."""
+    commands = meta.get("commands")
+    if commands is None:
+        return {}
+    if not isinstance(commands, dict):
+        raise ParseError(f"'commands': must be an object of file name -> command, not {_kind(commands)}",
+                         source=source)
+    out = {}
+    for name, info in commands.items():
+        at = f"commands.{json.dumps(name, ensure_ascii=False)}"
+        if not _FILE_RE.match(name) or not is_text(name):
+            raise ParseError(f"{at}: not a capture file name (NAME.txt in the capture folder)", source=source)
+        if not isinstance(info, dict):
+            raise ParseError(f"{at}: must be an object (argv, exit_status, stderr, ...), not {_kind(info)}",
+                             source=source)
+        entry = dict(info)
+        argv = entry.get("argv")
+        if argv is not None and not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
+            raise ParseError(f"{at}.argv: must be a list of strings", source=source)
+        status = entry.get("exit_status", 0)
+        if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
+            raise ParseError(f"{at}.exit_status: must be an integer or null, not {_shown(status)}",
+                             source=source)
+        for key in ("stderr", "error"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                raise ParseError(f"{at}.{key}: must be a string or null", source=source)
+        started = entry.get("started")
+        if started is not None:
+            try:
+                entry["started"] = datetime.fromisoformat(started)
+            except (TypeError, ValueError):
+                raise ParseError(f"{at}.started: not an ISO 8601 time: {_shown(started)}",
+                                 source=source) from None
+        seconds = entry.get("seconds")
+        if seconds is not None:
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < 1e9:
+                raise ParseError(f"{at}.seconds: must be a number of seconds >= 0, not {_shown(seconds)}",
+                                 source=source)
+            entry["seconds"] = float(seconds)
+        out[name] = entry
+    return out
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", dict: "an object", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    return from_raw(repr(value)) if not isinstance(value, float) else repr(value)
 
 
 def find_captures(root: Path) -> list[Path]:

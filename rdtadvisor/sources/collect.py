@@ -6,6 +6,7 @@ fails becomes a value with an `error`, never an exception that stops the fleet.
 
 from __future__ import annotations
 
+import shlex
 import time as _time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -16,10 +17,13 @@ from rdtadvisor.core import clock
 from rdtadvisor.core.config import HostConfig
 from rdtadvisor.core.errors import ConfigError, ParseError, RdtError, SourceError
 from rdtadvisor.core.hostnames import check_host
+from rdtadvisor.core.text import from_raw, is_text
 from rdtadvisor.sources import Runner
 from rdtadvisor.sources.capture import Capture, CommandResult, find_captures, read_capture
 from rdtadvisor.xl import hostinfo, hwinfo
 from rdtadvisor.xl.commands import BANDWIDTH_METRICS, capture_name, collection_commands
+
+HUNG_AFTER = 2  # commands in a row that time out before a host counts as not answering
 
 
 @dataclass
@@ -52,16 +56,24 @@ def collect_host(runner: Runner, *, readings: int = 3, timeout: float = 60.0) ->
     (4.5 has no psr-hwinfo and spells ``cache_occupancy``; L2 CAT needs 4.10, MBA 4.11).
     `xl psr-hwinfo` then tells which features exist, so absent ones are not asked for.
     Bandwidth is read `readings` times (each figure is one 10 ms snapshot).
-    Raises `SourceError` if the host cannot be reached or stops answering.
+    Raises `SourceError` if the host cannot be reached, stops answering (`HUNG_AFTER` commands
+    in a row time out) or gave nothing at all (`gave_nothing`): such a host is failed, not
+    stored empty.
     """
     started = clock.now_datetime().replace(microsecond=0)
     capture = Capture(host=runner.host, time=started, source=type(runner).__name__)
+    timeouts = 0
 
     def run(argv: tuple[str, ...], reading: int = 0) -> CommandResult:
+        nonlocal timeouts
         result = runner.run(argv, timeout)
         if result.error is not None and not result.error.startswith("timed out"):
             raise SourceError(runner.host, result.error, argv)
         capture.results[capture_name(argv, reading)] = result
+        timeouts = timeouts + 1 if result.error is not None else 0
+        if timeouts >= HUNG_AFTER:
+            raise SourceError(runner.host, f"{timeouts} xl commands in a row {result.error}: "
+                              "the host does not answer", argv)
         return result
 
     info = run(("xl", "info"))
@@ -78,7 +90,31 @@ def collect_host(runner: Runner, *, readings: int = 3, timeout: float = 60.0) ->
         result = run(argv, reading)
         if argv[1] == "psr-hwinfo":
             hw = _hwinfo(result)
+    nothing = gave_nothing(capture)
+    if nothing is not None:
+        raise SourceError(runner.host, nothing)
     return capture
+
+
+def gave_nothing(capture: Capture, *, replay: bool = False) -> str | None:
+    """Why `capture` holds nothing worth storing (no command printed anything), else None."""
+    results = list(capture.results.values())
+    if any(r.stdout.strip() for r in results):
+        return None
+    if not results:
+        return "no xl command was run"
+    if all(r.error is not None and r.error.startswith("timed out") for r in results):
+        return f"every xl command timed out ({results[0].error})"
+    nothing = "every capture file is empty" if replay else "no xl command printed anything"
+    first = next((r for r in results if r.error is not None or r.exit_status != 0), None)
+    if first is None:
+        return nothing
+    if first.error is not None:
+        why = first.error
+    else:
+        said = [line.strip() for line in first.stderr.splitlines() if line.strip()]
+        why = f"exited {first.exit_status}" + (f": {said[-1]}" if said else " with no message")
+    return f"{nothing}; '{shlex.join(first.argv)}' {why}"
 
 
 def collect_fleet(hosts: list[HostConfig], *, readings: int = 3, timeout: float = 60.0, parallel: int = 64,
@@ -100,10 +136,10 @@ def collect_fleet(hosts: list[HostConfig], *, readings: int = 3, timeout: float 
             runner = make_runner(host)
             capture = collect_host(runner, readings=readings, timeout=timeout)
             return HostResult(host.name, capture, None, _time.monotonic() - t0)
-        except SourceError as e:
-            return HostResult(host.name, None, e.reason, _time.monotonic() - t0)
+        except SourceError as e:  # its reason may quote ssh's or sudo's raw stderr
+            return HostResult(host.name, None, from_raw(e.reason), _time.monotonic() - t0)
         except Exception as e:  # one broken host must never stop the fleet
-            return HostResult(host.name, None, f"internal error: {type(e).__name__}: {e}",
+            return HostResult(host.name, None, from_raw(f"internal error: {type(e).__name__}: {e}"),
                               _time.monotonic() - t0)
         finally:
             if runner is not None:
@@ -120,22 +156,34 @@ def collect_fleet(hosts: list[HostConfig], *, readings: int = 3, timeout: float 
     return [results[n] for n in names]
 
 
-def replay(root: Path, hosts: Iterable[str] | None = None) -> Iterator[HostResult]:
+def replay(root: Path, hosts: Iterable[str] | None = None, *, max_bytes: int | None = None,
+           ) -> Iterator[HostResult]:
     """Read every capture under `root` (``<root>/<host>/<time>/``), oldest first per host.
 
-    A capture folder that cannot be read yields a failed `HostResult` naming it.
+    A capture folder that cannot be read (a file over `max_bytes`, a broken meta.json, all
+    files empty) yields a failed `HostResult` naming it.
     """
     wanted = set(hosts) if hosts else None
     for path in find_captures(root):
         host = path.parent.name
         if wanted is not None and host not in wanted:
             continue
+        if not is_text(host):  # host names are text (they name folders, partitions, config tables)
+            yield HostResult(from_raw(host), None, f"{from_raw(str(path.parent))}: the host folder's name is "
+                             "not UTF-8 text; rename it")
+            continue
         try:
-            capture = read_capture(path)
-            check_host(capture.host, str(path / "meta.json") if (path / "meta.json").exists() else str(path))
+            capture = read_capture(path, max_bytes=max_bytes)
+            check_host(capture.host, from_raw(str(path / "meta.json") if (path / "meta.json").exists()
+                                              else str(path)))
+            nothing = gave_nothing(capture)
+            if nothing is not None:
+                yield HostResult(host, None, f"{from_raw(str(path))}: {gave_nothing(capture, replay=True)}")
+                continue
             yield HostResult(host, capture, None)
         except (RdtError, OSError) as e:
-            yield HostResult(host, None, f"{path}: {e}" if not isinstance(e, ParseError) else str(e))
+            # A ParseError names its file already (escaped); others may quote raw paths.
+            yield HostResult(host, None, str(e) if isinstance(e, ParseError) else from_raw(f"{path}: {e}"))
 
 
 def _xen_version(info: CommandResult) -> tuple[int, int] | None:

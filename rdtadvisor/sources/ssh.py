@@ -5,12 +5,16 @@ Each command is one ``ssh`` process::
     ssh -o BatchMode=yes -o ConnectTimeout=10 [-p PORT] [-l USER] [-i KEY] [-J JUMP]
         [-o OPTION ...] -o LogLevel=ERROR -o ControlMaster=auto
         -o ControlPath=/tmp/rdt-ssh-XXXX/cm -o ControlPersist=10
-        -T -- TARGET '[sudo -n] env LC_ALL=C xl psr-cmt-show ...'
+        -T -- TARGET 'sh -c WATCHDOG rdtadvisor [sudo -n] env LC_ALL=C xl psr-cmt-show ...'
 
 * The remote command line is built with `shlex.join`, so every argument (a domain name
   with spaces, quotes, ``$(...)`` or ``;``) reaches xl as one literal argument, and it
   is passed to ssh as ONE argument after ``--`` (the target cannot be read as an
   option either). It assumes a POSIX shell as the remote login shell.
+* Nothing outlives the collector: the remote command runs under `WATCHDOG`, which ends
+  it when its stdin reaches EOF. The collector keeps that stdin (a pipe) open while it
+  waits and closes it on a timeout, so the remote xl gets SIGTERM at once; if the
+  collector itself dies, the kernel closes the pipe and the same happens.
 * Connection multiplexing: the first command opens a master connection in a private
   temporary folder made per runner (short path: unix sockets allow ~100 characters);
   the ~10 commands of a collection reuse it. `close` stops the master and removes the
@@ -89,11 +93,28 @@ def ssh_failure(stderr: str, exit_status: int | None) -> str | None:
 
 
 def remote_command(host: HostConfig, argv: Sequence[str]) -> str:
-    """The remote shell command line: ``[sudo -n] env LC_ALL=C <xl> args...``, quoted."""
+    """The xl command line run remotely: ``[sudo -n] env LC_ALL=C <xl> args...``, quoted."""
+    return shlex.join(_remote_argv(host, argv))
+
+
+def _remote_argv(host: HostConfig, argv: Sequence[str]) -> list[str]:
     command = xl_argv(host, argv)
-    if not host.ssh.sudo:
-        command = ["env", "LC_ALL=C", *command]
-    return shlex.join(command)
+    return command if host.ssh.sudo else ["env", "LC_ALL=C", *command]
+
+
+# The remote side of every command: run it in the background and end it (SIGTERM; sudo relays
+# it to xl) as soon as the session's stdin reaches EOF. The collector holds that stdin open
+# until the command ends and closes it when it gives up (or dies), so a timed-out or orphaned
+# xl never keeps running on the host. Without a pty, sshd closing a session does not signal
+# the command: it would run on until it next writes. POSIX sh; `sh -c` whatever the login shell.
+WATCHDOG = ('exec 3<&0; "$@" 3<&- </dev/null & p=$!; '
+            '{ read -r _ <&3; kill -TERM "$p"; } >/dev/null 2>&1 & w=$!; exec 3<&-; '
+            'wait "$p"; s=$?; kill "$w" 2>/dev/null; exit "$s"')
+
+
+def guarded_command(host: HostConfig, argv: Sequence[str]) -> str:
+    """The remote command line ssh is given: `remote_command` under `WATCHDOG`, as ONE string."""
+    return shlex.join(["sh", "-c", WATCHDOG, "rdtadvisor", *_remote_argv(host, argv)])
 
 
 def _control_root() -> str:
@@ -145,7 +166,7 @@ class SshRunner:
 
     def ssh_argv(self, argv: Sequence[str]) -> list[str]:
         """The complete local command line that runs `argv` remotely."""
-        return [SSH, *self.ssh_options(), "-T", "--", self.config.target, remote_command(self.config, argv)]
+        return [SSH, *self.ssh_options(), "-T", "--", self.config.target, guarded_command(self.config, argv)]
 
     # -- running ------------------------------------------------------------------------
 
@@ -155,7 +176,8 @@ class SshRunner:
         # ssh's stdout and stderr (mux clients pass their file descriptors to it) until
         # the remote command ends. The next command opens a new connection.
         result, missing = run_process(self.ssh_argv(argv), timeout, result_argv=argv,
-                                      on_timeout=self._stop_master)
+                                      on_timeout=self._stop_master, hold_stdin=True,
+                                      max_bytes=self.config.max_output_bytes)
         if missing:
             result.error = f"ssh not found: {result.error}"
             return result

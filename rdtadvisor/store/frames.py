@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from rdtadvisor import xl
 from rdtadvisor.core.errors import ParseError, XlReportedError
+from rdtadvisor.core.text import from_raw
 from rdtadvisor.sources.capture import reading_of
 from rdtadvisor.xl import failures
 
@@ -166,18 +167,21 @@ def _add_capture(acc: _Tables, capture: Capture) -> None:
              socket: int | None = None) -> None:
         rows["facts"].append((t, host, socket, name, value, text))
 
-    where = str(capture.path) if capture.path is not None else f"{host}@{capture.stamp}"
+    # Raw text (paths, argv, stderr, errors: surrogateescape) enters the store in the escaped
+    # form of rdtadvisor.core.text, like everything the parsers return.
+    where = from_raw(str(capture.path)) if capture.path is not None else f"{host}@{capture.stamp}"
     parsed: dict[str, object] = {}
     order = sorted(capture.results, key=lambda n: (n != "xl-psr-hwinfo.txt", n))  # hwinfo first: MBA needs it
     for name in order:
         result = capture.results[name]
         cmd = parse_command(result.argv)
-        label = str(cmd)
+        label = from_raw(str(cmd))
         if result.error is not None:
-            event(label, "timeout" if result.error.startswith("timed out") else "run-failed", result.error)
+            event(label, "timeout" if result.error.startswith("timed out") else "run-failed",
+                  from_raw(result.error))
             continue
         for failure in failures.classify_all(result.stderr):
-            event(label, failure.kind, failure.message)
+            event(label, failure.kind, from_raw(failure.message))
         if result.exit_status not in (0, None) and cmd.name not in _STATUS_MEANINGLESS and not result.stdout:
             event(label, "exit-status", f"exited {result.exit_status} with no output")
             continue

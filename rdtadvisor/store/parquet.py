@@ -78,9 +78,11 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -96,7 +98,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from rdtadvisor.core.errors import StoreError
+from rdtadvisor.core import clock
+from rdtadvisor.core.errors import StoreError, StoreWarning
 from rdtadvisor.core.timewindow import When, to_utc
 from rdtadvisor.store.frames import SCHEMAS, TABLES, validate
 
@@ -112,6 +115,8 @@ STORE_TABLES: tuple[str, ...] = (*TABLES, COLLECTIONS)
 ROW_GROUP_ROWS = 1 << 16  # compacted files: row groups a time filter can skip
 STAMP = "%Y%m%dT%H%M%SZ"
 _LOCKS, _JOURNAL, _LOCK_FILE = ".locks", ".journal", "store.lock"
+QUARANTINE = ".quarantine"  # where `store check --repair` moves what readers could trip on
+_DATA_NAME = re.compile(r"^\d{8}T\d{6}Z-\d{8}T\d{6}Z-[0-9a-f]{8,64}\.parquet$")
 _NS = 1_000_000_000
 _DAY_NS = 86_400 * _NS
 _MAX_NAME = 240  # bytes of a folder name ("host=" + escaped host)
@@ -157,6 +162,23 @@ class CompactResult:
     files_after: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of `Store.check`: ``kind`` is ``corrupt`` or ``foreign``; ``moved_to`` is set
+    once ``--repair`` quarantined it."""
+
+    path: str
+    kind: str
+    reason: str
+    moved_to: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    problems: list[Problem]
+    files: int
 
 
 @dataclass(frozen=True)
@@ -784,7 +806,7 @@ class Store:
             with self._reading() as view:
                 plan = {t: self._files_of(t, view) for t in STORE_TABLES}
             try:
-                rows = [(t, len(paths), sum(pq.read_metadata(p).num_rows for p in paths),
+                rows = [(t, len(paths), sum(_footer_rows(p) for p in paths),
                          sum(os.stat(p).st_size for p in paths)) for t, paths in plan.items()]
                 break
             except (OSError, pa.ArrowException) as e:
@@ -812,6 +834,67 @@ class Store:
                 last = max(self.latest_times().values())
         return StoreSummary(self.path, stats, hosts, first, last, len(self._journals()))
 
+    # ----------------------------------------------------------------- checking
+
+    def check(self, repair: bool = False) -> CheckResult:
+        """Every entry of the table folders that readers could trip on: files the store did not
+        write (``foreign``: other names, other schemas, folders) and files it cannot read
+        (``corrupt``). Reads every file whole. With `repair`, each one is moved, under the writer
+        lock, to ``<store>/.quarantine/<time>/`` at the same relative path; nothing else changes.
+        """
+        with self._reading() as view:
+            entries = [e for t in STORE_TABLES for e in self._entries(t, view)]
+        problems = []
+        checked = 0
+        for table, path, is_dir in entries:
+            checked += not is_dir
+            problem = _problem(table, path, is_dir)
+            if problem is not None:
+                problems.append(problem)
+        if repair and problems:
+            problems = self._quarantine(problems)
+        return CheckResult(problems, checked)
+
+    def _entries(self, table: str, view: _View) -> list[tuple[str, str, bool]]:
+        """(table, path, is a folder) of what is in `table`'s folder where data files belong, and of
+        anything else found on the way (a stray file beside the host= folders, say)."""
+        out = []
+        root = self.path / table
+        for e in _scandir(root):
+            if not (e.is_dir() and e.name.startswith("host=")):
+                out.append((table, e.path, e.is_dir()))
+                continue
+            for d in _scandir(Path(e.path)):
+                if not (d.is_dir() and _date_of(d.name) is not None and d.name.startswith("date=")):
+                    out.append((table, d.path, d.is_dir()))
+                    continue
+                for name in view.names(Path(d.path)):
+                    path = os.path.join(d.path, name)
+                    if path in view.deleted or name in view.added.get(Path(d.path), {}):
+                        continue        # a dead writer's change, as readers see it
+                    out.append((table, path, os.path.isdir(path)))
+        return out
+
+    def _quarantine(self, problems: list[Problem]) -> list[Problem]:
+        stamp = clock.now().strftime(STAMP)
+        moved = []
+        with self._writer_lock():
+            for p in problems:
+                src = Path(p.path)
+                if not src.exists():
+                    continue
+                dst = self.path / QUARANTINE / stamp / src.relative_to(self.path)
+                try:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(src, dst)
+                    if self.sync:
+                        _fsync_dir(src.parent)
+                        _fsync_dir(dst.parent)
+                except OSError as e:
+                    raise StoreError(f"{src}: cannot move it to {dst}: {_reason(e)}") from e
+                moved.append(Problem(p.path, p.kind, p.reason, str(dst)))
+        return moved
+
     # ----------------------------------------------------------------- compaction
 
     def compact(self, before: date | datetime | str | None = None) -> CompactResult:
@@ -838,11 +921,16 @@ class Store:
         sources.sort(key=lambda s: (_file_range(s[0]), s[0]))
         paths = [p for _, p in sources]
         try:
-            merged = _read_files(paths, None, _SCHEMAS_ARROW[table], None)
+            merged = _read_files(paths, None, _SCHEMAS_ARROW[table], None, skip_bad=False)
             size_before = sum(os.stat(p).st_size for p in paths)
-        except (OSError, pa.ArrowException) as e:
+        except (OSError, pa.ArrowException):
             if all(os.path.exists(p) for p in paths):
-                raise StoreError(f"{ddir}: cannot read for compaction: {e}") from e
+                # Never merge (and so delete) a file that cannot be read: leave the partition as
+                # it is for `store check --repair`, and compact the others.
+                for p in paths:
+                    if not _readable(p):
+                        warn_unreadable(p)
+                return None
             return None  # another compaction got there first
         merged = merged.take(pc.sort_indices(merged, sort_keys=[("time", "ascending")]))  # stable
         data = _parquet_bytes(merged.replace_schema_metadata(None), ROW_GROUP_ROWS)
@@ -857,6 +945,47 @@ class Store:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _problem(table: str, path: str, is_dir: bool) -> Problem | None:
+    """What is wrong with one entry of a table folder, if anything (`Store.check`)."""
+    name = os.path.basename(path)
+    if is_dir:
+        return Problem(path, "foreign", "a folder where the store keeps only host=/date= folders and "
+                                        "its own files")
+    if not name.endswith(".parquet"):
+        return Problem(path, "foreign", "not a Parquet file of the store")
+    if not _DATA_NAME.match(name):
+        return Problem(path, "foreign", "not a file the store wrote (name)")
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException):
+        return Problem(path, "corrupt", "not a readable Parquet file")
+    want = _SCHEMAS_ARROW[table]
+    if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in want]:
+        return Problem(path, "foreign", f"not the {table} table's columns and types")
+    if not _readable(path):
+        return Problem(path, "corrupt", "not a readable Parquet file")
+    return None
+
+
+def _readable(path: str) -> bool:
+    try:
+        pq.read_table(path)
+    except (OSError, pa.ArrowException):
+        return False
+    return True
+
+
+def _footer_rows(path: str) -> int:
+    """Rows in a file's Parquet footer; 0 with a warning for a file that exists but is unreadable."""
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowException):
+        if not os.path.exists(path):
+            raise
+        warn_unreadable(path)
+        return 0
 
 
 def _reason(e: OSError) -> str:
@@ -890,9 +1019,41 @@ def _repeat(value: str, n: int, dictionary: bool = False) -> pa.Array:
 
 
 def _read_files(paths: list[str], columns: list[str] | None, schema: pa.Schema,
-                window: tuple[int | None, int | None] | None, dictionary: Sequence[str] = ()) -> pa.Table:
+                window: tuple[int | None, int | None] | None, dictionary: Sequence[str] = (),
+                *, skip_bad: bool = True) -> pa.Table:
     """The rows of `paths` (in that order) with `columns`, optionally only times in [lo, hi);
-    the `dictionary` columns dictionary-encoded as Parquet stores them."""
+    the `dictionary` columns dictionary-encoded as Parquet stores them.
+
+    `skip_bad`: a file that exists but cannot be read (corrupt, truncated, not Parquet) is left
+    out with a `StoreWarning` naming it, so one bad file does not stop every report; a file
+    that is gone (a compaction removed it meanwhile) still raises, for the caller to retry.
+    """
+    try:
+        return _read_dataset(paths, columns, schema, window, dictionary)
+    except (OSError, pa.ArrowException):
+        if not skip_bad or len(paths) == 0:
+            raise
+    tables = []
+    for path in paths:
+        try:
+            tables.append(_read_dataset([path], columns, schema, window, dictionary))
+        except (OSError, pa.ArrowException):
+            if not os.path.exists(path):
+                raise
+            warn_unreadable(path)
+    if not tables:
+        return _read_dataset([], columns, schema, window, dictionary)
+    return pa.concat_tables(tables, promote_options="default") if dictionary else pa.concat_tables(tables)
+
+
+def warn_unreadable(path: str) -> None:
+    """The one warning for a store file that cannot be read (shown once per file)."""
+    warnings.warn(f"{path}: unreadable Parquet file skipped (run 'rdtadvisor store check --repair' to "
+                  "quarantine it)", StoreWarning, stacklevel=3)
+
+
+def _read_dataset(paths: list[str], columns: list[str] | None, schema: pa.Schema,
+                  window: tuple[int | None, int | None] | None, dictionary: Sequence[str] = ()) -> pa.Table:
     fmt: Any = "parquet"
     if dictionary:
         fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=list(dictionary)))

@@ -30,8 +30,9 @@ class Record(Protocol):
     def table_rows(self) -> list[dict[str, Any]]: ...
 
 
-def parse(command: XlCommand | str | Sequence[str], text: str, *, source: str = "<stdin>") -> Record:
-    """Parse the stdout of `command` (as typed, e.g. ``"xl psr-cat-show -l 2"``)."""
+def parse(command: XlCommand | str | Sequence[str], text: str | bytes, *, source: str = "<stdin>") -> Record:
+    """Parse the stdout of `command` (as typed, e.g. ``"xl psr-cat-show -l 2"``): bytes, or raw text
+    decoded with ``surrogateescape``. Names and texts come back in `rdtadvisor.core.text`'s escaped form."""
     cmd = command if isinstance(command, XlCommand) else parse_command(command)
     # Imported here so a broken parser module cannot stop the others from loading.
     if cmd.name == "psr-cmt-show":

@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rdtadvisor.core.errors import ParseError, XlReportedError
+from rdtadvisor.core.text import from_bytes, raw_bytes, to_bytes
 from rdtadvisor.xl import failures
 
 ID_W, NAME_W, CELL_W = 5, 25, 16          # %5d, %25s, %16s
@@ -273,13 +274,7 @@ def _main_failure(errors: list[tuple[int, str, failures.Failure]]) -> tuple[int,
 
 
 def _lines(text: str | bytes) -> list[bytes]:
-    if isinstance(text, str):
-        try:
-            data = text.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:
-            data = text.encode("utf-8", "surrogatepass")
-    else:
-        data = bytes(text)
+    data = raw_bytes(text)
     lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
@@ -291,12 +286,13 @@ def _sentence(hint: str | None) -> str:
 
 
 def _s(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
+    return from_bytes(raw)  # the escaped form of rdtadvisor.core.text
 
 
 def pad(name: str, width: int = NAME_W) -> str:
-    """C's ``%25s``: right-align `name` in `width` *bytes* (UTF-8), as xl prints it."""
-    return " " * max(0, width - len(name.encode("utf-8"))) + name
+    """C's ``%25s``: right-align `name` (escaped form) in `width` *bytes*, as xl prints it (raw)."""
+    raw = to_bytes(name)
+    return " " * max(0, width - len(raw)) + raw.decode("utf-8", "surrogateescape")
 
 
 def hex_cell(value: int) -> str:

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rdtadvisor.core.errors import ParseError
+from rdtadvisor.core.text import from_bytes, raw_bytes, to_bytes
 from rdtadvisor.core.units import KIB
 from rdtadvisor.xl import failures
 from rdtadvisor.xl.commands import CMT_METRICS
@@ -139,7 +140,7 @@ def parse(text: str | bytes, metric: str, *, source: str = "<stdin>", command: s
     """
     if metric not in CMT_METRICS:
         raise ValueError(f"unknown metric {metric!r}")
-    data = text.encode() if isinstance(text, str) else bytes(text)
+    data = raw_bytes(text)  # str input: raw text (surrogateescape), as a runner decoded it
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
     bandwidth = metric != "cache-occupancy"
@@ -267,7 +268,7 @@ def _rows(body: bytes, lineno0: int, sockets: tuple[int, ...], bandwidth: bool, 
                 slow_names.append("")
                 continue
             raise ParseError("not a psr-cmt-show row", source=source, lineno=lineno, line=_s(line))
-        name = m.group(1).decode("utf-8", "replace")
+        name = from_bytes(m.group(1))
         domids[i] = int(m.group(2))
         slow_names.append(name)
         row_cells = [int(v) * KIB for v in cell_re.findall(m.group(3))]
@@ -291,14 +292,15 @@ def _rows(body: bytes, lineno0: int, sockets: tuple[int, ...], bandwidth: bool, 
 
 
 def _names(column: pa.Array) -> pa.LargeStringArray:
-    """The fixed 40-byte name column without its printf padding, as one Arrow string array.
+    """The fixed 40-byte name column without its printf padding, as one Arrow string array of
+    names in the escaped form (`rdtadvisor.core.text`: names are bytes to Xen).
 
-    Invalid UTF-8 (names are bytes to Xen) falls back to per-row decoding with U+FFFD.
+    Valid UTF-8 is cast at once (backslashes doubled); otherwise each name is escaped alone.
     """
     try:
-        text = column.cast(pa.large_string())
+        text = pc.replace_substring(column.cast(pa.large_string()), "\\", "\\\\")
     except pa.ArrowInvalid:
-        text = pa.array([b.decode("utf-8", "replace") for b in column.to_pylist()], pa.large_string())
+        text = pa.array([from_bytes(b) for b in column.to_pylist()], pa.large_string())
     # printf's %-40s padding. ASCII trimming is safe on UTF-8: no multi-byte sequence holds 0x20.
     return pc.ascii_rtrim(text, characters=" ")
 
@@ -318,7 +320,7 @@ def _skip_error_line(line: bytes, warnings: list[str], source: str, lineno: int,
 
 
 def _s(line: bytes) -> str:
-    return line.decode("utf-8", "replace")
+    return from_bytes(line)
 
 
 def render(table: CmtTable, *, xen_version: tuple[int, int] = (4, 22)) -> str:
@@ -336,8 +338,10 @@ def render(table: CmtTable, *, xen_version: tuple[int, int] = (4, 22)) -> str:
         out += ["%13u KB" % (table.l3_cache_bytes.get(s, 0) // KIB) for s in table.sockets]
         out.append("\n")
     for i, name in enumerate(table.name_list()):
-        # C's %-40s pads by bytes, not characters: matters for UTF-8 names.
-        out.append(name + " " * max(0, 40 - len(name.encode())) + " %5d" % table.domids[i])
+        # C's %-40s pads by bytes, not characters: matters for UTF-8 names (escaped form -> raw).
+        raw = to_bytes(name)
+        out.append(raw.decode("utf-8", "surrogateescape") + " " * max(0, 40 - len(raw))
+                   + " %5d" % table.domids[i])
         cells = table.values[i] if table.complete[i] else table.values[i][:-1]
         for v in cells:
             out.append(("%11u KB/s" if bandwidth else "%13u KB") % (int(v) // KIB))

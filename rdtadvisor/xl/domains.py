@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rdtadvisor.core.errors import ParseError
+from rdtadvisor.core.text import from_bytes, raw_bytes, to_bytes
 from rdtadvisor.core.units import MIB
 from rdtadvisor.xl import failures
 
@@ -118,7 +119,7 @@ def parse(text: str | bytes, *, source: str = "<stdin>") -> DomainList:
     Raises `ParseError` naming `source`, the line number and the line, or
     `XlReportedError` when xl printed nothing or only its own error texts.
     """
-    data = text.decode("utf-8", "replace") if isinstance(text, bytes | bytearray) else str(text)
+    data = from_bytes(raw_bytes(text))  # names and values in the escaped form of core.text
     lines = data.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -183,7 +184,9 @@ def render(domains: DomainList) -> str:
     for d in domains.domains:
         if not _STATE_RE.fullmatch(d.state):
             raise ValueError(f"domain {d.domid}: state {d.state!r} is not six xl list flags")
-        pad = " " * max(0, 40 - len(d.name.encode("utf-8")))
-        out.append(f"{d.name}{pad} {d.domid:5d} {d.memory_bytes // MIB:5d} {d.vcpus:5d}     "
+        raw = to_bytes(d.name)  # the escaped form back to the bytes xl printed
+        pad = " " * max(0, 40 - len(raw))
+        out.append(f"{raw.decode('utf-8', 'surrogateescape')}{pad} {d.domid:5d} "
+                   f"{d.memory_bytes // MIB:5d} {d.vcpus:5d}     "
                    f"{d.state}  {d.cpu_seconds:8.1f}\n")
     return "".join(out)

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rdtadvisor.core.errors import ParseError
+from rdtadvisor.core.text import from_bytes, raw_bytes, to_raw
 from rdtadvisor.core.units import MIB
 from rdtadvisor.xl import failures
 
@@ -124,7 +125,7 @@ def parse(text: str | bytes, *, source: str = "<stdin>") -> HostInfo:
     Raises `ParseError` naming `source`, the line number and the line (or the missing key),
     or `XlReportedError` when xl printed nothing or only its own error texts.
     """
-    data = text.decode("utf-8", "replace") if isinstance(text, bytes | bytearray) else str(text)
+    data = from_bytes(raw_bytes(text))  # names and values in the escaped form of core.text
     lines = data.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -225,7 +226,7 @@ def render(info: HostInfo) -> str:
     for key in order:
         if key not in values:
             continue
-        value = values[key]
+        value = to_raw(values[key])  # the escaped form back to what xl printed
         if key == "virt_caps":  # ":%s%s..." with a space before each capability
             out.append(f"{key:<{KEY_WIDTH}}:{' ' + value if value else ''}\n")
         else:

@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rdtadvisor.core.errors import ParseError
+from rdtadvisor.core.text import from_bytes, raw_bytes
 from rdtadvisor.core.units import KIB
 from rdtadvisor.xl import failures
 
@@ -220,7 +221,7 @@ def parse(text: str | bytes, *, source: str = "<stdin>") -> HwInfo:
     Raises `ParseError` naming `source`, the line number and the line for anything that is
     not this format, or `XlReportedError` when the output is only xl's own error texts.
     """
-    data = text.decode("utf-8", "replace") if isinstance(text, bytes | bytearray) else str(text)
+    data = from_bytes(raw_bytes(text))  # names and values in the escaped form of core.text
     lines = data.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
