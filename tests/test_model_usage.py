@@ -167,6 +167,20 @@ def test_observed_peak_is_the_highest_level_held_for_three_collections_not_one_s
     assert sustained_peak(totals).loc[("h", 0)] == 8.0
 
 
+def test_observed_peaks_of_many_sockets_at_once_are_each_sockets_rolling_minimum():
+    rng = np.random.default_rng(2)
+    rows = []
+    for h, s, n in [("a", 0, 7), ("a", 1, 2), ("b", 0, 1), ("b", 1, 3), ("c", 0, 12)]:
+        t = pd.date_range(T0, periods=n, freq="min")
+        rows.append(pd.DataFrame({"host": h, "socket": s, "time": t, "bw_total_bytes_s": rng.random(n)}))
+    totals = pd.concat(rows).sample(frac=1, random_state=3).sort_values("time", kind="stable")
+    totals.loc[totals.index[::5], "bw_total_bytes_s"] = np.nan
+    got = sustained_peak(totals)
+    for (h, s), g in totals.dropna().groupby(["host", "socket"]):
+        x = g["bw_total_bytes_s"]
+        assert got.loc[(h, s)] == x.rolling(3, min_periods=min(3, len(x))).min().max()
+
+
 def test_configured_bandwidth_capacity_wins_and_says_where_it_came_from():
     df = samples([(m, 0, 1, "vm", "mem_bw_total", 0, 10 * GIB) for m in range(5)])
     fig = per_collection(df)
