@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -114,6 +116,25 @@ def test_column_stats_equal_numpy_per_column(rows):
         assert got[j, 4] == len(v)
 
 
+def test_column_medians_and_quantiles_are_numpys_bit_for_bit():
+    # the vectorised screens compare these with thresholds exactly as the per-column code does
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        rows, cols = int(rng.integers(1, 30)), int(rng.integers(1, 6))
+        a = rng.lognormal(20, 2, (rows, cols))
+        if rng.random() < 0.5:
+            a = np.round(a / 1e6) * 1e6  # ties
+        a[rng.random((rows, cols)) < 0.3] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            median = [np.nanmedian(a[:, j]) for j in range(cols)]
+            assert np.array_equal(stats.nanmedian_columns(a), median, equal_nan=True)
+            assert np.array_equal(stats.nanmedian_columns(a), np.nanmedian(a, axis=0), equal_nan=True)
+            for q in (0.0, 0.25, 0.5, 0.95, 0.98, 1.0):
+                expected = [np.nanquantile(a[:, j], q) for j in range(cols)]
+                assert np.array_equal(stats.nanquantile_columns(a, q), expected, equal_nan=True)
+
+
 def test_theil_sen_ignores_a_burst_that_a_least_squares_line_would_follow():
     x = np.arange(10.0)
     y = 2 * x + 5
@@ -144,6 +165,20 @@ def test_observed_peak_is_the_highest_level_held_for_three_collections_not_one_s
         }
     )
     assert sustained_peak(totals).loc[("h", 0)] == 8.0
+
+
+def test_observed_peaks_of_many_sockets_at_once_are_each_sockets_rolling_minimum():
+    rng = np.random.default_rng(2)
+    rows = []
+    for h, s, n in [("a", 0, 7), ("a", 1, 2), ("b", 0, 1), ("b", 1, 3), ("c", 0, 12)]:
+        t = pd.date_range(T0, periods=n, freq="min")
+        rows.append(pd.DataFrame({"host": h, "socket": s, "time": t, "bw_total_bytes_s": rng.random(n)}))
+    totals = pd.concat(rows).sample(frac=1, random_state=3).sort_values("time", kind="stable")
+    totals.loc[totals.index[::5], "bw_total_bytes_s"] = np.nan
+    got = sustained_peak(totals)
+    for (h, s), g in totals.dropna().groupby(["host", "socket"]):
+        x = g["bw_total_bytes_s"]
+        assert got.loc[(h, s)] == x.rolling(3, min_periods=min(3, len(x))).min().max()
 
 
 def test_configured_bandwidth_capacity_wins_and_says_where_it_came_from():
@@ -325,6 +360,38 @@ def test_a_shared_daily_swing_is_not_a_noisy_neighbour_though_watchers_rule_fire
     )
     assert neighbours.find_pairs(series) == []
     assert ("batch", "web") in neighbours.watcher_pairs(series)
+
+
+def test_screening_aggressors_at_once_finds_what_examining_each_finds():
+    rng = np.random.default_rng(11)
+    found = 0
+    for _ in range(300):
+        n_t, n_v = int(rng.integers(6, 50)), int(rng.integers(1, 10))
+        occ = rng.lognormal(np.log(4 * MIB), 0.3, (n_t, n_v))
+        bw = rng.lognormal(np.log(500e6), 0.3, (n_t, n_v))
+        for a in rng.choice(n_v, size=min(n_v, 2), replace=False):
+            burst = rng.random(n_t) < 0.2
+            bw[burst, a] *= rng.uniform(2, 30)
+            occ[burst, a] *= rng.uniform(1, 4)
+            hit = rng.random(n_v) < 0.5
+            occ[np.ix_(burst, hit)] *= rng.uniform(0.2, 1.0)
+            bw[np.ix_(burst, hit)] *= rng.uniform(0.8, 2.0)
+        if rng.random() < 0.3:
+            bw = np.round(bw / 1e8) * 1e8  # ties at the thresholds
+        occ[rng.random((n_t, n_v)) < 0.05] = np.nan
+        bw[rng.random((n_t, n_v)) < 0.05] = np.nan
+        times = pd.date_range(T0, periods=n_t, freq="15min")
+        names = [f"vm{i}" for i in range(n_v)]
+        capacity = rng.choice([None, 3e9])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            screened, every = (
+                neighbours.socket_pairs(times, names, occ, bw, capacity_bytes_s=capacity, screen=screen)
+                for screen in (True, False)
+            )
+        assert repr(screened) == repr(every)  # repr: NaN fields compare equal
+        found += len(every)
+    assert found > 100
 
 
 # --- headroom --------------------------------------------------------------------------------

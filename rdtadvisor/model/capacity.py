@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from rdtadvisor.cache import cbm as cbmlib
-from rdtadvisor.model.masks import socket_settings
 
 CAPACITY_COLUMNS = [
     "host",
@@ -114,14 +113,21 @@ def socket_totals(figures: pd.DataFrame) -> pd.DataFrame:
 
 
 def sustained_peak(totals: pd.DataFrame, n: int = SUSTAIN) -> pd.Series:
-    """Per (host, socket): the highest summed bandwidth held for `n` consecutive collections [B/s]."""
+    """Per (host, socket): the highest summed bandwidth held for `n` consecutive collections [B/s]
+    (with fewer than `n` collections, the lowest of them)."""
     bw = totals[["host", "socket", "bw_total_bytes_s"]].dropna()
     if bw.empty:
         return pd.Series(dtype="float64")
-    held = bw.groupby(["host", "socket"], observed=True)["bw_total_bytes_s"].transform(
-        lambda s: s.rolling(n, min_periods=min(n, len(s))).min()
-    )
-    return held.groupby([bw["host"], bw["socket"]], observed=True).max()
+    # rolling(n, min_periods=min(n, len)).min() of each socket's figures, for all sockets at once
+    g = bw.groupby(["host", "socket"], observed=True, sort=False)["bw_total_bytes_s"]
+    x = bw["bw_total_bytes_s"].to_numpy(dtype="float64")
+    held = x.copy()
+    for k in range(1, n):
+        held = np.fmin(held, g.shift(k).to_numpy(dtype="float64", na_value=np.nan))
+    i = g.cumcount().to_numpy()
+    size = g.transform("size").to_numpy()
+    held = np.where(np.minimum(i + 1, n) >= np.minimum(n, size), held, np.nan)
+    return pd.Series(held, index=bw.index).groupby([bw["host"], bw["socket"]], observed=True).max()
 
 
 def socket_capacity(
@@ -138,7 +144,7 @@ def socket_capacity(
     """
     configured = configured or BandwidthCapacity()
     totals = socket_totals(figures) if totals is None else totals
-    peak = sustained_peak(totals)
+    peak = {(str(h), int(s)): float(v) for (h, s), v in sustained_peak(totals).items()}
     last = latest_facts(facts)
     sockets = set(zip(figures["host"].astype(str), figures["socket"].astype(int), strict=True))
     sockets |= {(h, s) for h, s in last if s is not None}
@@ -153,8 +159,8 @@ def socket_capacity(
         conf = configured.of(host)
         if conf:
             bw, source = float(conf), "config"
-        elif (host, socket) in peak.index and peak[(host, socket)] > 0:
-            bw, source = float(peak[(host, socket)]), "observed-peak"
+        elif peak.get((host, socket), 0) > 0:
+            bw, source = peak[(host, socket)], "observed-peak"
         else:
             bw, source = np.nan, "unknown"
         cbm_len = f.get("l3_cbm_len")
@@ -211,14 +217,25 @@ def _cos_used(
     if l3.empty:
         return {}
     l3 = l3[l3["time"] == l3.groupby("host", observed=True)["time"].transform("max")]
+    # one pass over the rows in their order, later rows winning (`socket_settings`, per socket)
+    by: dict[tuple[str, int], dict[int, dict[str, int]]] = {}
+    for h, s, d, setting, v in zip(l3["host"], l3["socket"], l3["domid"], l3["setting"], l3["value"],
+                                   strict=True):
+        domains = by.setdefault((str(h), int(s)), {})
+        if not pd.isna(v):
+            domains.setdefault(int(d), {})[str(setting)] = int(v)
     out = {}
-    for (host, socket), rows in l3.groupby(["host", "socket"], observed=True):
-        f = facts.get((str(host), int(socket)), {})
+    for (host, socket), domains in by.items():
+        f = facts.get((host, socket), {})
         n = f.get("l3_cbm_len") or (
             int(f["l3_default_cbm"]).bit_length() if f.get("l3_default_cbm") else None
         )
         if not n:
             continue
-        current, _ = socket_settings(rows, str(host), int(socket))
-        out[(str(host), int(socket))] = cbmlib.cos_needed(current.values(), int(n))
+        current = [
+            m["l3_cbm"] if "l3_cbm" in m else (m["l3_code_cbm"], m["l3_data_cbm"])
+            for m in domains.values()
+            if "l3_cbm" in m or ("l3_code_cbm" in m and "l3_data_cbm" in m)
+        ]
+        out[(host, socket)] = cbmlib.cos_needed(current, int(n))
     return out

@@ -28,7 +28,9 @@ a lot, which is why the per-byte miss intensity, not occupancy, separates the cl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -48,6 +50,23 @@ class Rules:
     squeeze_bandwidth: float = 0.05  # ... and bandwidth this much higher
 
 
+class Buckets(NamedTuple):
+    """One VM's bucketed figures in time order (NaN where it has none): what `classify` reads
+    of its series, without a frame per VM."""
+
+    occupancy: np.ndarray
+    bandwidth: np.ndarray
+    others: np.ndarray | None  # its neighbours' summed bandwidth
+
+    @classmethod
+    def of(cls, series: pd.DataFrame) -> Buckets:
+        def col(name: str) -> np.ndarray:
+            return series[name].to_numpy(dtype="float64", na_value=np.nan)
+
+        others = col("others_bw_bytes_s") if "others_bw_bytes_s" in series else None
+        return cls(col("occupancy_bytes"), col("bw_total_bytes_s"), others)
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman's rank correlation of the non-NaN pairs (NaN with fewer than 8 or no spread)."""
     ok = ~(np.isnan(x) | np.isnan(y))
@@ -61,20 +80,23 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def classify(
-    vm: pd.Series,
+    vm: Mapping[str, float],
     socket_occ_p50: float,
     socket_bw_p50: float,
     l3_bytes: float,
     cbm_len: float,
-    series: pd.DataFrame | None,
+    series: pd.DataFrame | Buckets | None,
     rules: Rules = Rules(),
 ) -> tuple[str, str, str]:
     """(class, evidence, confidence) for one VM on one socket.
 
-    `vm` is a row of `stats.describe` over the per-collection figures; `socket_*_p50` the
-    socket's summed medians; `series` this VM's bucketed ``occupancy_bytes``,
-    ``bw_total_bytes_s`` and ``others_bw_bytes_s`` (its neighbours' summed bandwidth), or None.
+    `vm` is a row of `stats.describe` over the per-collection figures (a Series or any mapping
+    with its ``*_p50``/``*_p95`` figures); `socket_*_p50` the socket's summed medians; `series`
+    this VM's bucketed ``occupancy_bytes``, ``bw_total_bytes_s`` and ``others_bw_bytes_s`` (its
+    neighbours' summed bandwidth), as a frame or `Buckets`, or None.
     """
+    if isinstance(series, pd.DataFrame):
+        series = Buckets.of(series)
     bw50, bw95 = vm["bw_total_bytes_s_p50"], vm["bw_total_bytes_s_p95"]
     occ50, occ95 = vm["occupancy_bytes_p50"], vm["occupancy_bytes_p95"]
     if np.isnan(bw95):
@@ -142,15 +164,14 @@ def classify(
     return "light", f"{holds} at p50 (under one way), bandwidth p50 {_rate(bw50)}", "high"
 
 
-def _squeeze(series: pd.DataFrame | None) -> tuple[float, float] | None:
+def _squeeze(series: Buckets | None) -> tuple[float, float] | None:
     """(occupancy drop, bandwidth rise) of this VM when its neighbours' bandwidth is in its top
     quartile vs its bottom quartile: the neighbours' pressure is the instrument that moves its
-    occupancy independently of its own load. None without enough buckets or spread."""
-    if series is None or len(series) < 8 or "others_bw_bytes_s" not in series:
+    occupancy independently of its own load. None without 8 buckets with all three figures, or
+    without spread."""
+    if series is None or series.others is None:
         return None
-    occ = series["occupancy_bytes"].to_numpy(dtype="float64", na_value=np.nan)
-    bw = series["bw_total_bytes_s"].to_numpy(dtype="float64", na_value=np.nan)
-    others = series["others_bw_bytes_s"].to_numpy(dtype="float64", na_value=np.nan)
+    occ, bw, others = series
     ok = ~(np.isnan(occ) | np.isnan(bw) | np.isnan(others))
     if ok.sum() < 8:
         return None
@@ -166,13 +187,10 @@ def _squeeze(series: pd.DataFrame | None) -> tuple[float, float] | None:
     return float(1 - occ_p / occ_q), float(bw_p / bw_q - 1)
 
 
-def _self_rho(series: pd.DataFrame | None) -> float:
+def _self_rho(series: Buckets | None) -> float:
     if series is None:
         return float("nan")
-    return spearman(
-        series["occupancy_bytes"].to_numpy(dtype="float64", na_value=np.nan),
-        series["bw_total_bytes_s"].to_numpy(dtype="float64", na_value=np.nan),
-    )
+    return spearman(series.occupancy, series.bandwidth)
 
 
 def _rate(x: float) -> str:

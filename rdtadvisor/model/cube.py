@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from rdtadvisor.model.stats import nanmedian_columns
+
 FIGURE_NAMES = ("occupancy_bytes", "bw_total_bytes_s", "bw_local_bytes_s", "bw_remote_bytes_s")
 _METRICS = {"l3_occupancy": 0, "mem_bw_total": 1, "mem_bw_local": 2}
 
@@ -75,45 +77,76 @@ def cubes(samples: pd.DataFrame) -> list[Cube]:
     categorical host/domain/metric columns), sorted by host."""
     if samples.empty:
         return []
+    rows = _Rows.of(samples)
     host = pd.Categorical(samples["host"])
     hcodes = host.codes
     out = []
     if len(host.categories) == 1:
-        out.append(_cube(str(host.categories[0]), samples))
+        out.append(_cube(str(host.categories[0]), rows))
     else:
         order = np.argsort(hcodes, kind="stable")
         bounds = np.searchsorted(hcodes[order], np.arange(len(host.categories) + 1))
         for i, name in enumerate(host.categories):
-            rows = order[bounds[i]:bounds[i + 1]]
-            if len(rows):
-                out.append(_cube(str(name), samples.iloc[rows]))
+            idx = order[bounds[i]:bounds[i + 1]]
+            if len(idx):
+                out.append(_cube(str(name), rows.take(idx)))
     return sorted(out, key=lambda c: c.host)
 
 
-def _cube(host: str, s: pd.DataFrame) -> Cube:
+@dataclass
+class _Rows:
+    """The columns of `samples` a cube is built from, as numpy arrays, decoded once for all
+    hosts: times in ns (UTC), domain codes into `names`, metric codes (`_METRICS`, 3 = other)."""
+
+    time: np.ndarray
+    name: np.ndarray  # code into `names`, -1 for none
+    names: np.ndarray  # object (str)
+    domid: np.ndarray
+    socket: np.ndarray
+    metric: np.ndarray
+    reading: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def of(cls, s: pd.DataFrame) -> _Rows:
+        times_idx = pd.DatetimeIndex(s["time"])
+        t = (times_idx if times_idx.unit == "ns" else times_idx.as_unit("ns")).asi8   # UTC, no copy
+        domain = s["domain"]
+        if isinstance(domain.dtype, pd.CategoricalDtype):
+            ncodes, cats = domain.cat.codes.to_numpy(), np.asarray(domain.cat.categories, dtype=object)
+        else:
+            ncodes, cats = pd.factorize(domain, use_na_sentinel=True)
+            cats = np.asarray(cats, dtype=object)
+        metric = s["metric"]
+        if not isinstance(metric.dtype, pd.CategoricalDtype):
+            metric = metric.astype("category")
+        lut = np.array([_METRICS.get(str(c), 3) for c in metric.cat.categories] + [3], dtype=np.int64)
+        mcode = lut[metric.cat.codes.to_numpy()]          # code -1 (NaN) -> 3 via the last entry
+        return cls(t, ncodes, cats, s["domid"].to_numpy(), s["socket"].to_numpy(), mcode,
+                   s["reading"].to_numpy(), s["value"].to_numpy())
+
+    def take(self, idx: np.ndarray) -> _Rows:
+        return _Rows(self.time[idx], self.name[idx], self.names, self.domid[idx], self.socket[idx],
+                     self.metric[idx], self.reading[idx], self.value[idx])
+
+
+def _cube(host: str, s: _Rows) -> Cube:
     # Ten million rows: every full-length temporary costs ~0.1 s here, so arrays are built
     # in place where numpy allows and the common case (one reading per metric) is one scatter.
-    times_idx = pd.DatetimeIndex(s["time"])
-    t = (times_idx if times_idx.unit == "ns" else times_idx.as_unit("ns")).asi8   # UTC, no copy
-    cell, tuniq = pd.factorize(t)
+    cell, tuniq = pd.factorize(s.time)
     rank = np.empty(len(tuniq), dtype=np.int64)
     rank[np.argsort(tuniq)] = np.arange(len(tuniq))
     cell = rank[cell]
     times = np.sort(tuniq).view("datetime64[ns]")
 
-    domain = s["domain"]
-    if isinstance(domain.dtype, pd.CategoricalDtype):
-        ncodes, cats = domain.cat.codes.to_numpy(), np.asarray(domain.cat.categories, dtype=object)
-    else:
-        ncodes, cats = pd.factorize(domain, use_na_sentinel=True)
-        cats = np.asarray(cats, dtype=object)
+    cats = s.names
     # (socket, domid, name) -> one slot; slots of one (socket, name) merge into a VM column below
-    key = ncodes.astype(np.int64)
+    key = s.name.astype(np.int64)
     key += 1                                  # -1 (no name) -> 0
     key <<= 16
-    np.bitwise_or(key, s["domid"].to_numpy() & 0xFFFF, out=key)
+    np.bitwise_or(key, s.domid & 0xFFFF, out=key)
     key <<= 12
-    np.bitwise_or(key, s["socket"].to_numpy() & 0xFFF, out=key)
+    np.bitwise_or(key, s.socket & 0xFFF, out=key)
     slot, keys = pd.factorize(key)
     n_t, n_s = len(times), len(keys)
     n_cells = n_t * n_s
@@ -121,13 +154,9 @@ def _cube(host: str, s: pd.DataFrame) -> Cube:
     cell += slot
     del slot, key
 
-    metric = s["metric"]
-    if not isinstance(metric.dtype, pd.CategoricalDtype):
-        metric = metric.astype("category")
-    lut = np.array([_METRICS.get(str(c), 3) for c in metric.cat.categories] + [3], dtype=np.int64)
-    mcode = lut[metric.cat.codes.to_numpy()]          # code -1 (NaN) -> 3 via the last entry
-    reading = s["reading"].to_numpy()
-    value = s["value"].to_numpy()
+    mcode = s.metric
+    reading = s.reading
+    value = s.value
     multi = reading != 0
     known = mcode < 3
     flat = mcode * n_cells
@@ -143,12 +172,12 @@ def _cube(host: str, s: pd.DataFrame) -> Cube:
         for k in np.unique(mcode[multi & known]):
             sel = known & (mcode == k)
             depth = int(reading[sel].max()) + 1
-            buf = np.full((n_cells, depth), np.nan)
-            buf[cell[sel], reading[sel]] = value[sel]
-            n = (~np.isnan(buf)).sum(axis=1)
+            buf = np.full((depth, n_cells), np.nan)
+            buf[reading[sel], cell[sel]] = value[sel]
+            n = (~np.isnan(buf)).sum(axis=0)
             some = n > 0
             arrays[k] = np.full(n_cells, np.nan)
-            arrays[k][some] = np.nanmedian(buf[some], axis=1)
+            arrays[k][some] = nanmedian_columns(buf[:, some])   # numpy's nanmedian, one sort
             if k == 1:
                 counts = n.astype(np.int16)
     arrays = [a.reshape(n_t, n_s) for a in arrays]

@@ -40,12 +40,14 @@ simulated ground truth.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from rdtadvisor.model.classify import spearman
+from rdtadvisor.model.stats import nanmedian_columns, nanquantile_columns
 
 
 @dataclass(frozen=True)
@@ -87,91 +89,165 @@ def find_pairs(
     if occ_f.shape[0] < 6 or bw_f.empty:
         return []
     bw_f = bw_f.reindex(index=occ_f.index, columns=occ_f.columns)
-    names = [str(c) for c in occ_f.columns]
-    occ = occ_f.to_numpy(dtype="float64", na_value=np.nan)
-    bw = bw_f.to_numpy(dtype="float64", na_value=np.nan)
+    return socket_pairs(
+        pd.DatetimeIndex(occ_f.index),
+        [str(c) for c in occ_f.columns],
+        occ_f.to_numpy(dtype="float64", na_value=np.nan),
+        bw_f.to_numpy(dtype="float64", na_value=np.nan),
+        capacity_bytes_s=capacity_bytes_s,
+        rules=rules,
+    )
+
+
+def socket_pairs(
+    times: pd.DatetimeIndex,
+    names: Sequence[str],
+    occ: np.ndarray,
+    bw: np.ndarray,
+    *,
+    capacity_bytes_s: float | None = None,
+    rules: Rules = Rules(),
+    screen: bool = True,
+) -> list[Pair]:
+    """`find_pairs` on one socket's bucket grid, without the pivot: `occ` and `bw` are
+    (len(times), len(names)), NaN where a domain has no figure; `times` are the buckets where
+    some domain has an occupancy and `names` the domains with one, sorted.
+
+    `screen` tests the aggressor conditions that need no events on all columns at once
+    (bit for bit what the per-aggressor test computes), so only the columns that pass them
+    are examined one by one; False examines every column (the reference the tests compare).
+    """
+    if len(times) < 6 or np.isnan(bw).all():
+        return []
+    occ = np.ascontiguousarray(occ, dtype=np.float64)
+    bw = np.ascontiguousarray(bw, dtype=np.float64)
     total = np.nansum(bw, axis=1)
-    times = occ_f.index
-    pairs = []
-    for ai, a in enumerate(names):
-        a_bw = bw[:, ai]
-        if np.isnan(a_bw).all():
-            continue
-        med, peak = np.nanmedian(a_bw), np.nanquantile(a_bw, 0.98)
-        thr = max(med + 0.5 * (peak - med), rules.swing * med)
-        active = a_bw >= thr
-        quiet = a_bw <= med
-        if not (med > 0 or peak > 0) or active.sum() < 1 or quiet.sum() < 3:
-            continue
-        # A's own rise must outpace the rest of the socket's (a shared daily swing does not)
-        rest = total - np.nan_to_num(a_bw)
-        a_ratio = _med(a_bw, active) / _med(a_bw, quiet) if _med(a_bw, quiet) > 0 else np.inf
-        r_ratio = _med(rest, active) / _med(rest, quiet) if _med(rest, quiet) > 0 else 1.0
-        if not a_ratio >= rules.share_rise * r_ratio:
-            continue
-        if not _med(a_bw / np.where(total > 0, total, np.nan), active) >= rules.aggressor_share:
-            continue
-        events = _events(active, quiet, rules)
-        if not events:
-            continue
-        a_occ = occ[:, ai]
-        a_rise = np.nanmedian([_rel(_med(a_occ, ev), _med(a_occ, base)) for ev, base in events])
-        if not a_rise > 0:
-            continue
-        for vi, v in enumerate(names):
-            if vi == ai:
-                continue
-            v_occ, v_bw = occ[:, vi], bw[:, vi]
-            drops, ints, bws, bases = [], [], [], []
-            for ev, base in events:
-                o_e, o_b = _med(v_occ, ev), _med(v_occ, base)
-                b_e, b_b = _med(v_bw, ev), _med(v_bw, base)
-                drops.append(-_rel(o_e, o_b))
-                bws.append(_rel(b_e, b_b))
-                ints.append(_rel(b_e / o_e if o_e > 0 else np.nan, b_b / o_b if o_b > 0 else np.nan))
-                bases.append(o_b)
-            drops_a = np.array(drops)
-            ok = ~np.isnan(drops_a)
-            if not ok.any() or not np.nanmedian(bases) >= rules.min_occupancy:
-                continue
-            if not _med(v_bw, quiet) >= rules.min_victim_bw:
-                continue
-            drop = float(np.nanmedian(drops_a))
-            intensity = float(np.nanmedian(ints)) if not np.isnan(ints).all() else float("nan")
-            consistent = float((drops_a[ok] >= rules.occupancy_drop / 2).mean())
-            if not (drop >= rules.occupancy_drop and intensity >= rules.intensity_rise
-                    and consistent >= rules.consistency):
-                continue
-            bw_change = float(np.nanmedian(bws)) if not np.isnan(bws).all() else float("nan")
-            util = (float(np.nanmedian(total[active])) / capacity_bytes_s
-                    if capacity_bytes_s and capacity_bytes_s > 0 else None)
-            score = float(min(1.0, drop * (1 + max(intensity, 0.0))))
-            critical = drop >= 0.5 or (util is not None and util >= 1.0)
-            rho = spearman(a_occ, v_occ)
-            all_base = np.zeros(len(times), dtype=bool)
-            for _, base in events:
-                all_base |= base
-            pairs.append(Pair(
-                aggressor=a, victim=v, severity="critical" if critical else "warning",
-                score=round(score, 3), occupancy_drop=round(drop, 3),
-                bandwidth_change=round(bw_change, 3) if np.isfinite(bw_change) else float("nan"),
-                rho=round(rho, 3) if np.isfinite(rho) else float("nan"),
-                evidence={
-                    "aggressor_bandwidth_bytes_s": {"quiet": _f(_med(a_bw, all_base)),
-                                                    "active": _f(_med(a_bw, active))},
-                    "aggressor_occupancy_bytes": {"quiet": _f(_med(a_occ, all_base)),
-                                                  "active": _f(_med(a_occ, active))},
-                    "victim_occupancy_bytes": {"quiet": _f(_med(v_occ, all_base)),
-                                               "active": _f(_med(v_occ, active))},
-                    "victim_bandwidth_bytes_s": {"quiet": _f(_med(v_bw, all_base)),
-                                                 "active": _f(_med(v_bw, active))},
-                    "victim_misses_per_byte_change": round(intensity, 3),
-                    "events": len(events), "events_with_drop_share": round(consistent, 3),
-                    "occupancy_rho": round(rho, 3) if np.isfinite(rho) else None,
-                    "socket_bandwidth_utilisation_active": None if util is None else round(util, 3),
-                    "windows": _windows(times, events, v_occ, a_bw, v_bw),
-                }))
+    candidates = _aggressors(bw, total, rules) if screen else np.ones(bw.shape[1], dtype=bool)
+    pairs: list[Pair] = []
+    for ai in np.flatnonzero(candidates):
+        pairs += _aggressor_pairs(int(ai), times, names, occ, bw, total, capacity_bytes_s, rules)
     return sorted(pairs, key=lambda p: (p.severity != "critical", -p.score, p.aggressor, p.victim))
+
+
+def _aggressors(bw: np.ndarray, total: np.ndarray, rules: Rules) -> np.ndarray:
+    """Per column: whether it passes the burst, rise and share tests of `_aggressor_pairs`,
+    computed for every column at once with the same arithmetic (so the same floats)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        med = nanmedian_columns(bw)
+        peak = nanquantile_columns(bw, 0.98)
+        half, swing = med + 0.5 * (peak - med), rules.swing * med
+        thr = np.where(swing > half, swing, half)  # max(half, swing) as Python picks it
+        active = bw >= thr
+        quiet = bw <= med
+        ok = ~np.isnan(bw).all(axis=0) & ((med > 0) | (peak > 0))
+        ok &= (active.sum(axis=0) >= 1) & (quiet.sum(axis=0) >= 3)
+        rest = total[:, None] - np.nan_to_num(bw)
+        a_quiet = _masked_medians(bw, quiet)
+        a_ratio = np.where(a_quiet > 0, _masked_medians(bw, active) / a_quiet, np.inf)
+        r_quiet = _masked_medians(rest, quiet)
+        r_ratio = np.where(r_quiet > 0, _masked_medians(rest, active) / r_quiet, 1.0)
+        ok &= a_ratio >= rules.share_rise * r_ratio
+        share = bw / np.where(total > 0, total, np.nan)[:, None]
+        ok &= _masked_medians(share, active) >= rules.aggressor_share
+    return ok
+
+
+def _masked_medians(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per column: `_med` of the column under its mask."""
+    return nanmedian_columns(np.where(mask, x, np.nan))
+
+
+def _aggressor_pairs(
+    ai: int,
+    times: pd.DatetimeIndex,
+    names: Sequence[str],
+    occ: np.ndarray,
+    bw: np.ndarray,
+    total: np.ndarray,
+    capacity_bytes_s: float | None,
+    rules: Rules,
+) -> list[Pair]:
+    """The pairs with column `ai` as the aggressor (empty if it is none)."""
+    a = names[ai]
+    a_bw = bw[:, ai]
+    if np.isnan(a_bw).all():
+        return []
+    med, peak = np.nanmedian(a_bw), np.nanquantile(a_bw, 0.98)
+    thr = max(med + 0.5 * (peak - med), rules.swing * med)
+    active = a_bw >= thr
+    quiet = a_bw <= med
+    if not (med > 0 or peak > 0) or active.sum() < 1 or quiet.sum() < 3:
+        return []
+    # A's own rise must outpace the rest of the socket's (a shared daily swing does not)
+    rest = total - np.nan_to_num(a_bw)
+    a_ratio = _med(a_bw, active) / _med(a_bw, quiet) if _med(a_bw, quiet) > 0 else np.inf
+    r_ratio = _med(rest, active) / _med(rest, quiet) if _med(rest, quiet) > 0 else 1.0
+    if not a_ratio >= rules.share_rise * r_ratio:
+        return []
+    if not _med(a_bw / np.where(total > 0, total, np.nan), active) >= rules.aggressor_share:
+        return []
+    events = _events(active, quiet, rules)
+    if not events:
+        return []
+    a_occ = occ[:, ai]
+    a_rise = np.nanmedian([_rel(_med(a_occ, ev), _med(a_occ, base)) for ev, base in events])
+    if not a_rise > 0:
+        return []
+    pairs = []
+    for vi, v in enumerate(names):
+        if vi == ai:
+            continue
+        v_occ, v_bw = occ[:, vi], bw[:, vi]
+        drops, ints, bws, bases = [], [], [], []
+        for ev, base in events:
+            o_e, o_b = _med(v_occ, ev), _med(v_occ, base)
+            b_e, b_b = _med(v_bw, ev), _med(v_bw, base)
+            drops.append(-_rel(o_e, o_b))
+            bws.append(_rel(b_e, b_b))
+            ints.append(_rel(b_e / o_e if o_e > 0 else np.nan, b_b / o_b if o_b > 0 else np.nan))
+            bases.append(o_b)
+        drops_a = np.array(drops)
+        ok = ~np.isnan(drops_a)
+        if not ok.any() or not np.nanmedian(bases) >= rules.min_occupancy:
+            continue
+        if not _med(v_bw, quiet) >= rules.min_victim_bw:
+            continue
+        drop = float(np.nanmedian(drops_a))
+        intensity = float(np.nanmedian(ints)) if not np.isnan(ints).all() else float("nan")
+        consistent = float((drops_a[ok] >= rules.occupancy_drop / 2).mean())
+        if not (drop >= rules.occupancy_drop and intensity >= rules.intensity_rise
+                and consistent >= rules.consistency):
+            continue
+        bw_change = float(np.nanmedian(bws)) if not np.isnan(bws).all() else float("nan")
+        util = (float(np.nanmedian(total[active])) / capacity_bytes_s
+                if capacity_bytes_s and capacity_bytes_s > 0 else None)
+        score = float(min(1.0, drop * (1 + max(intensity, 0.0))))
+        critical = drop >= 0.5 or (util is not None and util >= 1.0)
+        rho = spearman(a_occ, v_occ)
+        all_base = np.zeros(len(times), dtype=bool)
+        for _, base in events:
+            all_base |= base
+        pairs.append(Pair(
+            aggressor=a, victim=v, severity="critical" if critical else "warning",
+            score=round(score, 3), occupancy_drop=round(drop, 3),
+            bandwidth_change=round(bw_change, 3) if np.isfinite(bw_change) else float("nan"),
+            rho=round(rho, 3) if np.isfinite(rho) else float("nan"),
+            evidence={
+                "aggressor_bandwidth_bytes_s": {"quiet": _f(_med(a_bw, all_base)),
+                                                "active": _f(_med(a_bw, active))},
+                "aggressor_occupancy_bytes": {"quiet": _f(_med(a_occ, all_base)),
+                                              "active": _f(_med(a_occ, active))},
+                "victim_occupancy_bytes": {"quiet": _f(_med(v_occ, all_base)),
+                                           "active": _f(_med(v_occ, active))},
+                "victim_bandwidth_bytes_s": {"quiet": _f(_med(v_bw, all_base)),
+                                             "active": _f(_med(v_bw, active))},
+                "victim_misses_per_byte_change": round(intensity, 3),
+                "events": len(events), "events_with_drop_share": round(consistent, 3),
+                "occupancy_rho": round(rho, 3) if np.isfinite(rho) else None,
+                "socket_bandwidth_utilisation_active": None if util is None else round(util, 3),
+                "windows": _windows(times, events, v_occ, a_bw, v_bw),
+            }))
+    return pairs
 
 
 def _events(active: np.ndarray, quiet: np.ndarray, rules: Rules) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -34,6 +34,13 @@ def confidence(coverage: float, samples: float, readings: float) -> str:
     return "low"
 
 
+def confidences(coverage: np.ndarray, samples: np.ndarray, readings: np.ndarray) -> np.ndarray:
+    """`confidence` of each element (NaN compares false, as there)."""
+    high = (coverage >= 0.9) & (samples >= 12) & (readings >= 3)
+    medium = (coverage >= 0.5) & (samples >= 6)
+    return np.select([high, medium], ["high", "medium"], "low")
+
+
 def dropped_rows(events: pd.DataFrame) -> pd.DataFrame:
     """Per (host, domain): rows xl printed ambiguously and the parser dropped (column ``dropped``)."""
     w = events[events["kind"] == "parse-warning"]

@@ -22,7 +22,7 @@ Frames (units in column names; see each module for definitions):
 from __future__ import annotations
 
 import itertools
-import warnings
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -83,15 +83,23 @@ class Usage:
 
 @dataclass
 class _HostParts:
-    """What one host contributes to the frames, before concatenation."""
+    """What one host contributes to the frames, as numpy columns: every host's are concatenated
+    and each frame is built once (a DataFrame per host and step costs more than the numbers)."""
 
-    vm_socket: pd.DataFrame
-    vm: pd.DataFrame
-    totals: pd.DataFrame  # host, socket, time, summed figures
-    socket_stats: pd.DataFrame
-    series: pd.DataFrame
-    latest: pd.DataFrame  # per_collection rows of the latest collection
+    host: str
+    vm_socket: dict[str, np.ndarray]  # one row per cube column
+    vm: dict[str, np.ndarray | list]  # one row per VM name
+    totals: dict[str, np.ndarray]  # one row per (collection, socket): summed figures
+    socket_stats: dict[str, np.ndarray]  # one row per socket
+    latest: dict[str, np.ndarray]  # per_collection rows of the latest collection
     quality: dict
+    # buckets: (buckets x cube columns) medians, for the series frame, classes and neighbours
+    starts: np.ndarray  # bucket starts, datetime64[ns] (UTC)
+    sockets: np.ndarray  # per cube column
+    names: np.ndarray  # per cube column (str)
+    occ: np.ndarray
+    bw: np.ndarray
+    others: np.ndarray
 
 
 def usage(tables: Mapping[str, pd.DataFrame], window: Window = Window(), limits: Limits = Limits()) -> Usage:
@@ -120,27 +128,26 @@ def usage(tables: Mapping[str, pd.DataFrame], window: Window = Window(), limits:
         str(h): np.sort(pd.DatetimeIndex(g["time"]).as_unit("ns").tz_convert(None).to_numpy())
         for h, g in collections.groupby("host", observed=True)
     }
-    dropped = quality.dropped_rows(tables["events"]).set_index(["host", "domain"])["dropped"]
-    parts = {
-        c.host: _host_parts(c, changes, settle_for, bucket, ctimes.get(c.host), l3, dropped)
+    host_changes = {str(h): g for h, g in changes.groupby("host", observed=True)} if len(changes) else {}
+    dropped: dict[str, dict[str, int]] = {}
+    d = quality.dropped_rows(tables["events"])
+    for h, dom, n in zip(d["host"], d["domain"], d["dropped"], strict=True):
+        dropped.setdefault(str(h), {})[str(dom)] = int(n)
+    parts = [
+        _host_parts(c, host_changes.get(c.host), settle_for, bucket, ctimes.get(c.host), l3,
+                    dropped.get(c.host))
         for c in host_cubes
-    }
+    ]
 
-    totals = _concat([p.totals for p in parts.values()])
-    latest = _concat([p.latest for p in parts.values()])
+    totals = _frame(parts, "totals", times=("time",))
+    latest = _latest(parts)
     cap = caplib.socket_capacity(latest, tables["facts"], tables["settings"], limits.bandwidth, totals=totals)
-    sockets = _sockets(_concat([p.socket_stats for p in parts.values()]), totals, cap, limits)
-    series = _concat([p.series for p in parts.values()])
-    vs = _vm_socket(_concat([p.vm_socket for p in parts.values()]), cap, sockets, series, limits)
-    vm = _vm(_concat([p.vm for p in parts.values()]), tables.get("domains"))
-    pairs = {}
-    for (host, socket), s in series.groupby(["host", "socket"], observed=True, sort=True):
-        bw_cap = cap.loc[(cap["host"] == host) & (cap["socket"] == socket), "bw_capacity_bytes_s"]
-        known = len(bw_cap) and pd.notna(bw_cap.iloc[0])
-        pairs[(str(host), int(socket))] = neighbours.find_pairs(
-            s, capacity_bytes_s=float(bw_cap.iloc[0]) if known else None
-        )
-    hosts = _hosts(parts, collections, tables)
+    sockets = _sockets(_frame(parts, "socket_stats"), totals, cap, limits)
+    series = _series_frame(parts)
+    vs = _vm_socket(_frame(parts, "vm_socket"), parts, cap, sockets, limits)
+    vm = _vm(_frame(parts, "vm"), tables.get("domains"))
+    pairs = _pairs(parts, cap)
+    hosts = _hosts({p.host: p for p in parts}, collections, tables)
     return Usage(
         window=window,
         step=step,
@@ -164,17 +171,20 @@ def usage(tables: Mapping[str, pd.DataFrame], window: Window = Window(), limits:
 
 def _host_parts(
     c: Cube,
-    changes: pd.DataFrame,
+    changes: pd.DataFrame | None,
     settle_for: pd.Timedelta,
     bucket: pd.Timedelta,
     ctimes: np.ndarray | None,
     l3: Mapping[tuple[str, int], float],
-    dropped: pd.Series,
+    dropped: Mapping[str, int] | None,
 ) -> _HostParts:
-    n_t = c.occupancy.shape[0]
+    n_t, n_v = c.occupancy.shape
     socks = np.unique(c.sockets)
     # Occupancy right after a mask change is the old partition's, not the new one's.
-    settle = quality.settling_grid(c.times, c.sockets, changes[changes["host"] == c.host], settle_for)
+    if changes is None or changes.empty:
+        settle = np.zeros((n_t, n_v), dtype=bool)
+    else:
+        settle = quality.settling_grid(c.times, c.sockets, changes, settle_for)
     figs = {
         "occupancy_bytes": np.where(settle, np.nan, c.occupancy),
         "bw_total_bytes_s": c.bw_total,
@@ -182,24 +192,20 @@ def _host_parts(
         "bw_remote_bytes_s": c.bw_remote,
     }
     present = c.present()
+    str_names = c.names.astype(str)
 
     # per VM x socket
-    vm = pd.DataFrame(
-        {
-            "host": c.host,
-            "socket": c.sockets.astype(int),
-            "domain": c.names.astype(str),
-            "domid": c.domids.astype(int),
-        }
-    )
-    for name in FIGURE_NAMES:
-        st = stats.column_stats(figs[name])
-        for j, s in enumerate(STAT_NAMES):
-            vm[f"{name}_{s}"] = st[:, j]
+    vm: dict[str, np.ndarray] = {
+        "socket": c.sockets.astype(int),
+        "domain": str_names,
+        "domid": c.domids.astype(int),
+        **_stats_columns(figs),
+    }
     seen = present.any(axis=0)
     first = np.argmax(present, axis=0)
     last = n_t - 1 - np.argmax(present[::-1], axis=0)
-    vm["samples"] = present.sum(axis=0)
+    samples = present.sum(axis=0)
+    vm["samples"] = samples
     if ctimes is not None and len(ctimes):
         expected = np.searchsorted(ctimes, c.times[last], side="right") - np.searchsorted(
             ctimes, c.times[first], side="left"
@@ -207,12 +213,14 @@ def _host_parts(
     else:
         expected = last - first + 1
     vm["expected"] = np.where(seen, np.maximum(expected, 1), 0)
-    vm["coverage"] = np.clip(vm["samples"] / vm["expected"].clip(lower=1), 0, 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no readings
-        r = np.where(c.readings > 0, c.readings.astype(float), np.nan)
-        vm["readings"] = np.nanmedian(r, axis=0) if n_t else np.nan
-    vm["rows_dropped"] = [int(dropped.get((c.host, d), 0)) for d in vm["domain"]]
+    vm["coverage"] = np.clip(samples / np.maximum(vm["expected"], 1), 0, 1)
+    r = np.where(c.readings > 0, c.readings.astype(float), np.nan)
+    vm["readings"] = stats.nanmedian_columns(r) if n_t else np.full(n_v, np.nan)
+    vm["rows_dropped"] = (
+        np.array([dropped.get(d, 0) for d in str_names], dtype=np.int64)
+        if dropped
+        else np.zeros(n_v, dtype=np.int64)
+    )
     for name in ("occupancy_bytes", "bw_total_bytes_s"):
         vm[f"{name}_per_day"] = stats.daily_slopes(c.times, figs[name])
 
@@ -224,49 +232,41 @@ def _host_parts(
         for name in FIGURE_NAMES
     }
     raw_occ = np.column_stack([_sum(c.occupancy[:, c.sockets == s]) for s in socks]) if len(socks) else None
-    totals = pd.DataFrame(
-        {
-            "host": c.host,
-            "socket": np.tile(socks.astype(int), n_t),
-            "time": pd.DatetimeIndex(np.repeat(c.times, len(socks))).tz_localize("UTC"),
-            **{name: tot[name].ravel() for name in FIGURE_NAMES},
-            "domains": np.column_stack([present[:, c.sockets == s].sum(axis=1) for s in socks]).ravel()
-            if len(socks)
-            else np.zeros(0),
-        }
-    )
-    sock = pd.DataFrame({"host": c.host, "socket": socks.astype(int)})
-    for name in FIGURE_NAMES:
-        st = stats.column_stats(tot[name])
-        for j, s in enumerate(STAT_NAMES):
-            sock[f"{name}_{s}"] = st[:, j]
+    totals = {
+        "socket": np.tile(socks.astype(int), n_t),
+        "time": np.repeat(c.times, len(socks)),
+        **{name: tot[name].ravel() for name in FIGURE_NAMES},
+        "domains": np.column_stack([present[:, c.sockets == s].sum(axis=1) for s in socks]).ravel()
+        if len(socks)
+        else np.zeros(0),
+    }
+    sock = {"socket": socks.astype(int), **_stats_columns(tot)}
     for name in ("occupancy_bytes", "bw_total_bytes_s"):
         sock[f"{name}_per_day"] = stats.daily_slopes(c.times, tot[name])
 
-    # per VM over its sockets
-    names, inverse = np.unique(c.names.astype(str), return_inverse=True)
-    vmt = pd.DataFrame({"host": c.host, "domain": names})
+    # per VM over its sockets (most VMs have one column: their sum is that column)
+    names, first_col, inverse, counts = np.unique(str_names, return_index=True, return_inverse=True,
+                                                  return_counts=True)
+    multi = np.flatnonzero(counts > 1)
+    summed = {}
     for name in FIGURE_NAMES:
-        summed = (
-            np.column_stack([_sum(figs[name][:, inverse == k]) for k in range(len(names))])
-            if len(names)
-            else np.zeros((n_t, 0))
-        )
-        st = stats.column_stats(summed)
-        for j, s in enumerate(STAT_NAMES):
-            vmt[f"{name}_{s}"] = st[:, j]
+        a = figs[name][:, first_col] + 0.0  # what _sum gives for one column (-0.0 -> 0.0)
+        for k in multi:
+            a[:, k] = _sum(figs[name][:, inverse == k])
+        summed[name] = a
+    vmt: dict[str, np.ndarray | list] = {"domain": names, **_stats_columns(summed)}
+    domids = c.domids[first_col].astype(int)
+    vm_sockets = [[int(s)] if ok else [] for s, ok in zip(c.sockets[first_col], seen[first_col], strict=True)]
     last_seen = np.where(seen, last, -1)
-    vmt["domid"] = [
-        int(c.domids[np.flatnonzero(inverse == k)[np.argmax(last_seen[inverse == k])]])
-        for k in range(len(names))
-    ]
-    vmt["sockets"] = [sorted({int(s) for s in c.sockets[(inverse == k) & seen]}) for k in range(len(names))]
+    for k in multi:
+        cols = inverse == k
+        domids[k] = int(c.domids[np.flatnonzero(cols)[np.argmax(last_seen[cols])]])
+        vm_sockets[k] = sorted({int(s) for s in c.sockets[cols & seen]})
+    vmt["domid"] = domids
+    vmt["sockets"] = vm_sockets
 
     # buckets: medians per bucket, for charts, classes and neighbours
-    series = _series(c, figs, bucket)
-
-    # the latest collection, as long rows (capacity, unmonitored domains)
-    latest = c.to_long(last=True)
+    starts, occ_b, bw_b, others_b = _buckets(c, figs, bucket)
 
     over = 0
     if raw_occ is not None:
@@ -278,8 +278,48 @@ def _host_parts(
         "settling_samples": int((settle & ~np.isnan(c.occupancy)).sum()),
     }
     return _HostParts(
-        vm_socket=vm, vm=vmt, totals=totals, socket_stats=sock, series=series, latest=latest, quality=q
+        host=c.host,
+        vm_socket=vm,
+        vm=vmt,
+        totals=totals,
+        socket_stats=sock,
+        latest=_latest_columns(c, present),
+        quality=q,
+        starts=starts,
+        sockets=c.sockets,
+        names=str_names,
+        occ=occ_b,
+        bw=bw_b,
+        others=others_b,
     )
+
+
+def _stats_columns(figs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``<figure>_<stat>`` columns of `stats.column_stats` for each figure's array."""
+    out = {}
+    for name in FIGURE_NAMES:
+        st = stats.column_stats(figs[name])
+        for j, s in enumerate(STAT_NAMES):
+            out[f"{name}_{s}"] = st[:, j]
+    return out
+
+
+def _latest_columns(c: Cube, present: np.ndarray) -> dict[str, np.ndarray]:
+    """`Cube.to_long(last=True)`'s columns, as arrays (the frame is built once for all hosts)."""
+    if not len(present):
+        return {}
+    cols = np.flatnonzero(present[-1])
+    return {
+        "time": np.repeat(c.times[-1:], len(cols)),
+        "socket": c.sockets[cols].astype("int16"),
+        "domid": c.domids[cols].astype("int32"),
+        "domain": c.names[cols],
+        "occupancy_bytes": c.occupancy[-1, cols],
+        "bw_total_bytes_s": c.bw_total[-1, cols],
+        "bw_local_bytes_s": c.bw_local[-1, cols],
+        "bw_remote_bytes_s": c.bw_remote[-1, cols],
+        "readings": c.readings[-1, cols].astype("int16"),
+    }
 
 
 def _sum(a: np.ndarray) -> np.ndarray:
@@ -291,44 +331,121 @@ def _sum(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _series(c: Cube, figs: Mapping[str, np.ndarray], bucket: pd.Timedelta) -> pd.DataFrame:
+def _buckets(
+    c: Cube, figs: Mapping[str, np.ndarray], bucket: pd.Timedelta
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(bucket starts, occupancy, total bandwidth, the rest of the socket's bandwidth): medians
+    per bucket, (buckets x cube columns)."""
     b = c.times.view("int64") // bucket.value
     bounds = np.flatnonzero(np.r_[True, b[1:] != b[:-1], True])
-    starts = pd.DatetimeIndex((b[bounds[:-1]] * bucket.value).view("datetime64[ns]")).tz_localize("UTC")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        occ = np.vstack(
-            [np.nanmedian(figs["occupancy_bytes"][lo:hi], axis=0) for lo, hi in itertools.pairwise(bounds)]
-        )
-        bw = np.vstack(
-            [np.nanmedian(figs["bw_total_bytes_s"][lo:hi], axis=0) for lo, hi in itertools.pairwise(bounds)]
-        )
+    starts = (b[bounds[:-1]] * bucket.value).view("datetime64[ns]")
+    if len(bounds) - 1 == len(c.times):  # one collection per bucket: its figures are the medians
+        occ = figs["occupancy_bytes"].copy()
+        bw = figs["bw_total_bytes_s"].copy()
+    else:
+        spans = list(itertools.pairwise(bounds))
+        occ = np.vstack([stats.nanmedian_columns(figs["occupancy_bytes"][lo:hi]) for lo, hi in spans])
+        bw = np.vstack([stats.nanmedian_columns(figs["bw_total_bytes_s"][lo:hi]) for lo, hi in spans])
     others = np.empty_like(bw)
     for s in np.unique(c.sockets):
         cols = c.sockets == s
         total = np.nansum(bw[:, cols], axis=1)
         others[:, cols] = total[:, None] - np.nan_to_num(bw[:, cols])
-    n_b, n_v = occ.shape
-    keep = ~(np.isnan(occ) & np.isnan(bw)).ravel()
-    return pd.DataFrame(
-        {
-            "host": c.host,
-            "socket": np.tile(c.sockets.astype(int), n_b),
-            "domain": np.tile(c.names.astype(str), n_b),
-            "time": np.repeat(starts, n_v),
-            "occupancy_bytes": occ.ravel(),
-            "bw_total_bytes_s": bw.ravel(),
-            "others_bw_bytes_s": others.ravel(),
-        }
-    )[keep].reset_index(drop=True)
+    return starts, occ, bw, others
 
 
 # --- joining hosts ---------------------------------------------------------------------------
 
 
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def _frame(parts: list[_HostParts], attr: str, times: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One frame of every host's `attr` columns, ``host`` first; empty (no columns) without rows,
+    as concatenating no frames gives."""
+    cols = [getattr(p, attr) for p in parts]
+    rows = [len(next(iter(c.values()))) if c else 0 for c in cols]
+    if not sum(rows):
+        return pd.DataFrame()
+    keep = [c for c, n in zip(cols, rows, strict=True) if n]
+    out: dict[str, object] = {
+        "host": np.repeat(np.array([p.host for p, n in zip(parts, rows, strict=True) if n], dtype=object),
+                          [n for n in rows if n])
+    }
+    for name in keep[0]:
+        if isinstance(keep[0][name], list):
+            out[name] = list(itertools.chain.from_iterable(c[name] for c in keep))
+        else:
+            out[name] = np.concatenate([c[name] for c in keep])
+    for name in times:  # datetime64[ns] columns, UTC
+        out[name] = pd.DatetimeIndex(out[name]).tz_localize("UTC")
+    return pd.DataFrame(out)
+
+
+def _latest(parts: list[_HostParts]) -> pd.DataFrame:
+    """The latest collection of every host as `figures.per_collection` rows (`Cube.to_long`)."""
+    f = _frame(parts, "latest", times=("time",))
+    if f.empty:
+        return f
+    f["host"] = pd.array(f["host"].to_numpy(), dtype="string")
+    f["domain"] = pd.array(f["domain"].to_numpy(), dtype="string")
+    return f[["time", "host", *(c for c in f.columns if c not in ("time", "host"))]]
+
+
+def _series_frame(parts: list[_HostParts]) -> pd.DataFrame:
+    """`Usage.series`: the bucket grids as long rows, cells with neither figure left out."""
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in
+                                         ("socket", "domain", "time", "occ", "bw", "others", "host")}
+    for p in parts:
+        n_b, n_v = p.occ.shape
+        keep = ~(np.isnan(p.occ) & np.isnan(p.bw)).ravel()
+        cols["socket"].append(np.tile(p.sockets.astype(int), n_b)[keep])
+        cols["domain"].append(np.tile(p.names, n_b)[keep])
+        cols["time"].append(np.repeat(p.starts, n_v)[keep])
+        cols["occ"].append(p.occ.ravel()[keep])
+        cols["bw"].append(p.bw.ravel()[keep])
+        cols["others"].append(p.others.ravel()[keep])
+        cols["host"].append(np.full(int(keep.sum()), p.host, dtype=object))
+    if not sum(len(h) for h in cols["host"]):
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            "host": np.concatenate(cols["host"]),
+            "socket": np.concatenate(cols["socket"]),
+            "domain": np.concatenate(cols["domain"]),
+            "time": pd.DatetimeIndex(np.concatenate(cols["time"])).tz_localize("UTC"),
+            "occupancy_bytes": np.concatenate(cols["occ"]),
+            "bw_total_bytes_s": np.concatenate(cols["bw"]),
+            "others_bw_bytes_s": np.concatenate(cols["others"]),
+        }
+    )
+
+
+def _pairs(parts: list[_HostParts], cap: pd.DataFrame) -> dict[tuple[str, int], list[neighbours.Pair]]:
+    """`neighbours.find_pairs` of every (host, socket) with bucketed figures, straight from the
+    bucket grids: the rows and columns its pivot of `Usage.series` would have."""
+    caps = {
+        (str(h), int(s)): float(v)
+        for h, s, v in zip(cap["host"], cap["socket"], cap["bw_capacity_bytes_s"], strict=True)
+    }
+    out = {}
+    for p in parts:
+        for s in np.unique(p.sockets):
+            cols = p.sockets == s
+            occ, bw = p.occ[:, cols], p.bw[:, cols]
+            has_occ = ~np.isnan(occ)
+            if not (has_occ.any() or (~np.isnan(bw)).any()):
+                continue  # no bucketed figures: not in the series
+            rows, named = has_occ.any(axis=1), has_occ.any(axis=0)
+            capacity = caps.get((p.host, int(s)), np.nan)
+            if rows.sum() < 6 or np.isnan(bw).all():
+                out[(p.host, int(s))] = []
+                continue
+            out[(p.host, int(s))] = neighbours.socket_pairs(
+                pd.DatetimeIndex(p.starts[rows]).tz_localize("UTC"),
+                p.names[cols][named].tolist(),
+                occ[rows][:, named],
+                bw[rows][:, named],
+                capacity_bytes_s=None if np.isnan(capacity) else capacity,
+            )
+    return out
 
 
 def _sockets(
@@ -368,20 +485,19 @@ def _sockets(
 
 
 def _vm_socket(
-    vs: pd.DataFrame, cap: pd.DataFrame, sockets: pd.DataFrame, series: pd.DataFrame, limits: Limits
+    vs: pd.DataFrame, parts: list[_HostParts], cap: pd.DataFrame, sockets: pd.DataFrame, limits: Limits
 ) -> pd.DataFrame:
+    """`vs`: the parts' ``vm_socket`` columns, in part and column order (the bucket grids' order)."""
     if vs.empty:
         return vs
-    key = ["host", "socket", "domain"]
     vs = vs.merge(
         cap[["host", "socket", "l3_bytes", "cbm_len"]].astype({"host": object}),
         on=["host", "socket"],
         how="left",
     )
-    vs["confidence"] = [
-        quality.confidence(c, n, r)
-        for c, n, r in zip(vs["coverage"], vs["samples"], vs["readings"].fillna(0), strict=True)
-    ]
+    vs["confidence"] = quality.confidences(
+        vs["coverage"].to_numpy(), vs["samples"].to_numpy(), vs["readings"].fillna(0).to_numpy()
+    )
     for q in ("p50", "p95", "max"):
         vs[f"share_{q}"] = vs[f"occupancy_bytes_{q}"] / vs["l3_bytes"]
     sk = sockets.astype({"host": object}).set_index(["host", "socket"])
@@ -393,20 +509,21 @@ def _vm_socket(
     slope = vs["bw_total_bytes_s_per_day"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         vs["days_to_limit"] = np.where((slope > 0) & known, np.maximum(room.to_numpy(), 0) / slope, np.nan)
-    by_vm = dict(iter(series.groupby(key, observed=True, sort=False))) if len(series) else {}
-    classes = []
-    for row in vs.itertuples(index=False):
-        s = sk.loc[(row.host, row.socket)]
-        classes.append(
-            classlib.classify(
-                pd.Series(row._asdict()),
-                float(s["occupancy_bytes_p50"]),
-                float(s["bw_total_bytes_s_p50"]),
-                float(row.l3_bytes),
-                float(row.cbm_len),
-                by_vm.get((row.host, row.socket, row.domain)),
-            )
+    keys = ("bw_total_bytes_s_p50", "bw_total_bytes_s_p95", "occupancy_bytes_p50", "occupancy_bytes_p95")
+    rows = zip(*(vs[k].tolist() for k in keys), strict=True)
+    socket_occ = sk["occupancy_bytes_p50"].reindex(where).tolist()
+    socket_bw = sk["bw_total_bytes_s_p50"].reindex(where).tolist()
+    buckets = (
+        classlib.Buckets(p.occ[:, j], p.bw[:, j], p.others[:, j])
+        for p in parts
+        for j in range(p.occ.shape[1])
+    )
+    classes = [
+        classlib.classify(dict(zip(keys, row, strict=True)), float(so), float(sb), float(l3), float(n), b)
+        for row, so, sb, l3, n, b in zip(
+            rows, socket_occ, socket_bw, vs["l3_bytes"].tolist(), vs["cbm_len"].tolist(), buckets, strict=True
         )
+    ]
     vs["class"] = [c[0] for c in classes]
     vs["evidence"] = [c[1] for c in classes]
     vs["class_confidence"] = [c[2] for c in classes]
@@ -434,27 +551,30 @@ def _hosts(
     events = tables["events"]
     facts = tables["facts"]
     dropped = quality.dropped_rows(events).groupby("host", observed=True)["dropped"].sum()
+    xen = facts[facts["fact"] == "xen_version"].drop_duplicates("host", keep="last")
+    xen_of = dict(zip(xen["host"].astype(str), xen["text"], strict=True))
+    kinds = Counter(zip(events["host"].astype(str), events["kind"].astype(str), strict=True))
+    per_host = collections.groupby("host", observed=True, sort=True)["time"]
+    distinct = per_host.nunique()
     rows = []
-    for host, c in collections.groupby("host", observed=True, sort=True):
+    for host, n, first, last in zip(distinct.index, distinct, per_host.min(), per_host.max(), strict=True):
         host = str(host)
         q = (
             parts[host].quality
             if host in parts
             else {"seen": 0, "occupancy_over_l3": 0, "settling_samples": 0}
         )
-        xen = facts[(facts["host"] == host) & (facts["fact"] == "xen_version")]["text"]
-        ev = events[events["host"] == host]
         rows.append(
             {
                 "host": host,
-                "xen_version": str(xen.iloc[-1]) if len(xen) else None,
-                "collections": int(c["time"].nunique()),
+                "xen_version": str(xen_of[host]) if host in xen_of else None,
+                "collections": int(n),
                 "seen": q["seen"],
-                "first": c["time"].min(),
-                "last": c["time"].max(),
+                "first": first,
+                "last": last,
                 "rows_dropped": int(dropped.get(host, 0)),
-                "overflows": int((ev["kind"] == "counter-overflow").sum()),
-                "sample_failures": int((ev["kind"] == "sample-failed").sum()),
+                "overflows": kinds[(host, "counter-overflow")],
+                "sample_failures": kinds[(host, "sample-failed")],
                 "occupancy_over_l3": q["occupancy_over_l3"],
                 "settling_samples": q["settling_samples"],
             }
@@ -482,12 +602,15 @@ def _unmonitored(domains: pd.DataFrame | None, latest: pd.DataFrame) -> dict[str
     if domains is None or domains.empty or latest.empty:
         return {}
     last = domains[domains["time"] == domains.groupby("host", observed=True)["time"].transform("max")]
+    monitored: dict[str, set[str]] = {}
+    for h, d in zip(latest["host"].astype(str), latest["domain"].astype(str), strict=True):
+        monitored.setdefault(h, set()).add(d)
     out = {}
-    for host, d in last.groupby("host", observed=True):
-        f = latest[latest["host"] == host]
-        if f.empty:
+    for host, d in last.groupby("host", observed=True)["domain"]:
+        f = monitored.get(str(host))
+        if not f:
             continue
-        missing = sorted(set(d["domain"].astype(str)) - set(f["domain"].astype(str)))
+        missing = sorted(set(d.astype(str)) - f)
         if missing:
             out[str(host)] = missing
     return out
