@@ -107,7 +107,7 @@ def install(tmp_path: Path) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     xl = bin_dir / "xl"
-    xl.write_text(f"#!{sys.executable}\n" + SCRIPT)
+    xl.write_text(f"#!{sys.executable} -IS\n" + SCRIPT)  # -IS: no site, a faster start
     xl.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "XL_LOG": str(tmp_path / "log"),
             "XL_STATE": str(tmp_path / "state.json")}

@@ -61,9 +61,10 @@ def expected(config: Path) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("command", [("report", "--format", "json"), ("advise", "cat", "--format", "json"),
-                                     ("check",), ("headroom", "--occupancy", "1MiB")],
-                         ids=lambda c: " ".join(a for a in c if not a.startswith("-") and a != "json"))
+# report and headroom reach the store through load_usage, check and advise cat through open_store:
+# one command of each way is enough.
+@pytest.mark.parametrize("command", [("report", "--format", "json"), ("check",)],
+                         ids=lambda c: c[0])
 def test_each_name_that_matches_nothing_is_one_warning_with_the_closest_match(demo_store, typos, command):
     r = run("--config", str(typos), "--store", demo_store, *command)
     assert r.exit_code in (0, 4), r.stderr                         # the command still ran

@@ -224,3 +224,21 @@ def test_store_check_finds_and_repair_quarantines_only_the_bad_files(store):
     assert clean.exit_code == 0, clean.stdout
     report = run("--store", str(store), "report", "--since", "30d", "--format", "json")
     assert report.exit_code == 0 and lines(report.stderr) == []
+
+
+def test_compaction_leaves_unreadable_and_foreign_files_alone(store):
+    corrupt = _one(store, "samples", "xen-b")
+    corrupt.write_bytes(garbage())
+    folder = _one(store, "domains", "xen-a").parent
+    foreign = folder / "export.parquet"
+    pd.DataFrame({"x": [1, 2]}).to_parquet(foreign)
+    # a second collection, so that every partition has two files to merge
+    root = store.parent / "caps2"
+    for host in ("xen-a", "xen-b"):
+        write_sample_capture(root, host, "20261126T104800Z")
+    assert run("--store", str(store), "collect", "--replay", str(root)).exit_code == 0
+    r = run("--store", str(store), "store", "compact")
+    assert r.exit_code == 0, r.stderr
+    assert corrupt.read_bytes() == garbage() and foreign.exists()       # nothing lost
+    assert len(list(corrupt.parent.glob("*.parquet"))) == 2               # that partition not merged
+    assert len([p for p in folder.glob("*.parquet") if p != foreign]) == 1  # the others are

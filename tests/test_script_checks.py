@@ -185,9 +185,7 @@ def test_a_sweep_checks_exact_names_and_its_original_masks(xen):
     r = sh(calibration_script(h))
     assert r.returncode == 1 and 'domid 2 "db" on socket 0: expected mask 0xf, found 0x3' in r.stderr
     assert sets() == [] and masks() == pairs({1: 0xf, 2: 0x3})
-    setup({1: 0xf, 2: 0xf}, {1: "web\u200b", 2: "db"}, cbm_len=4)
-    assert sh(calibration_script(h)).returncode == 0
-    assert masks() == pairs({1: 0xf, 2: 0xf})
+    # (a sweep from its original masks runs to the end: tests/test_calibrate.py)
 
 
 def test_the_sweep_rollback_skips_an_id_whose_name_differs_in_one_byte(xen):

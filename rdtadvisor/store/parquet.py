@@ -915,7 +915,9 @@ class Store:
 
     def _compact_partition(self, ddir: Path) -> tuple[int, int, int, int, int] | None:
         table = ddir.relative_to(self.path).parts[0]
-        sources = [(n, p) for n, p in _View().files(ddir) if _file_range(n) is not None]
+        # Only files the store wrote: a foreign one is left where it is (merging would delete it),
+        # for `store check` to report.
+        sources = [(n, p) for n, p in _View().files(ddir) if _DATA_NAME.match(n)]
         if len(sources) < 2:
             return None
         sources.sort(key=lambda s: (_file_range(s[0]), s[0]))
