@@ -423,3 +423,9 @@ def test_no_vm_moves_when_the_one_that_would_fix_its_host_may_go_nowhere():
     assert result["unresolved_reasons"]["a"] == (
         "over its limits (l3 115%): what would have to leave may run nowhere else (hog: pools, "
         "anti-affinity, names); moving the others would not fix it")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "1e300"])
+def test_a_time_limit_that_is_not_a_number_of_seconds_is_a_usage_error(demo_store, value):
+    r = run("--store", demo_store, "advise", "placement", "--time-limit", value)
+    assert r.exit_code == 2 and "--time-limit" in r.stderr and "Traceback" not in r.stderr

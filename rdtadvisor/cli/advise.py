@@ -8,7 +8,7 @@ import click
 import pandas as pd
 
 from rdtadvisor.cli.context import bandwidth_capacity, memory_traffic, open_store, settings_of
-from rdtadvisor.cli.options import WHEN
+from rdtadvisor.cli.options import WHEN, Seconds
 from rdtadvisor.cli.output import dump_json, echo_text, script_paths, write_atomic, write_scripts
 from rdtadvisor.cli.report import older_history
 from rdtadvisor.render import markdown as md
@@ -132,7 +132,7 @@ def _mask_text(a) -> str:
 @click.option("--evacuate", multiple=True, help="Empty this host (maintenance; repeatable).")
 @click.option("--method", type=click.Choice(["auto", "milp", "heuristic"]), default="auto", show_default=True,
               help="auto: the heuristic, then the HiGHS model when the lower bound cannot prove it optimal.")
-@click.option("--time-limit", type=click.FloatRange(min=0.1, max=3600), default=50.0, show_default=True,
+@click.option("--time-limit", type=Seconds(0.1, 3600), default=50.0, show_default=True,
               help="Solver seconds.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
               show_default=True, help="Output format (json: the contract in docs/plan.md).")
