@@ -298,6 +298,7 @@ class _History:
                 self.points = pd.concat([self.points, g], ignore_index=True)
                 self.relative.update({k: shares.scaled(f, factor) for k, f in mine.items()})
         self._states: dict[tuple[str, int], _SocketState] = {}
+        self._by_socket: dict[tuple[str, int], pd.DataFrame] | None = None
 
     def sockets_of(self, host: str) -> list[int]:
         p = self.points[self.points["host"] == host]
@@ -315,7 +316,7 @@ class _History:
 
     def _socket_points(self, host: str, socket: int) -> pd.DataFrame:
         """The points of one socket (the points grouped once, not filtered per socket)."""
-        if not hasattr(self, "_by_socket"):
+        if self._by_socket is None:
             self._by_socket = {(str(h), int(s)): g for (h, s), g in
                                self.points.groupby(["host", "socket"], sort=False, observed=True)}
         return self._by_socket.get((host, socket), self.points.iloc[:0])

@@ -9,7 +9,7 @@ import pandas as pd
 
 from rdtadvisor.cli.context import bandwidth_capacity, memory_traffic, open_store, settings_of
 from rdtadvisor.cli.options import WHEN, Seconds
-from rdtadvisor.cli.output import dump_json, echo_text, script_paths, write_atomic, write_scripts
+from rdtadvisor.cli.output import dump_json, echo_text, script_paths, write_executable, write_scripts
 from rdtadvisor.cli.report import older_history
 from rdtadvisor.render import markdown as md
 
@@ -179,11 +179,8 @@ def placement_command(ctx: click.Context, hosts: tuple[str, ...], since: str, ev
         echo_text(_placement_text(result, markdown=fmt == "markdown"))
     if script_path is not None:
         scripts = scripts_by_source(result)
-        for source, text in scripts.items():
-            path = script_path if len(scripts) == 1 else script_path.with_name(
-                f"{script_path.name.removesuffix('.sh')}.{source}.sh")
-            write_atomic(path, text)
-            path.chmod(0o755)
+        for source, (path, _) in script_paths(script_path, list(scripts)).items():
+            write_executable(path, scripts[source])
             click.echo(f"wrote {path} (run it on {source})", err=True)
         if not scripts:
             click.echo("no migration: no script written", err=True)

@@ -95,12 +95,17 @@ def write_scripts(path: Path, text: str, rollback: Path, undo: str) -> None:
     """Write a script and its rollback, both executable (0755), the rollback first: a plan
     must never land on disk without the way back. An OSError is an RdtError naming the file."""
     for target, body in ((rollback, undo), (path, text)):
-        write_atomic(target, body)
-        try:
-            target.chmod(0o755)
-        except OSError as e:
-            raise RdtError(f"{target}: cannot make executable: {e.strerror or e}") from e
+        write_executable(target, body)
     click.echo(f"wrote {path} and {rollback}", err=True)
+
+
+def write_executable(path: Path, text: str) -> None:
+    """`write_atomic`, then mode 0755. An OSError is an RdtError naming the file."""
+    write_atomic(path, text)
+    try:
+        path.chmod(0o755)
+    except OSError as e:
+        raise RdtError(f"{path}: cannot make executable: {e.strerror or e}") from e
 
 
 def write_atomic(path: Path, text: str) -> None:

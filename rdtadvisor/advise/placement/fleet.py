@@ -156,6 +156,15 @@ class Arrays:
             out[spread, cols] = totals[spread] / n[spread, None]
         return out
 
+    def demand_at(self, vms: np.ndarray, hosts: np.ndarray) -> np.ndarray:
+        """(k, D): what each of `vms` weighs on each of `hosts` (pairwise): its measured demand
+        on its own host, what it brings (`arrival`) on any other."""
+        vms, hosts = np.asarray(vms, dtype=np.int64), np.asarray(hosts, dtype=np.int64)
+        out = self.arrival(vms, hosts)
+        home = hosts == self.current[vms]
+        out[home] = self.demand[vms[home]]
+        return out
+
 
 @dataclass
 class Fleet:
@@ -305,13 +314,7 @@ def loads(demand: np.ndarray, assignment: np.ndarray, n_hosts: int) -> np.ndarra
 def loads_after(a: Arrays, assignment: np.ndarray) -> np.ndarray:
     """(H, D) summed demand per host after a plan: staying VMs as measured, migrated VMs as
     they would arrive (`Arrays.arrival`: on the socket libxl would put them)."""
-    n_hosts = a.capacity.shape[0]
-    stay = assignment == a.current
-    out = loads(a.demand[stay], assignment[stay], n_hosts)
-    moved_vms = np.flatnonzero(~stay)
-    if len(moved_vms):
-        np.add.at(out, assignment[moved_vms], a.arrival(moved_vms, assignment[moved_vms]))
-    return out
+    return loads(a.demand_at(np.arange(len(assignment)), assignment), assignment, a.capacity.shape[0])
 
 
 def violations(a: Arrays, assignment: np.ndarray, slack: float = 0.0,

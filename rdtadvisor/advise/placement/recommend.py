@@ -142,7 +142,7 @@ def recommendations(fleet: Fleet, a: Arrays, sol: Solution) -> dict[str, Any]:
         "migrations": migrations,
         "hosts": hosts,
         "unresolved": [fleet.hosts[h].name for h in sol.unresolved],
-        "unresolved_reasons": {fleet.hosts[h].name: why_unresolved(fleet, a, sol, int(h))
+        "unresolved_reasons": {fleet.hosts[h].name: why_unresolved(fleet, a, sol, int(h), after[h])
                                for h in sol.unresolved},
         "solver": {
             "method": sol.method,
@@ -156,9 +156,8 @@ def recommendations(fleet: Fleet, a: Arrays, sol: Solution) -> dict[str, Any]:
     }
 
 
-def why_unresolved(fleet: Fleet, a: Arrays, sol: Solution, h: int) -> str:
-    """One line: what keeps host `h` over its limits after the plan."""
-    load = loads_after(a, sol.assignment)[h]
+def why_unresolved(fleet: Fleet, a: Arrays, sol: Solution, h: int, load: np.ndarray) -> str:
+    """One line: what keeps host `h` over its limits after the plan (`load`: its load then)."""
     limit = sol.limit[h] if sol.limit is not None else a.capacity[h]
     with np.errstate(divide="ignore", invalid="ignore"):
         share = load / a.capacity[h]

@@ -148,29 +148,23 @@ def _plan(
     # maintenance host still sends away every VM that can go.
     work = limit.copy()
     work[stuck] = np.inf
-    assignment, how, optimal = heuristic(a, src, work, policy), "heuristic", False
-    assignment = prune(a, assignment, limit)
+    assignment, how = prune(a, heuristic(a, src, work, policy), limit), "heuristic"
     left = violations(a, assignment, limit=limit)
     optimal = not (left & ~stuck).any() and int((assignment != a.current).sum()) == lb
     if method == "milp" or (method == "auto" and not optimal):
-        # sources the greedy pass could not fix may be unfixable (no destination takes what
-        # must leave): the model first asks for them all, then for as many as it can
-        # (straight to the soft model when the greedy pass left a source unfixed: proving the
-        # hard one infeasible can take the whole time limit)
-        for soft in (False, True) if not (left & src & ~stuck).any() else (True,):
-            pairs = _candidates(a, src, work)
-            remaining = time_limit - (time.perf_counter() - started)
-            if pairs is None or remaining <= 0:
-                break
-            out = _milp(a, src, work, pairs, policy, remaining, soft=soft)
-            if out is None:
-                if soft or not (left & src & ~stuck).any():
-                    break
-                continue
+        # When the greedy pass fixed every source, the model asks for them all (hard: a far
+        # easier model). When it left one unfixed, that source may be unfixable (no destination
+        # takes what must leave) and proving the hard model infeasible can take the whole time
+        # limit: the soft model fixes as many as it can instead.
+        soft = bool((left & src & ~stuck).any())
+        pairs = _candidates(a, src, work)
+        remaining = time_limit - (time.perf_counter() - started)
+        out = _milp(a, src, work, pairs, policy, remaining, soft=soft) \
+            if pairs is not None and remaining > 0 else None
+        if out is not None:
             candidate = prune(a, out[0], limit)
             if _better(a, candidate, assignment, limit) or method == "milp":
                 assignment, optimal, how = candidate, out[1] and not soft, "milp"
-            break
     left = violations(a, assignment, limit=limit)
     unresolved = np.flatnonzero(left)
     n = int((assignment != a.current).sum())
@@ -224,8 +218,9 @@ def prune(a: Arrays, assignment: np.ndarray, limit: np.ndarray) -> np.ndarray:
 
     def move(v: int, to: int) -> None:
         frm = int(x[v])
-        load[frm] -= a.demand[v] if frm == a.current[v] else a.arrival(np.array([v]), np.array([frm]))[0]
-        load[to] += a.demand[v] if to == a.current[v] else a.arrival(np.array([v]), np.array([to]))[0]
+        weight = a.demand_at(np.array([v, v]), np.array([frm, to]))
+        load[frm] -= weight[0]
+        load[to] += weight[1]
         for j in groups_of[v]:
             for h, step in ((frm, -1), (to, 1)):
                 was = count.get((j, h), 0)
@@ -239,8 +234,8 @@ def prune(a: Arrays, assignment: np.ndarray, limit: np.ndarray) -> np.ndarray:
     changed = True
     while changed:
         changed = False
-        moved = np.flatnonzero(x != a.current)
-        for v in moved[np.argsort(-a.demand[moved, 2], kind="stable")]:
+        migrated = np.flatnonzero(x != a.current)
+        for v in migrated[np.argsort(-a.demand[migrated, 2], kind="stable")]:
             home, there = int(a.current[v]), int(x[v])
             if a.maintenance[home]:
                 continue  # asked for
@@ -472,7 +467,7 @@ def _milp(
     cuts = np.flatnonzero(np.diff(hh[by_host])) + 1
     for idx in np.split(by_host, cuts):
         h = hh[idx[0]]
-        pair_demand = np.where(stays[idx, None], a.demand[vv[idx]], a.arrival(vv[idx], hh[idx]))
+        pair_demand = a.demand_at(vv[idx], hh[idx])
         for d in range(n_dim):
             if not np.isfinite(limit[h, d]):
                 continue
